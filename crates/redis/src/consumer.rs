@@ -1,0 +1,450 @@
+//! [`QueueConsumer`]: one per worker process and queue. It owns the leases of the
+//! jobs this process runs from the queue: it leases them in batches, renews them on
+//! a heartbeat, hands them back on shutdown, recovers the jobs of dead workers, and
+//! hears new work and cancellations over pub/sub.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, Weak},
+    time::Duration,
+};
+
+use futures::{FutureExt, StreamExt, future::BoxFuture};
+use genq_core::{Progress, ProgressSink};
+use tokio::{sync::watch, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::{
+    backend::{RawJob, RedisBackend},
+    error::QueueError,
+    queue::{Outcome, RedisQueue, WorkerInfo, as_string, as_u64, now_ms},
+    scripts,
+};
+
+/// What the consumer tells Redis about its worker process.
+#[derive(Debug, Clone)]
+pub struct ConsumerOptions {
+    /// The most jobs of this queue the process runs at once (fetches never lease more).
+    pub concurrency: usize,
+    /// All queues the process serves (for the worker list).
+    pub queues: Vec<String>,
+    pub host: String,
+    pub pid: u32,
+}
+
+impl Default for ConsumerOptions {
+    fn default() -> Self {
+        Self {
+            concurrency: 100,
+            queues: Vec::new(),
+            host: "localhost".to_owned(),
+            pid: std::process::id(),
+        }
+    }
+}
+
+struct InFlight {
+    attempt: u32,
+    cancel: CancellationToken,
+}
+
+pub(crate) struct Inner {
+    pub(crate) queue: RedisQueue,
+    pub(crate) name: String,
+    pub(crate) worker: String,
+    opts: ConsumerOptions,
+    in_flight: Mutex<HashMap<String, InFlight>>,
+    notify: watch::Sender<u64>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Ok(tasks) = self.tasks.lock() {
+            for t in tasks.iter() {
+                t.abort();
+            }
+        }
+    }
+}
+
+/// See the module docs. Cheap to clone; background tasks stop when the last clone drops.
+#[derive(Clone)]
+pub struct QueueConsumer {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for QueueConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueConsumer")
+            .field("queue", &self.inner.name)
+            .field("worker", &self.inner.worker)
+            .finish()
+    }
+}
+
+impl QueueConsumer {
+    /// Starts consuming `queue` as worker instance `worker` (unique per process).
+    pub async fn start(
+        queue: RedisQueue,
+        name: &str,
+        worker: &str,
+        opts: ConsumerOptions,
+    ) -> Result<Self, QueueError> {
+        queue.register_queue(name).await?;
+        let (notify, _) = watch::channel(0);
+        let consumer = Self {
+            inner: Arc::new(Inner {
+                queue,
+                name: name.to_owned(),
+                worker: worker.to_owned(),
+                opts,
+                in_flight: Mutex::default(),
+                notify,
+                tasks: Mutex::default(),
+            }),
+        };
+        consumer.heartbeat_once().await?;
+        let weak = Arc::downgrade(&consumer.inner);
+        let heartbeat = tokio::spawn(heartbeat_loop(weak.clone()));
+        let listener = tokio::spawn(pubsub_loop(weak));
+        if let Ok(mut tasks) = consumer.inner.tasks.lock() {
+            tasks.push(heartbeat);
+            tasks.push(listener);
+        }
+        Ok(consumer)
+    }
+
+    /// A new apalis backend over this consumer (one per apalis worker run).
+    pub fn backend(&self) -> RedisBackend {
+        RedisBackend::new(self.clone())
+    }
+
+    pub fn queue_name(&self) -> &str {
+        &self.inner.name
+    }
+
+    pub fn worker_id(&self) -> &str {
+        &self.inner.worker
+    }
+
+    pub fn queue(&self) -> &RedisQueue {
+        &self.inner.queue
+    }
+
+    /// Jobs leased by this process from this queue (running or buffered).
+    pub fn in_flight(&self) -> usize {
+        self.inner.in_flight.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    fn in_flight_ids(&self) -> Vec<String> {
+        self.inner
+            .in_flight
+            .lock()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Leases up to `n` jobs. Also returns when the next scheduled job is due.
+    pub(crate) async fn fetch(&self, n: usize) -> Result<(Vec<RawJob>, Option<u64>), QueueError> {
+        let q = &self.inner.queue;
+        let cfg = q.config();
+        let mut c = q.conn.clone();
+        let reply: Vec<redis::Value> = scripts::FETCH
+            .key(q.base_key(&self.inner.name))
+            .arg(now_ms())
+            .arg(n)
+            .arg(cfg.lease.as_millis() as u64)
+            .arg(&self.inner.worker)
+            .arg(1000)
+            .arg(cfg.dead_letter_cap)
+            .arg(cfg.events_maxlen)
+            .invoke_async(&mut c)
+            .await?;
+        let Some((next_due, rest)) = reply.split_first() else {
+            return Err(QueueError::Protocol("fetch returned nothing".to_owned()));
+        };
+        let next_due = as_string(next_due)?.parse::<f64>().ok().map(|v| v as u64);
+        let mut jobs = Vec::with_capacity(rest.len() / 5);
+        for f in rest.chunks(5) {
+            let [id, job_type, payload, attempt, enq] = f else {
+                return Err(QueueError::Protocol("fetch reply has a partial job".to_owned()));
+            };
+            jobs.push(RawJob {
+                id: as_string(id)?,
+                queue: self.inner.name.clone(),
+                job_type: as_string(job_type)?,
+                payload: as_string(payload)?,
+                attempt: as_u64(attempt)? as u32,
+                enqueued_at_ms: as_string(enq)?.parse().ok(),
+                cancel: CancellationToken::new(),
+            });
+        }
+        if let Ok(mut m) = self.inner.in_flight.lock() {
+            for j in &jobs {
+                m.insert(
+                    j.id.clone(),
+                    InFlight {
+                        attempt: j.attempt,
+                        cancel: j.cancel.clone(),
+                    },
+                );
+            }
+        }
+        Ok((jobs, next_due))
+    }
+
+    /// Leases jobs, waiting for work (a push notification, a due retry, or the poll
+    /// interval) when there is none. Redis errors are logged and retried with backoff:
+    /// the worker rides out a Redis restart instead of dying with its running jobs.
+    pub(crate) async fn fetch_or_wait(self, start_delay: Duration) -> Vec<RawJob> {
+        if !start_delay.is_zero() {
+            tokio::time::sleep(start_delay).await;
+        }
+        let poll = self.inner.queue.config().poll_interval;
+        let mut failures = 0u32;
+        let mut wake = self.inner.notify.subscribe();
+        loop {
+            wake.borrow_and_update();
+            let free = self.inner.opts.concurrency.saturating_sub(self.in_flight()).max(1);
+            let n = free.min(self.inner.queue.config().fetch_batch);
+            match self.fetch(n).await {
+                Ok((jobs, next_due)) => {
+                    if failures > 0 {
+                        info!(queue = %self.inner.name, "redis reachable again; fetching resumed");
+                        failures = 0;
+                    }
+                    if !jobs.is_empty() {
+                        return jobs;
+                    }
+                    let wait = next_due
+                        .map(|due| Duration::from_millis(due.saturating_sub(now_ms())))
+                        .map_or(poll, |d| d.min(poll));
+                    let _ = tokio::time::timeout(wait, wake.changed()).await;
+                }
+                Err(e) => {
+                    failures += 1;
+                    let delay = backoff(failures);
+                    warn!(queue = %self.inner.name, error = %e, retry_in = ?delay,
+                        "redis error while fetching jobs; reconnecting");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    /// Records a run's outcome, retrying Redis errors for a while. Returns whether the
+    /// run still held the job (false: its lease had expired and the outcome was dropped).
+    pub(crate) async fn record(&self, id: &str, attempt: u32, outcome: &Outcome) -> Result<bool, QueueError> {
+        let mut tries = 0;
+        let result = loop {
+            match self
+                .inner
+                .queue
+                .complete(&self.inner.name, id, attempt, &self.inner.worker, outcome)
+                .await
+            {
+                Ok(applied) => break Ok(applied),
+                Err(e) if tries < 6 => {
+                    tries += 1;
+                    let delay = backoff(tries + 2);
+                    warn!(job_id = id, error = %e, retry_in = ?delay, "could not record job outcome; retrying");
+                    tokio::time::sleep(delay).await;
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        self.forget(id);
+        result
+    }
+
+    /// Drops a job from the in-flight set without telling Redis.
+    pub(crate) fn forget(&self, id: &str) {
+        if let Ok(mut m) = self.inner.in_flight.lock() {
+            m.remove(id);
+        }
+    }
+
+    /// Hands jobs back to the queue at once (their interrupted run is not counted).
+    pub async fn hand_back(&self, ids: &[String]) -> Result<u64, QueueError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        for id in ids {
+            self.forget(id);
+        }
+        let q = &self.inner.queue;
+        let mut inv = scripts::HANDBACK.key(q.base_key(&self.inner.name));
+        inv.arg(now_ms()).arg(&self.inner.worker);
+        for id in ids {
+            inv.arg(id);
+        }
+        let mut c = q.conn.clone();
+        Ok(inv.invoke_async(&mut c).await?)
+    }
+
+    /// Hands back every job this process holds from the queue (for shutdown), and
+    /// cancels their handlers.
+    pub async fn hand_back_all(&self) -> Result<u64, QueueError> {
+        let ids = self.in_flight_ids();
+        if let Ok(m) = self.inner.in_flight.lock() {
+            for f in m.values() {
+                f.cancel.cancel();
+            }
+        }
+        let n = self.hand_back(&ids).await?;
+        if n > 0 {
+            info!(queue = %self.inner.name, handed_back = n, "handed unfinished jobs back to the queue");
+        }
+        Ok(n)
+    }
+
+    /// Renews this process's leases, records the worker, stops lost or cancelled jobs,
+    /// recovers jobs whose worker died and promotes due scheduled jobs.
+    pub async fn heartbeat_once(&self) -> Result<(), QueueError> {
+        let q = &self.inner.queue;
+        let cfg = q.config();
+        let base = q.base_key(&self.inner.name);
+        let info = WorkerInfo {
+            instance: self.inner.worker.clone(),
+            host: self.inner.opts.host.clone(),
+            pid: self.inner.opts.pid,
+            queues: self.inner.opts.queues.clone(),
+            concurrency: self.inner.opts.concurrency,
+            in_flight: self.in_flight(),
+            last_heartbeat_ms: now_ms(),
+        };
+        let info = serde_json::to_string(&info)
+            .map_err(|e| QueueError::Protocol(format!("worker info: {e}")))?;
+        let ids = self.in_flight_ids();
+        let mut inv = scripts::RENEW.key(&base);
+        inv.arg(now_ms())
+            .arg(cfg.lease.as_millis() as u64)
+            .arg(&self.inner.worker)
+            .arg(info)
+            .arg((cfg.lease * 3).as_millis() as u64);
+        for id in &ids {
+            inv.arg(id);
+        }
+        let mut c = q.conn.clone();
+        let stop: Vec<String> = inv.invoke_async(&mut c).await?;
+        for id in stop {
+            self.signal_cancel(&id);
+        }
+        let recovered: u64 = scripts::REAP
+            .key(&base)
+            .arg(now_ms())
+            .arg(1000)
+            .arg(cfg.max_lost_leases)
+            .arg(cfg.dead_letter_cap)
+            .arg(cfg.events_maxlen)
+            .arg(cfg.result_ttl.as_millis() as u64)
+            .arg(1000)
+            .invoke_async(&mut c)
+            .await?;
+        if recovered > 0 {
+            info!(queue = %self.inner.name, recovered, "requeued jobs of a worker that stopped heartbeating");
+        }
+        Ok(())
+    }
+
+    fn signal_cancel(&self, id: &str) {
+        if let Ok(m) = self.inner.in_flight.lock()
+            && let Some(f) = m.get(id)
+        {
+            debug!(job_id = id, attempt = f.attempt, "stopping job: cancelled or lease lost");
+            f.cancel.cancel();
+        }
+    }
+
+    fn wake(&self) {
+        self.inner.notify.send_modify(|v| *v = v.wrapping_add(1));
+    }
+}
+
+impl ProgressSink for QueueConsumer {
+    fn report(&self, job_id: &str, progress: Progress) -> BoxFuture<'static, Result<(), String>> {
+        let this = self.clone();
+        let id = job_id.to_owned();
+        async move {
+            this.inner
+                .queue
+                .report_progress(&this.inner.name, &id, &this.inner.worker, &progress)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+        .boxed()
+    }
+}
+
+/// 100 ms doubling up to 5 s.
+fn backoff(failures: u32) -> Duration {
+    Duration::from_millis(100u64.saturating_mul(1 << failures.min(6).saturating_sub(1))).min(Duration::from_secs(5))
+}
+
+async fn heartbeat_loop(weak: Weak<Inner>) {
+    let period = match weak.upgrade() {
+        Some(inner) => inner.queue.config().heartbeat,
+        None => return,
+    };
+    let mut failures = 0u32;
+    loop {
+        tokio::time::sleep(period).await;
+        let Some(inner) = weak.upgrade() else { return };
+        let consumer = QueueConsumer { inner };
+        match consumer.heartbeat_once().await {
+            Ok(()) => failures = 0,
+            Err(e) => {
+                failures += 1;
+                warn!(queue = %consumer.inner.name, error = %e, failures, "heartbeat failed; leases may expire if Redis stays away");
+            }
+        }
+    }
+}
+
+async fn pubsub_loop(weak: Weak<Inner>) {
+    let mut failures = 0u32;
+    loop {
+        let Some(inner) = weak.upgrade() else { return };
+        let client = inner.queue.client.clone();
+        let notify_ch = inner.queue.notify_channel(&inner.name);
+        let cancel_ch = inner.queue.cancel_channel(&inner.name);
+        drop(inner);
+        let subscribed = async {
+            let mut ps = client.get_async_pubsub().await?;
+            ps.subscribe(&notify_ch).await?;
+            ps.subscribe(&cancel_ch).await?;
+            Ok::<_, redis::RedisError>(ps)
+        }
+        .await;
+        match subscribed {
+            Ok(mut ps) => {
+                failures = 0;
+                if let Some(inner) = weak.upgrade() {
+                    QueueConsumer { inner }.wake();
+                }
+                let mut stream = ps.on_message();
+                while let Some(msg) = stream.next().await {
+                    let Some(inner) = weak.upgrade() else { return };
+                    let consumer = QueueConsumer { inner };
+                    if msg.get_channel_name() == cancel_ch {
+                        if let Ok(id) = msg.get_payload::<String>() {
+                            consumer.signal_cancel(&id);
+                        }
+                    } else {
+                        consumer.wake();
+                    }
+                }
+                debug!(channel = %notify_ch, "pub/sub connection closed; resubscribing");
+            }
+            Err(e) => {
+                failures += 1;
+                let delay = backoff(failures);
+                warn!(channel = %notify_ch, error = %e, retry_in = ?delay, "cannot subscribe for new-work notifications; polling meanwhile");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,21 @@
+-- Cancels a job. ARGV: id, now_ms, result_ttl_ms, events_maxlen.
+-- Returns "cancelled" (it had not run), "signalled" (it is running: its worker
+-- stops it), "missing", or the final status it already had.
+local id, now, ttl_ms, maxlen = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local jk = job_key(id)
+local f = redis.call("HMGET", jk, "status", "type", "attempts")
+if not f[1] then return "missing" end
+local status = f[1]
+if status == "queued" then
+  redis.call("LREM", K_READY, 0, id)
+elseif status == "scheduled" then
+  redis.call("ZREM", K_SCHED, id)
+elseif status == "running" then
+  redis.call("HSET", jk, "cancel", "1")
+  redis.call("PUBLISH", C_CANCEL, id)
+  return "signalled"
+else
+  return status
+end
+finish_cancelled(id, f[2], now, tonumber(f[3]) or 0, "cancelled before it ran", ttl_ms, maxlen)
+return "cancelled"

@@ -1,0 +1,64 @@
+-- Shared prelude of every genq script. KEYS[1] is the queue's base key,
+-- "<prefix>:{<queue>}"; every key below derives from it, so all of one queue's
+-- keys share the hash tag and live in one Redis Cluster slot.
+local base = KEYS[1]
+local K_READY = base .. ":ready"          -- LIST of job ids, LPUSH in, RPOP out
+local K_SCHED = base .. ":scheduled"      -- ZSET id -> due time (ms)
+local K_RUNNING = base .. ":running"      -- ZSET id -> lease deadline (ms)
+local K_DEAD = base .. ":dead"            -- ZSET id -> time of death (ms), capped
+local K_STATS = base .. ":stats"          -- HASH of counters
+local K_PAUSED = base .. ":paused"        -- STRING, present while paused
+local K_EVENTS = base .. ":events"        -- STREAM of final outcomes, capped
+local K_WORKERS = base .. ":workers"      -- HASH instance -> JSON heartbeat info
+local K_SEEN = base .. ":workers_seen"    -- ZSET instance -> last heartbeat (ms)
+local C_NOTIFY = base .. ":notify"        -- pub/sub: work may be available
+local C_CANCEL = base .. ":cancel"        -- pub/sub: a running job was cancelled
+
+local function job_key(id)
+  return base .. ":job:" .. id
+end
+
+local function emit(maxlen, id, jtype, status, attempts, class, err)
+  redis.call("XADD", K_EVENTS, "MAXLEN", "~", maxlen, "*",
+    "id", id, "type", jtype or "", "status", status, "attempts", attempts or 0,
+    "class", class or "", "error", err or "")
+end
+
+-- Moves due scheduled jobs to the ready list (at most `limit` per call).
+local function promote_due(now, limit)
+  local due = redis.call("ZRANGEBYSCORE", K_SCHED, "-inf", now, "LIMIT", 0, limit)
+  for _, id in ipairs(due) do
+    redis.call("ZREM", K_SCHED, id)
+    redis.call("HSET", job_key(id), "status", "queued", "ready_at", now)
+    redis.call("LPUSH", K_READY, id)
+  end
+  return #due
+end
+
+-- Fails a job for good: dead-letter list (capped; the oldest entries and their
+-- data go first), counters, completion event.
+local function bury(id, jtype, now, attempts, class, err, cap, maxlen)
+  redis.call("HSET", job_key(id), "status", "failed", "error", err, "error_class", class, "finished", now)
+  redis.call("PERSIST", job_key(id))
+  redis.call("ZADD", K_DEAD, now, id)
+  redis.call("HINCRBY", K_STATS, "failed", 1)
+  local over = redis.call("ZCARD", K_DEAD) - cap
+  if over > 0 then
+    local old = redis.call("ZPOPMIN", K_DEAD, over)
+    for i = 1, #old, 2 do
+      redis.call("DEL", job_key(old[i]))
+    end
+    redis.call("HINCRBY", K_STATS, "dead_trimmed", over)
+  end
+  emit(maxlen, id, jtype, "failed", attempts, class, err)
+end
+
+-- Ends a job as cancelled; its data expires after `ttl_ms` (0: at once).
+local function finish_cancelled(id, jtype, now, attempts, err, ttl_ms, maxlen)
+  local jk = job_key(id)
+  redis.call("HSET", jk, "status", "cancelled", "error", err, "error_class", "cancelled", "finished", now)
+  redis.call("HDEL", jk, "cancel")
+  if ttl_ms > 0 then redis.call("PEXPIRE", jk, ttl_ms) else redis.call("DEL", jk) end
+  redis.call("HINCRBY", K_STATS, "cancelled", 1)
+  emit(maxlen, id, jtype, "cancelled", attempts, "cancelled", err)
+end

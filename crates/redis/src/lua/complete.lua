@@ -1,0 +1,35 @@
+-- Records the outcome of a run. ARGV: id, attempt, worker, now_ms, outcome
+-- (succeeded | retry | failed | cancelled), data (result JSON or error message),
+-- error_class, retry_at_ms, result_ttl_ms, dead_cap, events_maxlen.
+-- Returns 1, or 0 when the run no longer holds the job (its lease expired and
+-- the job moved on): a stale outcome changes nothing.
+local id, attempt, worker, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local outcome, data, class = ARGV[5], ARGV[6], ARGV[7]
+local retry_at, ttl_ms = tonumber(ARGV[8]), tonumber(ARGV[9])
+local cap, maxlen = tonumber(ARGV[10]), tonumber(ARGV[11])
+local jk = job_key(id)
+local f = redis.call("HMGET", jk, "status", "attempts", "worker", "type")
+if f[1] ~= "running" or f[2] ~= attempt or f[3] ~= worker then
+  return 0
+end
+redis.call("ZREM", K_RUNNING, id)
+local jtype = f[4]
+if outcome == "succeeded" then
+  redis.call("HSET", jk, "status", "succeeded", "result", data, "finished", now)
+  redis.call("HDEL", jk, "cancel", "progress")
+  if ttl_ms > 0 then redis.call("PEXPIRE", jk, ttl_ms) else redis.call("DEL", jk) end
+  redis.call("HINCRBY", K_STATS, "succeeded", 1)
+  emit(maxlen, id, jtype, "succeeded", attempt, "", "")
+elseif outcome == "retry" then
+  redis.call("HSET", jk, "status", "scheduled", "error", data, "error_class", class, "due", retry_at)
+  redis.call("ZADD", K_SCHED, retry_at, id)
+  redis.call("HINCRBY", K_STATS, "retried", 1)
+  redis.call("PUBLISH", C_NOTIFY, 0)
+elseif outcome == "failed" then
+  bury(id, jtype, now, attempt, class, data, cap, maxlen)
+elseif outcome == "cancelled" then
+  finish_cancelled(id, jtype, now, attempt, data, ttl_ms, maxlen)
+else
+  return redis.error_reply("unknown outcome " .. outcome)
+end
+return 1

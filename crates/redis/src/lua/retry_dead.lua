@@ -1,0 +1,19 @@
+-- Puts dead-lettered jobs back on the queue with a fresh run count.
+-- ARGV: now_ms, ids... Returns the number requeued.
+local now = tonumber(ARGV[1])
+local n = 0
+for i = 2, #ARGV do
+  local id = ARGV[i]
+  if redis.call("ZREM", K_DEAD, id) == 1 then
+    local jk = job_key(id)
+    redis.call("HSET", jk, "status", "queued", "attempts", 0, "ready_at", now)
+    redis.call("HDEL", jk, "finished", "cancel")
+    redis.call("LPUSH", K_READY, id)
+    n = n + 1
+  end
+end
+if n > 0 then
+  redis.call("HINCRBY", K_STATS, "dead_retried", n)
+  redis.call("PUBLISH", C_NOTIFY, n)
+end
+return n

@@ -1,0 +1,591 @@
+//! [`RedisQueue`]: the producer and operator side of the backend.
+
+use std::{
+    collections::{BTreeSet, HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use genq_core::{FailureClass, JobError, JobState, JobStatus, Progress, new_job_id, validate_queue_name};
+use redis::{AsyncCommands, Value, aio::ConnectionManager};
+use serde::{Deserialize, Serialize};
+
+use crate::{config::RedisConfig, error::QueueError, scripts};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+/// A job to push.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewJob {
+    pub queue: String,
+    pub job_type: String,
+    /// JSON text.
+    pub payload: String,
+    pub delay: Option<Duration>,
+    pub idempotency_key: Option<String>,
+    /// Set to choose the id (e.g. the database's job id); a new ULID otherwise.
+    pub id: Option<String>,
+}
+
+impl NewJob {
+    pub fn new(queue: impl Into<String>, job_type: impl Into<String>, payload: impl Into<String>) -> Self {
+        Self {
+            queue: queue.into(),
+            job_type: job_type.into(),
+            payload: payload.into(),
+            delay: None,
+            idempotency_key: None,
+            id: None,
+        }
+    }
+
+    /// A job whose payload is `payload` serialized as JSON.
+    pub fn json<T: Serialize>(
+        queue: impl Into<String>,
+        job_type: impl Into<String>,
+        payload: &T,
+    ) -> Result<Self, QueueError> {
+        let text = serde_json::to_string(payload)
+            .map_err(|e| QueueError::InvalidJob(format!("payload could not be encoded: {e}")))?;
+        Ok(Self::new(queue, job_type, text))
+    }
+
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = Some(delay);
+        self
+    }
+
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    fn validate(&self, max_payload: usize) -> Result<(), QueueError> {
+        validate_queue_name(&self.queue)?;
+        let bad = |m: String| Err(QueueError::InvalidJob(m));
+        if self.job_type.is_empty() || self.job_type.len() > 64 {
+            return bad(format!("job type '{}' must be 1-64 characters", self.job_type));
+        }
+        if self.payload.len() > max_payload {
+            return bad(format!(
+                "payload of {} bytes is over the {max_payload}-byte limit",
+                self.payload.len()
+            ));
+        }
+        if let Some(key) = &self.idempotency_key
+            && (key.is_empty() || key.len() > 200)
+        {
+            return bad("idempotency key must be 1-200 characters".to_owned());
+        }
+        if let Some(id) = &self.id
+            && (id.is_empty() || id.len() > 64 || id.contains([':', '{', '}', ' ']))
+        {
+            return bad(format!("job id '{id}' must be 1-64 characters without ':', braces or spaces"));
+        }
+        Ok(())
+    }
+}
+
+/// The result of a push.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pushed {
+    pub id: String,
+    /// False when the idempotency key named a job pushed before (this push did nothing).
+    pub created: bool,
+}
+
+/// How a run ended, as the backend records it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Result JSON.
+    Succeeded(String),
+    /// Failed; runs again at `at_ms`.
+    Retry { at_ms: u64, error: JobError },
+    /// Failed for good: dead letters.
+    Failed(JobError),
+    Cancelled(JobError),
+}
+
+/// What a cancel did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelOutcome {
+    /// It had not started: it is cancelled.
+    Cancelled,
+    /// It is running: its worker has been told to stop it (it ends as cancelled).
+    Signalled,
+    /// It had already ended with this status.
+    AlreadyFinal(JobStatus),
+    NotFound,
+}
+
+/// O(1) figures of one queue.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QueueStats {
+    pub queue: String,
+    pub ready: u64,
+    pub scheduled: u64,
+    pub running: u64,
+    pub dead: u64,
+    pub paused: bool,
+    /// Age of the oldest ready job, in seconds (0 if none).
+    pub oldest_ready_age_secs: f64,
+    pub pushed: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub retried: u64,
+    pub cancelled: u64,
+    /// Runs whose worker died (lease expired).
+    pub recovered: u64,
+}
+
+/// A worker's heartbeat record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    pub instance: String,
+    pub host: String,
+    pub pid: u32,
+    pub queues: Vec<String>,
+    pub concurrency: usize,
+    pub in_flight: usize,
+    pub last_heartbeat_ms: u64,
+}
+
+/// The producer/operator handle: cheap to clone, one pooled (multiplexed,
+/// auto-reconnecting) connection underneath.
+#[derive(Clone)]
+pub struct RedisQueue {
+    pub(crate) conn: ConnectionManager,
+    pub(crate) client: redis::Client,
+    pub(crate) cfg: Arc<RedisConfig>,
+    known_queues: Arc<Mutex<HashSet<String>>>,
+}
+
+impl std::fmt::Debug for RedisQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisQueue").field("prefix", &self.cfg.prefix).finish()
+    }
+}
+
+impl RedisQueue {
+    /// Connects (and checks the settings).
+    pub async fn connect(cfg: RedisConfig) -> Result<Self, QueueError> {
+        cfg.validate().map_err(QueueError::Config)?;
+        let client = redis::Client::open(cfg.url.as_str())?;
+        let mgr_cfg = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(Duration::from_secs(30)))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(2));
+        let conn = ConnectionManager::new_with_config(client.clone(), mgr_cfg).await?;
+        Ok(Self {
+            conn,
+            client,
+            cfg: Arc::new(cfg),
+            known_queues: Arc::default(),
+        })
+    }
+
+    pub fn config(&self) -> &RedisConfig {
+        &self.cfg
+    }
+
+    /// The base key of a queue: `<prefix>:{<queue>}` (the braces are the hash tag).
+    pub fn base_key(&self, queue: &str) -> String {
+        format!("{}:{{{}}}", self.cfg.prefix, queue)
+    }
+
+    pub(crate) fn job_key(&self, queue: &str, id: &str) -> String {
+        format!("{}:job:{}", self.base_key(queue), id)
+    }
+
+    fn queues_key(&self) -> String {
+        format!("{}:queues", self.cfg.prefix)
+    }
+
+    pub(crate) fn notify_channel(&self, queue: &str) -> String {
+        format!("{}:notify", self.base_key(queue))
+    }
+
+    pub(crate) fn cancel_channel(&self, queue: &str) -> String {
+        format!("{}:cancel", self.base_key(queue))
+    }
+
+    pub(crate) fn events_key(&self, queue: &str) -> String {
+        format!("{}:events", self.base_key(queue))
+    }
+
+    /// Records a queue name so that operators can list it (once per process and queue).
+    pub async fn register_queue(&self, queue: &str) -> Result<(), QueueError> {
+        validate_queue_name(queue)?;
+        let fresh = self
+            .known_queues
+            .lock()
+            .map(|mut k| k.insert(queue.to_owned()))
+            .unwrap_or(true);
+        if fresh {
+            let mut c = self.conn.clone();
+            let _: () = c.sadd(self.queues_key(), queue).await?;
+        }
+        Ok(())
+    }
+
+    /// Every queue anything was pushed to or served from.
+    pub async fn queues(&self) -> Result<BTreeSet<String>, QueueError> {
+        let mut c = self.conn.clone();
+        Ok(c.smembers(self.queues_key()).await?)
+    }
+
+    /// Pushes one job.
+    pub async fn push(&self, job: NewJob) -> Result<Pushed, QueueError> {
+        let mut out = self.push_bulk(vec![job]).await?;
+        out.pop()
+            .ok_or_else(|| QueueError::Protocol("push returned nothing".to_owned()))
+    }
+
+    /// Pushes many jobs (any queues), in order; one script call per queue and chunk.
+    pub async fn push_bulk(&self, jobs: Vec<NewJob>) -> Result<Vec<Pushed>, QueueError> {
+        for job in &jobs {
+            job.validate(self.cfg.max_payload_bytes)?;
+        }
+        let mut by_queue: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, job) in jobs.iter().enumerate() {
+            by_queue.entry(job.queue.as_str()).or_default().push(i);
+        }
+        let mut results: Vec<Option<Pushed>> = vec![None; jobs.len()];
+        for (queue, idxs) in by_queue {
+            self.register_queue(queue).await?;
+            for chunk in idxs.chunks(1000) {
+                let pushed = self.push_chunk(queue, chunk.iter().map(|&i| &jobs[i])).await?;
+                for (&i, p) in chunk.iter().zip(pushed) {
+                    results[i] = Some(p);
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.ok_or_else(|| QueueError::Protocol("push reply too short".to_owned())))
+            .collect()
+    }
+
+    async fn push_chunk<'a>(
+        &self,
+        queue: &str,
+        jobs: impl ExactSizeIterator<Item = &'a NewJob>,
+    ) -> Result<Vec<Pushed>, QueueError> {
+        let mut inv = scripts::PUSH.key(self.base_key(queue));
+        inv.arg(now_ms())
+            .arg(self.cfg.idempotency_ttl.as_secs().max(1))
+            .arg(jobs.len());
+        for job in jobs {
+            let id = job.id.clone().unwrap_or_else(new_job_id);
+            inv.arg(id)
+                .arg(&job.job_type)
+                .arg(&job.payload)
+                .arg(job.delay.map(ms).unwrap_or(0))
+                .arg(job.idempotency_key.as_deref().unwrap_or(""));
+        }
+        let mut c = self.conn.clone();
+        let reply: Vec<Value> = inv.invoke_async(&mut c).await?;
+        reply
+            .chunks(2)
+            .map(|pair| match pair {
+                [id, created] => Ok(Pushed {
+                    id: as_string(id)?,
+                    created: as_u64(created)? == 1,
+                }),
+                _ => Err(QueueError::Protocol("push reply has an odd length".to_owned())),
+            })
+            .collect()
+    }
+
+    /// A job's state by queue and id; `None` once its data has expired (or never existed).
+    pub async fn job(&self, queue: &str, id: &str) -> Result<Option<JobState>, QueueError> {
+        validate_queue_name(queue)?;
+        let mut c = self.conn.clone();
+        let fields: HashMap<String, String> = c.hgetall(self.job_key(queue, id)).await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(job_state(queue, id, fields)))
+    }
+
+    /// A job's state by id alone, looking in every known queue.
+    pub async fn find_job(&self, id: &str) -> Result<Option<JobState>, QueueError> {
+        for queue in self.queues().await? {
+            if let Some(state) = self.job(&queue, id).await? {
+                return Ok(Some(state));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Cancels a queued or scheduled job at once; asks the worker of a running one to stop it.
+    pub async fn cancel(&self, queue: &str, id: &str) -> Result<CancelOutcome, QueueError> {
+        validate_queue_name(queue)?;
+        let mut c = self.conn.clone();
+        let reply: String = scripts::CANCEL
+            .key(self.base_key(queue))
+            .arg(id)
+            .arg(now_ms())
+            .arg(ms(self.cfg.result_ttl))
+            .arg(self.cfg.events_maxlen)
+            .invoke_async(&mut c)
+            .await?;
+        Ok(match reply.as_str() {
+            "cancelled" => CancelOutcome::Cancelled,
+            "signalled" => CancelOutcome::Signalled,
+            "missing" => CancelOutcome::NotFound,
+            other => CancelOutcome::AlreadyFinal(
+                other
+                    .parse()
+                    .map_err(|_| QueueError::Protocol(format!("cancel replied '{other}'")))?,
+            ),
+        })
+    }
+
+    /// Stops workers from taking jobs off the queue (running jobs go on).
+    pub async fn pause(&self, queue: &str) -> Result<(), QueueError> {
+        self.set_paused(queue, true).await
+    }
+
+    pub async fn resume(&self, queue: &str) -> Result<(), QueueError> {
+        self.set_paused(queue, false).await
+    }
+
+    async fn set_paused(&self, queue: &str, paused: bool) -> Result<(), QueueError> {
+        self.register_queue(queue).await?;
+        let mut c = self.conn.clone();
+        let _: i64 = scripts::PAUSE
+            .key(self.base_key(queue))
+            .arg(if paused { "1" } else { "0" })
+            .invoke_async(&mut c)
+            .await?;
+        Ok(())
+    }
+
+    /// The queue's figures, in O(1).
+    pub async fn stats(&self, queue: &str) -> Result<QueueStats, QueueError> {
+        validate_queue_name(queue)?;
+        let mut c = self.conn.clone();
+        let reply: Vec<Value> = scripts::STATS
+            .key(self.base_key(queue))
+            .invoke_async(&mut c)
+            .await?;
+        if reply.len() < 6 {
+            return Err(QueueError::Protocol("stats reply too short".to_owned()));
+        }
+        let oldest = as_string(&reply[5])?;
+        let now = now_ms();
+        let mut stats = QueueStats {
+            queue: queue.to_owned(),
+            ready: as_u64(&reply[0])?,
+            scheduled: as_u64(&reply[1])?,
+            running: as_u64(&reply[2])?,
+            dead: as_u64(&reply[3])?,
+            paused: as_u64(&reply[4])? == 1,
+            oldest_ready_age_secs: oldest
+                .parse::<u64>()
+                .map(|t| now.saturating_sub(t) as f64 / 1000.0)
+                .unwrap_or(0.0),
+            ..QueueStats::default()
+        };
+        for pair in reply[6..].chunks(2) {
+            if let [k, v] = pair {
+                let v = as_string(v)?.parse::<u64>().unwrap_or(0);
+                match as_string(k)?.as_str() {
+                    "pushed" => stats.pushed = v,
+                    "succeeded" => stats.succeeded = v,
+                    "failed" => stats.failed = v,
+                    "retried" => stats.retried = v,
+                    "cancelled" => stats.cancelled = v,
+                    "recovered" => stats.recovered = v,
+                    _ => {}
+                }
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Dead letters, newest first.
+    pub async fn dead_letters(
+        &self,
+        queue: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<JobState>, QueueError> {
+        validate_queue_name(queue)?;
+        let mut c = self.conn.clone();
+        let stop = offset.saturating_add(limit.max(1)).saturating_sub(1);
+        let ids: Vec<String> = c
+            .zrevrange(format!("{}:dead", self.base_key(queue)), offset as isize, stop as isize)
+            .await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(state) = self.job(queue, &id).await? {
+                out.push(state);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Puts one dead-lettered job back on its queue. False if it is not a dead letter.
+    pub async fn retry_dead(&self, queue: &str, id: &str) -> Result<bool, QueueError> {
+        Ok(self.retry_dead_ids(queue, &[id.to_owned()]).await? == 1)
+    }
+
+    /// Puts every dead letter of a queue back; returns how many.
+    pub async fn retry_all_dead(&self, queue: &str) -> Result<u64, QueueError> {
+        validate_queue_name(queue)?;
+        let key = format!("{}:dead", self.base_key(queue));
+        let mut total = 0;
+        loop {
+            let mut c = self.conn.clone();
+            let ids: Vec<String> = c.zrange(&key, 0, 499).await?;
+            if ids.is_empty() {
+                return Ok(total);
+            }
+            total += self.retry_dead_ids(queue, &ids).await?;
+        }
+    }
+
+    async fn retry_dead_ids(&self, queue: &str, ids: &[String]) -> Result<u64, QueueError> {
+        validate_queue_name(queue)?;
+        let mut inv = scripts::RETRY_DEAD.key(self.base_key(queue));
+        inv.arg(now_ms());
+        for id in ids {
+            inv.arg(id);
+        }
+        let mut c = self.conn.clone();
+        Ok(inv.invoke_async(&mut c).await?)
+    }
+
+    /// Workers that heartbeated on this queue recently.
+    pub async fn workers(&self, queue: &str) -> Result<Vec<WorkerInfo>, QueueError> {
+        validate_queue_name(queue)?;
+        let mut c = self.conn.clone();
+        let raw: HashMap<String, String> = c.hgetall(format!("{}:workers", self.base_key(queue))).await?;
+        let mut out: Vec<WorkerInfo> = raw
+            .values()
+            .filter_map(|v| serde_json::from_str(v).ok())
+            .collect();
+        out.sort_by(|a, b| a.instance.cmp(&b.instance));
+        Ok(out)
+    }
+
+    // ---- worker side (used by the consumer and the ack layer) ----
+
+    pub(crate) async fn complete(
+        &self,
+        queue: &str,
+        id: &str,
+        attempt: u32,
+        worker: &str,
+        outcome: &Outcome,
+    ) -> Result<bool, QueueError> {
+        let (kind, data, class, retry_at) = match outcome {
+            Outcome::Succeeded(result) => ("succeeded", result.as_str(), "", 0),
+            Outcome::Retry { at_ms, error } => ("retry", error.message.as_str(), error.class.as_str(), *at_ms),
+            Outcome::Failed(error) => ("failed", error.message.as_str(), error.class.as_str(), 0),
+            Outcome::Cancelled(error) => ("cancelled", error.message.as_str(), "cancelled", 0),
+        };
+        let mut c = self.conn.clone();
+        let applied: i64 = scripts::COMPLETE
+            .key(self.base_key(queue))
+            .arg(id)
+            .arg(attempt)
+            .arg(worker)
+            .arg(now_ms())
+            .arg(kind)
+            .arg(data)
+            .arg(class)
+            .arg(retry_at)
+            .arg(ms(self.cfg.result_ttl))
+            .arg(self.cfg.dead_letter_cap)
+            .arg(self.cfg.events_maxlen)
+            .invoke_async(&mut c)
+            .await?;
+        Ok(applied == 1)
+    }
+
+    pub(crate) async fn report_progress(
+        &self,
+        queue: &str,
+        id: &str,
+        worker: &str,
+        progress: &Progress,
+    ) -> Result<bool, QueueError> {
+        let json = serde_json::to_string(progress)
+            .map_err(|e| QueueError::InvalidJob(format!("progress could not be encoded: {e}")))?;
+        let mut c = self.conn.clone();
+        let applied: i64 = scripts::PROGRESS
+            .key(self.base_key(queue))
+            .arg(id)
+            .arg(worker)
+            .arg(json)
+            .invoke_async(&mut c)
+            .await?;
+        Ok(applied == 1)
+    }
+}
+
+pub(crate) fn as_string(v: &Value) -> Result<String, QueueError> {
+    match v {
+        Value::BulkString(b) => Ok(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Ok(s.clone()),
+        Value::Int(i) => Ok(i.to_string()),
+        Value::Nil => Ok(String::new()),
+        other => Err(QueueError::Protocol(format!("expected a string, got {other:?}"))),
+    }
+}
+
+pub(crate) fn as_u64(v: &Value) -> Result<u64, QueueError> {
+    match v {
+        Value::Int(i) => Ok((*i).max(0) as u64),
+        other => as_string(other)?
+            .parse()
+            .map_err(|_| QueueError::Protocol(format!("expected a number, got {other:?}"))),
+    }
+}
+
+fn job_state(queue: &str, id: &str, mut f: HashMap<String, String>) -> JobState {
+    let num = |f: &HashMap<String, String>, k: &str| f.get(k).and_then(|v| v.parse::<u64>().ok());
+    let text = |f: &mut HashMap<String, String>, k: &str| f.remove(k).filter(|v| !v.is_empty());
+    JobState {
+        id: id.to_owned(),
+        queue: queue.to_owned(),
+        status: f
+            .get("status")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(JobStatus::Queued),
+        attempts: num(&f, "attempts").unwrap_or(0) as u32,
+        enqueued_at_ms: num(&f, "enq"),
+        started_at_ms: num(&f, "started"),
+        finished_at_ms: num(&f, "finished"),
+        due_at_ms: num(&f, "due"),
+        cancel_requested: f.get("cancel").is_some_and(|v| v == "1"),
+        job_type: text(&mut f, "type").unwrap_or_default(),
+        payload: f.remove("payload").unwrap_or_default(),
+        progress: text(&mut f, "progress").and_then(|p| serde_json::from_str(&p).ok()),
+        result: text(&mut f, "result").and_then(|r| serde_json::from_str(&r).ok()),
+        error: text(&mut f, "error"),
+        error_class: text(&mut f, "error_class").and_then(|c| c.parse::<FailureClass>().ok()),
+        idempotency_key: text(&mut f, "idem"),
+        worker: text(&mut f, "worker"),
+    }
+}

@@ -1,0 +1,153 @@
+//! Test helpers shared by every crate's tests, written once.
+//!
+//! - [`redis_url`] and [`unique_prefix`]: tests on the shared Redis each use their
+//!   own key prefix, so they run in parallel; [`cleanup_prefix`] removes its keys.
+//! - [`PrivateRedis`]: a `redis-server` of the test's own on a free port, for tests
+//!   that restart, stop or flood the server (never the shared one).
+//! - [`free_port`], [`wait_until`].
+
+use std::{
+    net::TcpListener,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+/// The shared Redis tests use: `GENQ_TEST_REDIS_URL`, else 127.0.0.1:6379.
+pub fn redis_url() -> String {
+    std::env::var("GENQ_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".to_owned())
+}
+
+/// A key prefix no other test uses.
+pub fn unique_prefix(test: &str) -> String {
+    format!("genqtest-{test}-{}", ulid::Ulid::new().to_string().to_lowercase())
+}
+
+/// Deletes every key under `prefix` on the Redis at `url`.
+pub async fn cleanup_prefix(url: &str, prefix: &str) {
+    let Ok(client) = redis::Client::open(url) else { return };
+    let Ok(mut con) = client.get_multiplexed_async_connection().await else { return };
+    let pattern = format!("{prefix}:*");
+    let mut cursor: u64 = 0;
+    loop {
+        let reply: Result<(u64, Vec<String>), _> = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut con)
+            .await;
+        let Ok((next, keys)) = reply else { return };
+        if !keys.is_empty() {
+            let _: Result<(), _> = redis::cmd("UNLINK").arg(&keys).query_async(&mut con).await;
+        }
+        if next == 0 {
+            return;
+        }
+        cursor = next;
+    }
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, or `timeout` passes.
+pub async fn wait_until<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A `redis-server` of the test's own, on a free port, without persistence.
+/// Killed when dropped.
+pub struct PrivateRedis {
+    pub port: u16,
+    child: Option<Child>,
+    dir: PathBuf,
+}
+
+impl PrivateRedis {
+    /// Starts one and waits until it answers PING.
+    pub fn start() -> std::io::Result<Self> {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("genq-redis-{port}-{}", ulid::Ulid::new()));
+        std::fs::create_dir_all(&dir)?;
+        let mut me = Self { port, child: None, dir };
+        me.spawn()?;
+        Ok(me)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn spawn(&mut self) -> std::io::Result<()> {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(client) = redis::Client::open(self.url())
+                && let Ok(mut con) = client.get_connection()
+                && redis::cmd("PING").query::<String>(&mut con).is_ok()
+            {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(std::io::Error::other(format!("redis-server on port {} did not start", self.port)))
+    }
+
+    /// Kills the server (its data is gone: it keeps nothing on disk).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills and starts it again on the same port.
+    pub fn restart(&mut self) -> std::io::Result<()> {
+        self.stop();
+        self.spawn()
+    }
+
+    /// `INFO memory`'s used_memory, in bytes.
+    pub fn used_memory(&self) -> Option<u64> {
+        let client = redis::Client::open(self.url()).ok()?;
+        let mut con = client.get_connection().ok()?;
+        let info: String = redis::cmd("INFO").arg("memory").query(&mut con).ok()?;
+        info.lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse().ok())
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
