@@ -1,0 +1,166 @@
+//! genq's Prometheus metrics, all under the `genq_` prefix. One [`WorkerMetrics`]
+//! per worker process, registered in that process's own [`Registry`].
+//!
+//! Names follow the habits of other queues' exporters (asynq, Celery, Sidekiq):
+//! queue depth and oldest-ready latency per queue, processed/failed counters by
+//! type, duration histograms with real buckets.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder, core::Collector,
+};
+
+/// Duration buckets in seconds: from a no-op job to a 30-minute video.
+pub const DURATION_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+    600.0, 1200.0, 1800.0,
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    #[error("prometheus: {0}")]
+    Prometheus(#[from] prometheus::Error),
+    #[error("metrics text is not UTF-8: {0}")]
+    Utf8(#[from] std::string::FromUtf8Error),
+}
+
+/// The metrics a worker process exports.
+#[derive(Clone)]
+pub struct WorkerMetrics {
+    /// Finished runs by job type, queue and outcome (succeeded, retried, failed, cancelled).
+    pub jobs_total: IntCounterVec,
+    /// Run duration by job type, queue and outcome.
+    pub job_duration_seconds: HistogramVec,
+    /// Runs in progress by job type and queue.
+    pub jobs_in_flight: IntGaugeVec,
+    /// Retries scheduled, by job type, queue and failure class.
+    pub job_retries_total: IntCounterVec,
+    /// Failed runs (retried or not) by job type, queue and failure class.
+    pub job_failures_total: IntCounterVec,
+    /// Jobs per queue and state (ready, scheduled, running, dead).
+    pub queue_depth: IntGaugeVec,
+    /// Age of the oldest ready job per queue.
+    pub queue_oldest_ready_age_seconds: prometheus::GaugeVec,
+    /// 1 while a queue is paused.
+    pub queue_paused: IntGaugeVec,
+    /// 1 while the worker process runs (labels: instance, host).
+    pub worker_up: IntGaugeVec,
+    /// Redis errors seen by the worker process.
+    pub redis_errors_total: IntCounterVec,
+    /// Worker restarts after an error, by queue.
+    pub worker_restarts_total: IntCounterVec,
+    /// Concurrency limit per queue.
+    pub worker_concurrency: IntGaugeVec,
+    /// Seconds since the process started.
+    pub process_start_time_seconds: IntGauge,
+}
+
+impl WorkerMetrics {
+    /// Creates the metrics and registers them in `registry`.
+    pub fn new(registry: &Registry) -> Result<Self, MetricsError> {
+        let m = Self {
+            jobs_total: IntCounterVec::new(
+                Opts::new("genq_jobs_total", "Finished job runs by job type, queue and outcome"),
+                &["job_type", "queue", "outcome"],
+            )?,
+            job_duration_seconds: HistogramVec::new(
+                HistogramOpts::new("genq_job_duration_seconds", "Duration of job runs")
+                    .buckets(DURATION_BUCKETS.to_vec()),
+                &["job_type", "queue", "outcome"],
+            )?,
+            jobs_in_flight: IntGaugeVec::new(
+                Opts::new("genq_jobs_in_flight", "Job runs in progress"),
+                &["job_type", "queue"],
+            )?,
+            job_retries_total: IntCounterVec::new(
+                Opts::new("genq_job_retries_total", "Retries scheduled, by failure class"),
+                &["job_type", "queue", "class"],
+            )?,
+            job_failures_total: IntCounterVec::new(
+                Opts::new("genq_job_failures_total", "Failed job runs by failure class"),
+                &["job_type", "queue", "class"],
+            )?,
+            queue_depth: IntGaugeVec::new(
+                Opts::new("genq_queue_depth", "Jobs per queue and state"),
+                &["queue", "state"],
+            )?,
+            queue_oldest_ready_age_seconds: prometheus::GaugeVec::new(
+                Opts::new(
+                    "genq_queue_oldest_ready_age_seconds",
+                    "Age of the oldest job waiting in the ready list",
+                ),
+                &["queue"],
+            )?,
+            queue_paused: IntGaugeVec::new(
+                Opts::new("genq_queue_paused", "1 while the queue is paused"),
+                &["queue"],
+            )?,
+            worker_up: IntGaugeVec::new(
+                Opts::new("genq_worker_up", "1 while the worker process runs"),
+                &["instance", "host"],
+            )?,
+            redis_errors_total: IntCounterVec::new(
+                Opts::new("genq_redis_errors_total", "Redis errors seen by the process"),
+                &["operation"],
+            )?,
+            worker_restarts_total: IntCounterVec::new(
+                Opts::new("genq_worker_restarts_total", "apalis worker restarts after an error"),
+                &["queue"],
+            )?,
+            worker_concurrency: IntGaugeVec::new(
+                Opts::new("genq_worker_concurrency", "Concurrency limit per queue"),
+                &["queue"],
+            )?,
+            process_start_time_seconds: IntGauge::new(
+                "genq_process_start_time_seconds",
+                "Start time of the process since the Unix epoch, in seconds",
+            )?,
+        };
+        let collectors: Vec<Box<dyn Collector>> = vec![
+            Box::new(m.jobs_total.clone()),
+            Box::new(m.job_duration_seconds.clone()),
+            Box::new(m.jobs_in_flight.clone()),
+            Box::new(m.job_retries_total.clone()),
+            Box::new(m.job_failures_total.clone()),
+            Box::new(m.queue_depth.clone()),
+            Box::new(m.queue_oldest_ready_age_seconds.clone()),
+            Box::new(m.queue_paused.clone()),
+            Box::new(m.worker_up.clone()),
+            Box::new(m.redis_errors_total.clone()),
+            Box::new(m.worker_restarts_total.clone()),
+            Box::new(m.worker_concurrency.clone()),
+            Box::new(m.process_start_time_seconds.clone()),
+        ];
+        for c in collectors {
+            registry.register(c)?;
+        }
+        Ok(m)
+    }
+}
+
+/// The registry's metrics in Prometheus text format.
+pub fn render(registry: &Registry) -> Result<String, MetricsError> {
+    let mut buf = Vec::new();
+    TextEncoder::new().encode(&registry.gather(), &mut buf)?;
+    Ok(String::from_utf8(buf)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_genq_prefixed_metrics() {
+        let registry = Registry::new();
+        let m = WorkerMetrics::new(&registry).unwrap();
+        m.jobs_total.with_label_values(&["probe", "default", "succeeded"]).inc();
+        m.job_duration_seconds
+            .with_label_values(&["probe", "default", "succeeded"])
+            .observe(0.003);
+        let text = render(&registry).unwrap();
+        assert!(text.contains("genq_jobs_total{job_type=\"probe\",outcome=\"succeeded\",queue=\"default\"} 1"), "{text}");
+        assert!(text.contains("genq_job_duration_seconds_bucket{job_type=\"probe\",outcome=\"succeeded\",queue=\"default\",le=\"0.005\"} 1"));
+        // registering twice in one registry is refused
+        assert!(WorkerMetrics::new(&registry).is_err());
+    }
+}

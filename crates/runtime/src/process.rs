@@ -1,0 +1,113 @@
+//! A whole worker process: flags, metrics endpoint, signals, the runtime.
+//! Shared by the `worker` binary and the all-in-one `genq run`.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use clap::Args;
+use genq_core::Registry;
+use genq_metrics::WorkerMetrics;
+use genq_redis::RedisQueue;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::{RedisArgs, WorkerError, WorkerRuntime, WorkerSettings, http};
+
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// Queues to serve, comma-separated (e.g. img,video). Default: every queue a job type is routed to.
+    #[arg(long, env = "GENQ_QUEUES", value_delimiter = ',')]
+    pub queues: Vec<String>,
+    /// Most jobs run at once, per queue.
+    #[arg(long, env = "GENQ_CONCURRENCY", default_value_t = 100)]
+    pub concurrency: usize,
+    /// Where `/metrics` and `/healthz` listen.
+    #[arg(long, env = "GENQ_METRICS_ADDR", default_value = "0.0.0.0:9100")]
+    pub metrics_addr: SocketAddr,
+    /// Seconds running jobs may take to finish after SIGTERM before they are handed back.
+    #[arg(long, env = "GENQ_GRACE_SECS", default_value_t = 30)]
+    pub grace_secs: u64,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("invalid setting: {0}")]
+    Config(String),
+    #[error("cannot listen on {addr} for metrics: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot connect to Redis at {url}: {source}")]
+    Connect { url: String, source: genq_redis::QueueError },
+    #[error(transparent)]
+    Worker(#[from] WorkerError),
+    #[error(transparent)]
+    Metrics(#[from] genq_metrics::MetricsError),
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = tokio::signal::ctrl_c() => {},
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Runs a worker process until SIGTERM/Ctrl-C.
+pub async fn run_worker(args: WorkerArgs, registry: Registry) -> Result<(), ProcessError> {
+    let cfg = args.redis.to_config().map_err(ProcessError::Config)?;
+    let queues = if args.queues.is_empty() {
+        registry.queues().into_iter().collect()
+    } else {
+        args.queues.iter().map(|q| q.trim().to_owned()).filter(|q| !q.is_empty()).collect()
+    };
+    let url = cfg.url.clone();
+    let queue = RedisQueue::connect(cfg)
+        .await
+        .map_err(|source| ProcessError::Connect { url, source })?;
+    let prom = prometheus::Registry::new();
+    let metrics = WorkerMetrics::new(&prom)?;
+    metrics.process_start_time_seconds.set(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0),
+    );
+    let mut settings = WorkerSettings::new(queues);
+    settings.concurrency = args.concurrency;
+    settings.grace = Duration::from_secs(args.grace_secs);
+    let runtime = WorkerRuntime::start(Arc::new(registry), queue, metrics, settings).await?;
+
+    let stop = CancellationToken::new();
+    let server_stop = stop.clone();
+    let server = http::serve(args.metrics_addr, prom, async move { server_stop.cancelled().await })
+        .await
+        .map_err(|source| ProcessError::Bind {
+            addr: args.metrics_addr,
+            source,
+        })?;
+    info!(
+        instance = %runtime.settings().instance_id,
+        queues = %runtime.settings().queues.join(","),
+        concurrency = runtime.settings().concurrency,
+        "worker started"
+    );
+    runtime.run(shutdown_signal()).await?;
+    stop.cancel();
+    let _ = server.await;
+    Ok(())
+}
