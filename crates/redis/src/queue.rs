@@ -353,8 +353,9 @@ impl RedisQueue {
             "missing" => CancelOutcome::NotFound,
             other => CancelOutcome::AlreadyFinal(
                 other
-                    .parse()
-                    .map_err(|_| QueueError::Protocol(format!("cancel replied '{other}'")))?,
+                    .strip_prefix("final:")
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| QueueError::Protocol(format!("cancel replied '{other}'")))?,
             ),
         })
     }

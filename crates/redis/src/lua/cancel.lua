@@ -1,6 +1,6 @@
 -- Cancels a job. ARGV: id, now_ms, result_ttl_ms, events_maxlen.
 -- Returns "cancelled" (it had not run), "signalled" (it is running: its worker
--- stops it), "missing", or the final status it already had.
+-- stops it), "missing", or "final:<status>" when it had already ended.
 local id, now, ttl_ms, maxlen = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local jk = job_key(id)
 local f = redis.call("HMGET", jk, "status", "type", "attempts")
@@ -15,7 +15,7 @@ elseif status == "running" then
   redis.call("PUBLISH", C_CANCEL, id)
   return "signalled"
 else
-  return status
+  return "final:" .. status
 end
 finish_cancelled(id, f[2], now, tonumber(f[3]) or 0, "cancelled before it ran", ttl_ms, maxlen)
 return "cancelled"

@@ -1,4 +1,4 @@
--- Puts dead-lettered jobs back on the queue with a fresh run count.
+-- Puts dead-lettered jobs back on the queue (runs keep counting).
 -- ARGV: now_ms, ids... Returns the number requeued.
 local now = tonumber(ARGV[1])
 local n = 0
@@ -6,7 +6,7 @@ for i = 2, #ARGV do
   local id = ARGV[i]
   if redis.call("ZREM", K_DEAD, id) == 1 then
     local jk = job_key(id)
-    redis.call("HSET", jk, "status", "queued", "attempts", 0, "ready_at", now)
+    redis.call("HSET", jk, "status", "queued", "ready_at", now)
     redis.call("HDEL", jk, "finished", "cancel")
     redis.call("LPUSH", K_READY, id)
     n = n + 1
