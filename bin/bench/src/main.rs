@@ -1,0 +1,3 @@
+//! Placeholder while the benchmark is written.
+mod baseline;
+fn main() {}
