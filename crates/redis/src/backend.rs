@@ -97,8 +97,10 @@ impl RedisBackend {
 
     fn to_task(job: RawJob) -> Task<RawJob> {
         let id = TaskId::from_string(job.id.clone());
-        let attempt = job.attempt as usize;
-        TaskBuilder::new(job).task_id(id).attempt(attempt).build()
+        // apalis counts the run itself when it starts it (its lifecycle layer
+        // increments the attempt), so it is handed the runs before this one.
+        let previous_runs = job.attempt.saturating_sub(1) as usize;
+        TaskBuilder::new(job).task_id(id).attempt(previous_runs).build()
     }
 }
 
