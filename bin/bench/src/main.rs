@@ -1,3 +1,340 @@
-//! Placeholder while the benchmark is written.
+//! `genq-bench`: genq's Redis backend and apalis-redis 1.0 side by side, in one run,
+//! against the same local Redis (a private `redis-server` on a free port unless
+//! `--redis` names one).
+//!
+//! Figures: single and bulk push rate, no-op drain rate with one worker process,
+//! push-to-start latency at idle (p50/p99), and 10,000 jobs that each await 5 s at
+//! concurrency 5,000 (efficiency against the ideal 10 s, and peak RSS, each backend
+//! in a child process of its own so that peak RSS is its own).
+
 mod baseline;
-fn main() {}
+mod genq_side;
+
+use std::{
+    process::Command,
+    sync::atomic::{AtomicUsize, Ordering},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Parser)]
+#[command(name = "genq-bench", about = "genq's Redis backend vs apalis-redis 1.0, side by side")]
+struct Cli {
+    /// Redis to run against; a private redis-server on a free port when absent.
+    #[arg(long)]
+    redis: Option<String>,
+    /// Smaller sizes, for a quick look (the targets apply to the full run).
+    #[arg(long)]
+    quick: bool,
+    /// Only these backends.
+    #[arg(long, value_delimiter = ',', default_values = ["genq", "apalis-redis"])]
+    backends: Vec<BackendName>,
+    #[command(subcommand)]
+    child: Option<ChildRun>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+enum BackendName {
+    Genq,
+    ApalisRedis,
+}
+
+impl BackendName {
+    fn label(self) -> &'static str {
+        match self {
+            BackendName::Genq => "genq",
+            BackendName::ApalisRedis => "apalis-redis",
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum ChildRun {
+    /// (internal) one sleep drain in this process; prints JSON.
+    #[command(hide = true)]
+    SleepDrain {
+        #[arg(long)]
+        backend: BackendName,
+        #[arg(long)]
+        redis: String,
+        #[arg(long)]
+        ns: String,
+        #[arg(long)]
+        n: usize,
+        #[arg(long)]
+        sleep_ms: u64,
+        #[arg(long)]
+        concurrency: usize,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SleepDrainReport {
+    secs: f64,
+    peak_rss_kb: u64,
+}
+
+/// Microseconds since the Unix epoch.
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// Waits until `counter` reaches `target`.
+pub async fn wait_for_count(counter: &AtomicUsize, target: usize, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    while counter.load(Ordering::Relaxed) < target {
+        if Instant::now() > deadline {
+            bail!(
+                "only {} of {target} jobs done after {timeout:?}",
+                counter.load(Ordering::Relaxed)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Ok(())
+}
+
+struct Sizes {
+    single: usize,
+    single_concurrency: usize,
+    bulk: usize,
+    bulk_batch: usize,
+    drain: usize,
+    drain_concurrency: usize,
+    latency_samples: usize,
+    sleepers: usize,
+    sleep: Duration,
+    sleep_concurrency: usize,
+}
+
+impl Sizes {
+    fn new(quick: bool) -> Self {
+        if quick {
+            Self {
+                single: 4_000,
+                single_concurrency: 16,
+                bulk: 20_000,
+                bulk_batch: 1_000,
+                drain: 10_000,
+                drain_concurrency: 500,
+                latency_samples: 50,
+                sleepers: 1_000,
+                sleep: Duration::from_secs(1),
+                sleep_concurrency: 500,
+            }
+        } else {
+            Self {
+                single: 50_000,
+                single_concurrency: 16,
+                bulk: 200_000,
+                bulk_batch: 1_000,
+                drain: 50_000,
+                drain_concurrency: 500,
+                latency_samples: 300,
+                sleepers: 10_000,
+                sleep: Duration::from_secs(5),
+                sleep_concurrency: 5_000,
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Figures {
+    single: f64,
+    bulk: f64,
+    drain: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    sleep_secs: f64,
+    ideal_secs: f64,
+    peak_rss_mb: f64,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)].as_secs_f64() * 1000.0
+}
+
+fn peak_rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Where the run's keys go: a fresh namespace per step, wiped afterwards.
+struct Target {
+    url: String,
+    private: bool,
+}
+
+impl Target {
+    fn ns(&self, backend: BackendName, step: &str) -> String {
+        format!("genqbench-{}-{step}-{}", backend.label(), now_us())
+    }
+
+    async fn wipe(&self, ns: &str) -> anyhow::Result<()> {
+        if self.private {
+            let client = redis::Client::open(self.url.as_str())?;
+            let mut con = client.get_multiplexed_async_connection().await?;
+            let _: () = redis::cmd("FLUSHALL").query_async(&mut con).await?;
+        } else {
+            genq_testkit::cleanup_prefix(&self.url, ns).await;
+        }
+        Ok(())
+    }
+}
+
+async fn measure(backend: BackendName, t: &Target, s: &Sizes) -> anyhow::Result<Figures> {
+    let mut f = Figures::default();
+    let url = t.url.as_str();
+    let step = |name: &str| {
+        eprintln!("[{}] {name}…", backend.label());
+        t.ns(backend, name)
+    };
+
+    let ns = step("push-single");
+    f.single = match backend {
+        BackendName::Genq => genq_side::push_single(url, &ns, s.single, s.single_concurrency).await?,
+        BackendName::ApalisRedis => baseline::push_single(url, &ns, s.single, s.single_concurrency).await?,
+    };
+    t.wipe(&ns).await?;
+
+    let ns = step("push-bulk");
+    f.bulk = match backend {
+        BackendName::Genq => genq_side::push_bulk(url, &ns, s.bulk, s.bulk_batch).await?,
+        BackendName::ApalisRedis => baseline::push_bulk(url, &ns, s.bulk, s.bulk_batch).await?,
+    };
+    t.wipe(&ns).await?;
+
+    let ns = step("drain");
+    f.drain = match backend {
+        BackendName::Genq => genq_side::drain_noop(url, &ns, s.drain, s.drain_concurrency).await?,
+        BackendName::ApalisRedis => baseline::drain_noop(url, &ns, s.drain, s.drain_concurrency).await?,
+    };
+    t.wipe(&ns).await?;
+
+    let ns = step("latency");
+    let mut delays = match backend {
+        BackendName::Genq => genq_side::push_to_start(url, &ns, s.latency_samples).await?,
+        BackendName::ApalisRedis => baseline::push_to_start(url, &ns, s.latency_samples).await?,
+    };
+    delays.sort();
+    f.p50_ms = percentile(&delays, 0.50);
+    f.p99_ms = percentile(&delays, 0.99);
+    t.wipe(&ns).await?;
+
+    let ns = step("sleep-drain");
+    let report = sleep_drain_in_child(backend, url, &ns, s)?;
+    f.sleep_secs = report.secs;
+    f.ideal_secs = s.sleep.as_secs_f64() * (s.sleepers as f64 / s.sleep_concurrency as f64).ceil();
+    f.peak_rss_mb = report.peak_rss_kb as f64 / 1024.0;
+    t.wipe(&ns).await?;
+    Ok(f)
+}
+
+fn sleep_drain_in_child(backend: BackendName, url: &str, ns: &str, s: &Sizes) -> anyhow::Result<SleepDrainReport> {
+    let exe = std::env::current_exe().context("locating genq-bench")?;
+    let backend_arg = match backend {
+        BackendName::Genq => "genq",
+        BackendName::ApalisRedis => "apalis-redis",
+    };
+    let out = Command::new(exe)
+        .args(["sleep-drain", "--backend", backend_arg, "--redis", url, "--ns", ns])
+        .args(["--n", &s.sleepers.to_string()])
+        .args(["--sleep-ms", &s.sleep.as_millis().to_string()])
+        .args(["--concurrency", &s.sleep_concurrency.to_string()])
+        .output()
+        .context("running the sleep-drain child")?;
+    if !out.status.success() {
+        bail!("sleep-drain child failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    serde_json::from_slice(&out.stdout).context("reading the sleep-drain child's report")
+}
+
+async fn run_child(child: ChildRun) -> anyhow::Result<()> {
+    let ChildRun::SleepDrain { backend, redis, ns, n, sleep_ms, concurrency } = child;
+    let sleep = Duration::from_millis(sleep_ms);
+    let took = match backend {
+        BackendName::Genq => genq_side::sleep_drain(&redis, &ns, n, sleep, concurrency).await?,
+        BackendName::ApalisRedis => baseline::sleep_drain(&redis, &ns, n, sleep, concurrency).await?,
+    };
+    let report = SleepDrainReport {
+        secs: took.as_secs_f64(),
+        peak_rss_kb: peak_rss_kb(),
+    };
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+fn print_table(s: &Sizes, results: &[(BackendName, Figures)]) {
+    let col = |f: &dyn Fn(&Figures) -> String| -> Vec<String> { results.iter().map(|(_, x)| f(x)).collect() };
+    let ideal = results.first().map(|(_, f)| f.ideal_secs).unwrap_or(0.0);
+    let rows: Vec<(String, Vec<String>, &str)> = vec![
+        (format!("single push, {} tasks (jobs/s)", s.single_concurrency), col(&|f| format!("{:.0}", f.single)), ">= 15000"),
+        (format!("bulk push, batches of {} (jobs/s)", s.bulk_batch), col(&|f| format!("{:.0}", f.bulk)), ">= 100000"),
+        (format!("no-op drain, 1 process, conc {} (jobs/s)", s.drain_concurrency), col(&|f| format!("{:.0}", f.drain)), ">= 20000"),
+        ("push->start p50 at idle (ms)".to_owned(), col(&|f| format!("{:.2}", f.p50_ms)), ""),
+        ("push->start p99 at idle (ms)".to_owned(), col(&|f| format!("{:.2}", f.p99_ms)), "< 10"),
+        (
+            format!("{} x {:?} sleeps, conc {} (s)", s.sleepers, s.sleep, s.sleep_concurrency),
+            col(&|f| format!("{:.2}", f.sleep_secs)),
+            "",
+        ),
+        (format!("  time vs ideal {ideal:.0} s"), col(&|f| format!("{:.1}%", 100.0 * f.sleep_secs / f.ideal_secs)), "<= 105%"),
+        ("  peak RSS of the worker process (MB)".to_owned(), col(&|f| format!("{:.0}", f.peak_rss_mb)), "< 200"),
+    ];
+    let mut header = format!("{:<48}", "metric");
+    for (b, _) in results {
+        header.push_str(&format!("{:>14}", b.label()));
+    }
+    header.push_str(&format!("{:>12}", "target"));
+    println!("{header}");
+    println!("{}", "-".repeat(header.len()));
+    for (name, values, target) in rows {
+        let mut line = format!("{name:<48}");
+        for v in values {
+            line.push_str(&format!("{v:>14}"));
+        }
+        line.push_str(&format!("{target:>12}"));
+        println!("{line}");
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Some(child) = cli.child {
+        return run_child(child).await;
+    }
+    let private = match &cli.redis {
+        Some(_) => None,
+        None => Some(genq_testkit::PrivateRedis::start().await.context("starting a private redis-server (or pass --redis URL)")?),
+    };
+    let target = Target {
+        url: cli.redis.clone().or_else(|| private.as_ref().map(|p| p.url())).unwrap_or_default(),
+        private: private.is_some(),
+    };
+    let sizes = Sizes::new(cli.quick);
+    eprintln!("genq-bench against {} ({} cores)", target.url, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let mut results = Vec::new();
+    for backend in &cli.backends {
+        results.push((*backend, measure(*backend, &target, &sizes).await?));
+    }
+    print_table(&sizes, &results);
+    Ok(())
+}

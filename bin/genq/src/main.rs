@@ -13,7 +13,11 @@ use genq_redis::{CancelOutcome, RedisQueue};
 use genq_runtime::{EnqueueOptions, JobClient, RedisArgs, WorkerArgs, init_tracing, run_worker};
 
 #[derive(Debug, Parser)]
-#[command(name = "genq", version, about = "genq: AI generation jobs for Telegram bots, on Redis")]
+#[command(
+    name = "genq",
+    version,
+    about = "genq: AI generation jobs for Telegram bots, on Redis"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -123,7 +127,15 @@ async fn main() -> anyhow::Result<()> {
     };
     match command {
         Command::Run(args) => run_worker(args, registry).await?,
-        Command::Push { job_type, payload, queue, delay_ms, key, wait, redis } => {
+        Command::Push {
+            job_type,
+            payload,
+            queue,
+            delay_ms,
+            key,
+            wait,
+            redis,
+        } => {
             let client = JobClient::new(connect(&redis).await?, Arc::new(registry));
             let opts = EnqueueOptions {
                 delay: delay_ms.map(Duration::from_millis),
@@ -145,7 +157,9 @@ async fn main() -> anyhow::Result<()> {
                     }
                 }
             }
-            print_json(&serde_json::json!({ "id": pushed.id, "queue": q, "created": pushed.created }))?;
+            print_json(
+                &serde_json::json!({ "id": pushed.id, "queue": q, "created": pushed.created }),
+            )?;
         }
         Command::Status { id, queue, redis } => {
             let q = connect(&redis).await?;
@@ -181,8 +195,17 @@ async fn main() -> anyhow::Result<()> {
             connect(&redis).await?.resume(&queue).await?;
             println!("resumed {queue}");
         }
-        Command::Dead { queue, limit, redis } => {
-            print_json(&connect(&redis).await?.dead_letters(&queue, 0, limit).await?)?;
+        Command::Dead {
+            queue,
+            limit,
+            redis,
+        } => {
+            print_json(
+                &connect(&redis)
+                    .await?
+                    .dead_letters(&queue, 0, limit)
+                    .await?,
+            )?;
         }
         Command::RetryDead { queue, id, redis } => {
             let q = connect(&redis).await?;

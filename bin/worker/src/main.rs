@@ -4,7 +4,11 @@ use clap::Parser;
 use genq_runtime::{WorkerArgs, init_tracing, run_worker};
 
 #[derive(Debug, Parser)]
-#[command(name = "worker", version, about = "Runs genq jobs from the given queues")]
+#[command(
+    name = "worker",
+    version,
+    about = "Runs genq jobs from the given queues"
+)]
 struct Cli {
     #[command(flatten)]
     worker: WorkerArgs,

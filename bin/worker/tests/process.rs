@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use genq_core::{JobState, JobStatus};
 use genq_redis::{NewJob, RedisConfig, RedisQueue};
-use genq_testkit::{ChildProcess, cleanup_prefix, free_port, http_get, redis_url, unique_prefix, wait_until};
+use genq_testkit::{
+    ChildProcess, cleanup_prefix, free_port, http_get, redis_url, unique_prefix, wait_until,
+};
 use serde_json::json;
 
 const LEASE_SECS: u64 = 3;
@@ -35,8 +37,9 @@ impl Setup {
             ("GENQ_GRACE_SECS", grace_secs.to_string()),
             ("GENQ_LOG", "info".to_owned()),
         ];
-        let child = ChildProcess::spawn(env!("CARGO_BIN_EXE_worker"), &["--queues", "default"], &env)
-            .expect("spawn worker");
+        let child =
+            ChildProcess::spawn(env!("CARGO_BIN_EXE_worker"), &["--queues", "default"], &env)
+                .expect("spawn worker");
         (child, metrics)
     }
 
@@ -48,14 +51,27 @@ impl Setup {
             .id
     }
 
-    async fn wait_for(&self, id: &str, timeout: Duration, pred: impl Fn(&JobState) -> bool) -> JobState {
+    async fn wait_for(
+        &self,
+        id: &str,
+        timeout: Duration,
+        pred: impl Fn(&JobState) -> bool,
+    ) -> JobState {
         let found = wait_until(timeout, || async {
-            self.queue.job("default", id).await.ok().flatten().filter(|s| pred(s))
+            self.queue
+                .job("default", id)
+                .await
+                .ok()
+                .flatten()
+                .filter(|s| pred(s))
         })
         .await;
         match found {
             Some(s) => s,
-            None => panic!("job {id}: expected state not reached; last {:?}", self.queue.job("default", id).await),
+            None => panic!(
+                "job {id}: expected state not reached; last {:?}",
+                self.queue.job("default", id).await
+            ),
         }
     }
 
@@ -68,15 +84,23 @@ impl Setup {
 async fn a_sigkilled_workers_job_is_finished_by_another_worker_with_attempts_2() {
     let s = Setup::new("sigkill").await;
     let (mut first, _) = s.worker(30);
-    let id = s.push(json!({ "sleep_ms": 2000, "echo": "survivor" })).await;
-    let running = s.wait_for(&id, Duration::from_secs(20), |j| j.status == JobStatus::Running).await;
+    let id = s
+        .push(json!({ "sleep_ms": 2000, "echo": "survivor" }))
+        .await;
+    let running = s
+        .wait_for(&id, Duration::from_secs(20), |j| {
+            j.status == JobStatus::Running
+        })
+        .await;
     assert_eq!(running.attempts, 1);
     first.sigkill();
 
     let (_second, _) = s.worker(30);
     // Back on the queue within the lease (plus a heartbeat), then run to the end.
     let done = s
-        .wait_for(&id, Duration::from_secs(LEASE_SECS * 4 + 10), |j| j.status.is_final())
+        .wait_for(&id, Duration::from_secs(LEASE_SECS * 4 + 10), |j| {
+            j.status.is_final()
+        })
         .await;
     assert_eq!(done.status, JobStatus::Succeeded);
     assert_eq!(done.attempts, 2, "the lost run is counted");
@@ -93,14 +117,34 @@ async fn sigterm_finishes_short_jobs_and_hands_back_long_ones() {
     let (mut worker, _) = s.worker(1);
     let short = s.push(json!({ "sleep_ms": 300 })).await;
     let long = s.push(json!({ "sleep_ms": 60_000 })).await;
-    s.wait_for(&long, Duration::from_secs(20), |j| j.status == JobStatus::Running).await;
-    s.wait_for(&short, Duration::from_secs(20), |j| j.status == JobStatus::Running).await;
+    s.wait_for(&long, Duration::from_secs(20), |j| {
+        j.status == JobStatus::Running
+    })
+    .await;
+    s.wait_for(&short, Duration::from_secs(20), |j| {
+        j.status == JobStatus::Running
+    })
+    .await;
     assert!(worker.sigterm());
-    let status = worker.wait_exit(Duration::from_secs(15)).expect("worker exits after its grace period");
+    let status = worker
+        .wait_exit(Duration::from_secs(15))
+        .expect("worker exits after its grace period");
     assert!(status.success(), "clean exit: {status:?}");
-    assert_eq!(s.queue.job("default", &short).await.unwrap().unwrap().status, JobStatus::Succeeded);
+    assert_eq!(
+        s.queue
+            .job("default", &short)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        JobStatus::Succeeded
+    );
     let handed_back = s.queue.job("default", &long).await.unwrap().unwrap();
-    assert_eq!(handed_back.status, JobStatus::Queued, "handed back at once, not left to its lease");
+    assert_eq!(
+        handed_back.status,
+        JobStatus::Queued,
+        "handed back at once, not left to its lease"
+    );
     assert_eq!(handed_back.attempts, 0, "an interrupted run is not counted");
     s.cleanup().await;
 }
@@ -110,12 +154,16 @@ async fn metrics_endpoint_counts_jobs_and_reports_health() {
     let s = Setup::new("metrics").await;
     let (_worker, addr) = s.worker(5);
     let id = s.push(json!({ "echo": 1 })).await;
-    s.wait_for(&id, Duration::from_secs(20), |j| j.status.is_final()).await;
+    s.wait_for(&id, Duration::from_secs(20), |j| j.status.is_final())
+        .await;
     let text = wait_until(Duration::from_secs(10), || {
         let addr = addr.clone();
         async move {
-            http_get(&addr, "/metrics")
-                .filter(|t| t.contains(r#"genq_jobs_total{job_type="probe",outcome="succeeded",queue="default"} 1"#))
+            http_get(&addr, "/metrics").filter(|t| {
+                t.contains(
+                    r#"genq_jobs_total{job_type="probe",outcome="succeeded",queue="default"} 1"#,
+                )
+            })
         }
     })
     .await

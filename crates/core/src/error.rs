@@ -57,7 +57,9 @@ impl fmt::Display for FailureClass {
 
 /// The name given is not one of the failure classes.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("unknown failure class '{0}' (expected one of user_violation, billing, rate_limited, transient, timeout, bad_input, cancelled)")]
+#[error(
+    "unknown failure class '{0}' (expected one of user_violation, billing, rate_limited, transient, timeout, bad_input, cancelled)"
+)]
 pub struct UnknownFailureClass(pub String);
 
 impl FromStr for FailureClass {

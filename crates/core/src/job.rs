@@ -139,6 +139,3 @@ impl JobContext {
         sink.report(&self.id, progress).await
     }
 }
-
-
-

@@ -34,7 +34,10 @@ struct Erased<J>(Arc<J>);
 
 fn decode<J: Job>(job: &J, payload: &str) -> Result<J::Payload, JobError> {
     let decoded: J::Payload = serde_json::from_str(payload).map_err(|e| {
-        JobError::bad_input(format!("payload for job type '{}' is not valid: {e}", J::NAME))
+        JobError::bad_input(format!(
+            "payload for job type '{}' is not valid: {e}",
+            J::NAME
+        ))
     })?;
     job.validate(&decoded)?;
     Ok(decoded)
@@ -71,7 +74,10 @@ impl<J: Job> ErasedJob for Erased<J> {
         async move {
             let output = job.run(decoded?, ctx).await?;
             serde_json::to_value(output).map_err(|e| {
-                JobError::transient(format!("output of job type '{}' could not be encoded: {e}", J::NAME))
+                JobError::transient(format!(
+                    "output of job type '{}' could not be encoded: {e}",
+                    J::NAME
+                ))
             })
         }
         .boxed()
@@ -124,7 +130,9 @@ pub struct Registry {
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry").field("routes", &self.routes).finish()
+        f.debug_struct("Registry")
+            .field("routes", &self.routes)
+            .finish()
     }
 }
 
@@ -177,7 +185,11 @@ impl Registry {
     /// The queue a job type goes to.
     pub fn queue_of(&self, job_type: &str) -> Result<&str, RegistryError> {
         let name = self.get(job_type)?.name();
-        Ok(self.routes.get(name).map(String::as_str).unwrap_or_default())
+        Ok(self
+            .routes
+            .get(name)
+            .map(String::as_str)
+            .unwrap_or_default())
     }
 
     /// Every queue some registered job type goes to.
@@ -247,10 +259,17 @@ mod tests {
         let mut r = Registry::new();
         r.register(Double).unwrap();
         let job = r.get("double").unwrap();
-        assert_eq!(job.run(r#"{"n":21}"#, ctx()).await.unwrap(), serde_json::json!(42));
+        assert_eq!(
+            job.run(r#"{"n":21}"#, ctx()).await.unwrap(),
+            serde_json::json!(42)
+        );
         let err = job.run("not json", ctx()).await.unwrap_err();
         assert_eq!(err.class, crate::FailureClass::BadInput);
-        assert!(err.message.contains("payload for job type 'double' is not valid"), "{err}");
+        assert!(
+            err.message
+                .contains("payload for job type 'double' is not valid"),
+            "{err}"
+        );
         let err = job.check_payload(r#"{"n":-1}"#).unwrap_err();
         assert_eq!(err.message, "n must not be negative");
     }
@@ -263,7 +282,10 @@ mod tests {
         r.apply_routes("double=img").unwrap();
         assert_eq!(r.queue_of("double").unwrap(), "img");
         assert_eq!(r.types_for_queue("img"), vec!["double"]);
-        assert!(matches!(r.register(Double), Err(RegistryError::Duplicate("double"))));
+        assert!(matches!(
+            r.register(Double),
+            Err(RegistryError::Duplicate("double"))
+        ));
         let err = r.apply_routes("triple=img").unwrap_err().to_string();
         assert_eq!(err, "unknown job type 'triple' (known: double)");
         assert!(r.apply_routes("double=Bad Queue").is_err());

@@ -143,7 +143,10 @@ impl RetryPolicy {
                     None => {
                         let idx = (attempt.saturating_sub(1) as usize)
                             .min(fallback.len().saturating_sub(1));
-                        fallback.get(idx).copied().unwrap_or(Duration::from_secs(60))
+                        fallback
+                            .get(idx)
+                            .copied()
+                            .unwrap_or(Duration::from_secs(60))
                     }
                 };
                 RetryDecision::RetryIn(delay.min(*cap))
@@ -182,7 +185,10 @@ mod tests {
             FailureClass::BadInput,
             FailureClass::Cancelled,
         ] {
-            assert_eq!(p.decide(&JobError::new(class, "x"), 1), RetryDecision::GiveUp);
+            assert_eq!(
+                p.decide(&JobError::new(class, "x"), 1),
+                RetryDecision::GiveUp
+            );
         }
     }
 
@@ -195,14 +201,20 @@ mod tests {
         assert!((8.0..=12.0).contains(&first), "first delay {first}");
         assert!((16.0..=24.0).contains(&second), "second delay {second}");
         assert_eq!(p.decide(&e, 3), RetryDecision::GiveUp);
-        assert_eq!(p.decide(&JobError::timeout("slow"), 3), RetryDecision::GiveUp);
+        assert_eq!(
+            p.decide(&JobError::timeout("slow"), 3),
+            RetryDecision::GiveUp
+        );
     }
 
     #[test]
     fn rate_limited_honours_retry_after_else_fallback() {
         let p = RetryPolicy::default();
         let asked = JobError::rate_limited("429", Some(Duration::from_secs(7)));
-        assert_eq!(p.decide(&asked, 1), RetryDecision::RetryIn(Duration::from_secs(7)));
+        assert_eq!(
+            p.decide(&asked, 1),
+            RetryDecision::RetryIn(Duration::from_secs(7))
+        );
         let bare = JobError::rate_limited("429", None);
         assert_eq!(secs(p.decide(&bare, 1)), 60.0);
         assert_eq!(secs(p.decide(&bare, 2)), 120.0);
@@ -222,9 +234,18 @@ mod tests {
             },
         );
         let e = JobError::transient("x");
-        assert_eq!(p.decide(&e, 1), RetryDecision::RetryIn(Duration::from_millis(10)));
-        assert_eq!(p.decide(&e, 2), RetryDecision::RetryIn(Duration::from_millis(20)));
-        assert_eq!(p.decide(&e, 3), RetryDecision::RetryIn(Duration::from_millis(25)));
+        assert_eq!(
+            p.decide(&e, 1),
+            RetryDecision::RetryIn(Duration::from_millis(10))
+        );
+        assert_eq!(
+            p.decide(&e, 2),
+            RetryDecision::RetryIn(Duration::from_millis(20))
+        );
+        assert_eq!(
+            p.decide(&e, 3),
+            RetryDecision::RetryIn(Duration::from_millis(25))
+        );
         assert_eq!(p.decide(&e, 5), RetryDecision::GiveUp);
         assert_eq!(p.max_attempts(), 5);
         assert_eq!(RetryPolicy::default().max_attempts(), 4);

@@ -134,7 +134,15 @@ mod tests {
 
     #[test]
     fn status_names_round_trip() {
-        for s in ["queued", "scheduled", "running", "succeeded", "failed", "cancelled", "awaiting_approval"] {
+        for s in [
+            "queued",
+            "scheduled",
+            "running",
+            "succeeded",
+            "failed",
+            "cancelled",
+            "awaiting_approval",
+        ] {
             assert_eq!(s.parse::<JobStatus>().unwrap().as_str(), s);
         }
         assert!("done".parse::<JobStatus>().is_err());

@@ -60,7 +60,10 @@ impl WorkerMetrics {
     pub fn new(registry: &Registry) -> Result<Self, MetricsError> {
         let m = Self {
             jobs_total: IntCounterVec::new(
-                Opts::new("genq_jobs_total", "Finished job runs by job type, queue and outcome"),
+                Opts::new(
+                    "genq_jobs_total",
+                    "Finished job runs by job type, queue and outcome",
+                ),
                 &["job_type", "queue", "outcome"],
             )?,
             job_duration_seconds: HistogramVec::new(
@@ -73,11 +76,17 @@ impl WorkerMetrics {
                 &["job_type", "queue"],
             )?,
             job_retries_total: IntCounterVec::new(
-                Opts::new("genq_job_retries_total", "Retries scheduled, by failure class"),
+                Opts::new(
+                    "genq_job_retries_total",
+                    "Retries scheduled, by failure class",
+                ),
                 &["job_type", "queue", "class"],
             )?,
             job_failures_total: IntCounterVec::new(
-                Opts::new("genq_job_failures_total", "Failed job runs by failure class"),
+                Opts::new(
+                    "genq_job_failures_total",
+                    "Failed job runs by failure class",
+                ),
                 &["job_type", "queue", "class"],
             )?,
             queue_depth: IntGaugeVec::new(
@@ -100,11 +109,17 @@ impl WorkerMetrics {
                 &["instance", "host"],
             )?,
             redis_errors_total: IntCounterVec::new(
-                Opts::new("genq_redis_errors_total", "Redis errors seen by the process"),
+                Opts::new(
+                    "genq_redis_errors_total",
+                    "Redis errors seen by the process",
+                ),
                 &["operation"],
             )?,
             worker_restarts_total: IntCounterVec::new(
-                Opts::new("genq_worker_restarts_total", "apalis worker restarts after an error"),
+                Opts::new(
+                    "genq_worker_restarts_total",
+                    "apalis worker restarts after an error",
+                ),
                 &["queue"],
             )?,
             worker_concurrency: IntGaugeVec::new(
@@ -153,12 +168,19 @@ mod tests {
     fn renders_genq_prefixed_metrics() {
         let registry = Registry::new();
         let m = WorkerMetrics::new(&registry).unwrap();
-        m.jobs_total.with_label_values(&["probe", "default", "succeeded"]).inc();
+        m.jobs_total
+            .with_label_values(&["probe", "default", "succeeded"])
+            .inc();
         m.job_duration_seconds
             .with_label_values(&["probe", "default", "succeeded"])
             .observe(0.003);
         let text = render(&registry).unwrap();
-        assert!(text.contains("genq_jobs_total{job_type=\"probe\",outcome=\"succeeded\",queue=\"default\"} 1"), "{text}");
+        assert!(
+            text.contains(
+                "genq_jobs_total{job_type=\"probe\",outcome=\"succeeded\",queue=\"default\"} 1"
+            ),
+            "{text}"
+        );
         assert!(text.contains("genq_job_duration_seconds_bucket{job_type=\"probe\",outcome=\"succeeded\",queue=\"default\",le=\"0.005\"} 1"));
         // registering twice in one registry is refused
         assert!(WorkerMetrics::new(&registry).is_err());

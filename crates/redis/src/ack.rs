@@ -168,11 +168,23 @@ mod tests {
         assert_eq!(classify(&typed).class, FailureClass::BadInput);
 
         let p = RetryPolicy::default();
-        assert!(matches!(outcome_for_error(JobError::bad_input("x"), 1, &p), Outcome::Failed(_)));
-        assert!(matches!(outcome_for_error(JobError::cancelled("x"), 1, &p), Outcome::Cancelled(_)));
+        assert!(matches!(
+            outcome_for_error(JobError::bad_input("x"), 1, &p),
+            Outcome::Failed(_)
+        ));
+        assert!(matches!(
+            outcome_for_error(JobError::cancelled("x"), 1, &p),
+            Outcome::Cancelled(_)
+        ));
         let before = now_ms();
-        match outcome_for_error(JobError::rate_limited("429", Some(Duration::from_secs(5))), 1, &p) {
-            Outcome::Retry { at_ms, .. } => assert!(at_ms >= before + 5000 && at_ms < before + 6000),
+        match outcome_for_error(
+            JobError::rate_limited("429", Some(Duration::from_secs(5))),
+            1,
+            &p,
+        ) {
+            Outcome::Retry { at_ms, .. } => {
+                assert!(at_ms >= before + 5000 && at_ms < before + 6000)
+            }
             other => panic!("expected a retry, got {other:?}"),
         }
     }

@@ -43,8 +43,14 @@ pub struct RawJob {
 impl RawJob {
     /// The context a genq handler gets for this run.
     pub fn context(&self, progress: Arc<dyn ProgressSink>) -> JobContext {
-        JobContext::new(&self.id, &self.queue, &self.job_type, self.attempt, self.cancel.clone())
-            .with_progress_sink(progress)
+        JobContext::new(
+            &self.id,
+            &self.queue,
+            &self.job_type,
+            self.attempt,
+            self.cancel.clone(),
+        )
+        .with_progress_sink(progress)
     }
 }
 
@@ -100,7 +106,10 @@ impl RedisBackend {
         // apalis counts the run itself when it starts it (its lifecycle layer
         // increments the attempt), so it is handed the runs before this one.
         let previous_runs = job.attempt.saturating_sub(1) as usize;
-        TaskBuilder::new(job).task_id(id).attempt(previous_runs).build()
+        TaskBuilder::new(job)
+            .task_id(id)
+            .attempt(previous_runs)
+            .build()
     }
 }
 
@@ -108,7 +117,11 @@ impl Backend for RedisBackend {
     type Task = Task<RawJob>;
     type Error = QueueError;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>, _w: &WorkerContext) -> Poll<Result<(), Self::Error>> {
+    fn poll_ready(
+        &mut self,
+        _cx: &mut Context<'_>,
+        _w: &WorkerContext,
+    ) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
     }
 
@@ -135,7 +148,11 @@ impl Backend for RedisBackend {
         }
     }
 
-    fn poll_close(&mut self, cx: &mut Context<'_>, _w: &WorkerContext) -> Poll<Result<(), Self::Error>> {
+    fn poll_close(
+        &mut self,
+        cx: &mut Context<'_>,
+        _w: &WorkerContext,
+    ) -> Poll<Result<(), Self::Error>> {
         // A fetch in progress may already hold leases: its jobs are handed back too
         // once it resolves; dropping it before then leaves nothing leased.
         self.fetching = None;

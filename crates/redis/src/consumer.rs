@@ -169,7 +169,9 @@ impl QueueConsumer {
         let mut jobs = Vec::with_capacity(rest.len() / 5);
         for f in rest.chunks(5) {
             let [id, job_type, payload, attempt, enq] = f else {
-                return Err(QueueError::Protocol("fetch reply has a partial job".to_owned()));
+                return Err(QueueError::Protocol(
+                    "fetch reply has a partial job".to_owned(),
+                ));
             };
             jobs.push(RawJob {
                 id: as_string(id)?,
@@ -207,7 +209,12 @@ impl QueueConsumer {
         let mut wake = self.inner.notify.subscribe();
         loop {
             wake.borrow_and_update();
-            let free = self.inner.opts.concurrency.saturating_sub(self.in_flight()).max(1);
+            let free = self
+                .inner
+                .opts
+                .concurrency
+                .saturating_sub(self.in_flight())
+                .max(1);
             let n = free.min(self.inner.queue.config().fetch_batch);
             match self.fetch(n).await {
                 Ok((jobs, next_due)) => {
@@ -236,7 +243,12 @@ impl QueueConsumer {
 
     /// Records a run's outcome, retrying Redis errors for a while. Returns whether the
     /// run still held the job (false: its lease had expired and the outcome was dropped).
-    pub(crate) async fn record(&self, id: &str, attempt: u32, outcome: &Outcome) -> Result<bool, QueueError> {
+    pub(crate) async fn record(
+        &self,
+        id: &str,
+        attempt: u32,
+        outcome: &Outcome,
+    ) -> Result<bool, QueueError> {
         let mut tries = 0;
         let result = loop {
             match self
@@ -353,7 +365,11 @@ impl QueueConsumer {
         if let Ok(m) = self.inner.in_flight.lock()
             && let Some(f) = m.get(id)
         {
-            debug!(job_id = id, attempt = f.attempt, "stopping job: cancelled or lease lost");
+            debug!(
+                job_id = id,
+                attempt = f.attempt,
+                "stopping job: cancelled or lease lost"
+            );
             f.cancel.cancel();
         }
     }
@@ -381,7 +397,8 @@ impl ProgressSink for QueueConsumer {
 
 /// 100 ms doubling up to 5 s.
 fn backoff(failures: u32) -> Duration {
-    Duration::from_millis(100u64.saturating_mul(1 << failures.min(6).saturating_sub(1))).min(Duration::from_secs(5))
+    Duration::from_millis(100u64.saturating_mul(1 << failures.min(6).saturating_sub(1)))
+        .min(Duration::from_secs(5))
 }
 
 async fn heartbeat_loop(weak: Weak<Inner>) {

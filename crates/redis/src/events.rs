@@ -40,7 +40,11 @@ impl Drop for EventFollower {
 
 impl EventFollower {
     /// Starts following `queues` from `start`.
-    pub async fn start(queue: &RedisQueue, queues: &[String], start: EventStart) -> Result<Self, QueueError> {
+    pub async fn start(
+        queue: &RedisQueue,
+        queues: &[String],
+        start: EventStart,
+    ) -> Result<Self, QueueError> {
         let (tx, rx) = mpsc::channel(1024);
         let mut tasks = Vec::new();
         for name in queues {
@@ -112,7 +116,11 @@ fn last_entry_id(reply: &[redis::Value]) -> Option<String> {
     }
 }
 
-fn to_event(queue: &str, event_id: &str, map: &HashMap<String, redis::Value>) -> Option<CompletionEvent> {
+fn to_event(
+    queue: &str,
+    event_id: &str,
+    map: &HashMap<String, redis::Value>,
+) -> Option<CompletionEvent> {
     let get = |k: &str| -> Option<String> {
         match map.get(k)? {
             redis::Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),

@@ -6,7 +6,9 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use genq_core::{FailureClass, JobError, JobState, JobStatus, Progress, new_job_id, validate_queue_name};
+use genq_core::{
+    FailureClass, JobError, JobState, JobStatus, Progress, new_job_id, validate_queue_name,
+};
 use redis::{AsyncCommands, Value, aio::ConnectionManager};
 use serde::{Deserialize, Serialize};
 
@@ -38,7 +40,11 @@ pub struct NewJob {
 }
 
 impl NewJob {
-    pub fn new(queue: impl Into<String>, job_type: impl Into<String>, payload: impl Into<String>) -> Self {
+    pub fn new(
+        queue: impl Into<String>,
+        job_type: impl Into<String>,
+        payload: impl Into<String>,
+    ) -> Self {
         Self {
             queue: queue.into(),
             job_type: job_type.into(),
@@ -79,7 +85,10 @@ impl NewJob {
         validate_queue_name(&self.queue)?;
         let bad = |m: String| Err(QueueError::InvalidJob(m));
         if self.job_type.is_empty() || self.job_type.len() > 64 {
-            return bad(format!("job type '{}' must be 1-64 characters", self.job_type));
+            return bad(format!(
+                "job type '{}' must be 1-64 characters",
+                self.job_type
+            ));
         }
         if self.payload.len() > max_payload {
             return bad(format!(
@@ -95,7 +104,9 @@ impl NewJob {
         if let Some(id) = &self.id
             && (id.is_empty() || id.len() > 64 || id.contains([':', '{', '}', ' ']))
         {
-            return bad(format!("job id '{id}' must be 1-64 characters without ':', braces or spaces"));
+            return bad(format!(
+                "job id '{id}' must be 1-64 characters without ':', braces or spaces"
+            ));
         }
         Ok(())
     }
@@ -115,7 +126,10 @@ pub enum Outcome {
     /// Result JSON.
     Succeeded(String),
     /// Failed; runs again at `at_ms`.
-    Retry { at_ms: u64, error: JobError },
+    Retry {
+        at_ms: u64,
+        error: JobError,
+    },
     /// Failed for good: dead letters.
     Failed(JobError),
     Cancelled(JobError),
@@ -178,7 +192,9 @@ pub struct RedisQueue {
 
 impl std::fmt::Debug for RedisQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisQueue").field("prefix", &self.cfg.prefix).finish()
+        f.debug_struct("RedisQueue")
+            .field("prefix", &self.cfg.prefix)
+            .finish()
     }
 }
 
@@ -271,7 +287,9 @@ impl RedisQueue {
         for (queue, idxs) in by_queue {
             self.register_queue(queue).await?;
             for chunk in idxs.chunks(1000) {
-                let pushed = self.push_chunk(queue, chunk.iter().map(|&i| &jobs[i])).await?;
+                let pushed = self
+                    .push_chunk(queue, chunk.iter().map(|&i| &jobs[i]))
+                    .await?;
                 for (&i, p) in chunk.iter().zip(pushed) {
                     results[i] = Some(p);
                 }
@@ -309,7 +327,9 @@ impl RedisQueue {
                     id: as_string(id)?,
                     created: as_u64(created)? == 1,
                 }),
-                _ => Err(QueueError::Protocol("push reply has an odd length".to_owned())),
+                _ => Err(QueueError::Protocol(
+                    "push reply has an odd length".to_owned(),
+                )),
             })
             .collect()
     }
@@ -434,7 +454,11 @@ impl RedisQueue {
         let mut c = self.conn.clone();
         let stop = offset.saturating_add(limit.max(1)).saturating_sub(1);
         let ids: Vec<String> = c
-            .zrevrange(format!("{}:dead", self.base_key(queue)), offset as isize, stop as isize)
+            .zrevrange(
+                format!("{}:dead", self.base_key(queue)),
+                offset as isize,
+                stop as isize,
+            )
             .await?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
@@ -480,7 +504,9 @@ impl RedisQueue {
     pub async fn workers(&self, queue: &str) -> Result<Vec<WorkerInfo>, QueueError> {
         validate_queue_name(queue)?;
         let mut c = self.conn.clone();
-        let raw: HashMap<String, String> = c.hgetall(format!("{}:workers", self.base_key(queue))).await?;
+        let raw: HashMap<String, String> = c
+            .hgetall(format!("{}:workers", self.base_key(queue)))
+            .await?;
         let mut out: Vec<WorkerInfo> = raw
             .values()
             .filter_map(|v| serde_json::from_str(v).ok())
@@ -501,7 +527,12 @@ impl RedisQueue {
     ) -> Result<bool, QueueError> {
         let (kind, data, class, retry_at) = match outcome {
             Outcome::Succeeded(result) => ("succeeded", result.as_str(), "", 0),
-            Outcome::Retry { at_ms, error } => ("retry", error.message.as_str(), error.class.as_str(), *at_ms),
+            Outcome::Retry { at_ms, error } => (
+                "retry",
+                error.message.as_str(),
+                error.class.as_str(),
+                *at_ms,
+            ),
             Outcome::Failed(error) => ("failed", error.message.as_str(), error.class.as_str(), 0),
             Outcome::Cancelled(error) => ("cancelled", error.message.as_str(), "cancelled", 0),
         };
@@ -551,7 +582,9 @@ pub(crate) fn as_string(v: &Value) -> Result<String, QueueError> {
         Value::SimpleString(s) => Ok(s.clone()),
         Value::Int(i) => Ok(i.to_string()),
         Value::Nil => Ok(String::new()),
-        other => Err(QueueError::Protocol(format!("expected a string, got {other:?}"))),
+        other => Err(QueueError::Protocol(format!(
+            "expected a string, got {other:?}"
+        ))),
     }
 }
 

@@ -25,13 +25,23 @@ async fn handler(job: RawJob, id: TaskId, attempt: Attempt) -> Result<String, Bo
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_apalis_worker_and_monitor_run_on_the_genq_backend() {
     let prefix = unique_prefix("apalis");
-    let queue = RedisQueue::connect(RedisConfig::with_url(redis_url()).prefix(&prefix)).await.unwrap();
+    let queue = RedisQueue::connect(RedisConfig::with_url(redis_url()).prefix(&prefix))
+        .await
+        .unwrap();
     let consumer = QueueConsumer::start(queue.clone(), "plain", "w1", ConsumerOptions::default())
         .await
         .unwrap();
 
-    let ok = queue.push(NewJob::new("plain", "any", "\"hello\"")).await.unwrap().id;
-    let bad = queue.push(NewJob::new("plain", "any", "\"fail\"")).await.unwrap().id;
+    let ok = queue
+        .push(NewJob::new("plain", "any", "\"hello\""))
+        .await
+        .unwrap()
+        .id;
+    let bad = queue
+        .push(NewJob::new("plain", "any", "\"fail\""))
+        .await
+        .unwrap()
+        .id;
 
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let c = consumer.clone();
@@ -54,8 +64,15 @@ async fn plain_apalis_worker_and_monitor_run_on_the_genq_backend() {
     .await
     .expect("both jobs end");
     assert_eq!(done.0.status, JobStatus::Succeeded);
-    assert_eq!(done.0.result, Some(serde_json::json!("\"hello\" on attempt 1")));
-    assert_eq!(done.1.status, JobStatus::Failed, "bad input is never retried");
+    assert_eq!(
+        done.0.result,
+        Some(serde_json::json!("\"hello\" on attempt 1"))
+    );
+    assert_eq!(
+        done.1.status,
+        JobStatus::Failed,
+        "bad input is never retried"
+    );
     assert_eq!(done.1.error.as_deref(), Some("told to fail"));
 
     let _ = tx.send(());

@@ -52,8 +52,11 @@ impl JobClient {
         payload: &J::Payload,
         opts: EnqueueOptions,
     ) -> Result<Pushed, ClientError> {
-        let text = serde_json::to_string(payload)
-            .map_err(|e| ClientError::Payload(JobError::bad_input(format!("payload could not be encoded: {e}"))))?;
+        let text = serde_json::to_string(payload).map_err(|e| {
+            ClientError::Payload(JobError::bad_input(format!(
+                "payload could not be encoded: {e}"
+            )))
+        })?;
         self.enqueue_json(J::NAME, &text, opts).await
     }
 
@@ -77,14 +80,30 @@ impl JobClient {
     ) -> Result<Vec<Pushed>, ClientError> {
         let jobs = payloads
             .iter()
-            .map(|p| self.new_job(job_type, p, EnqueueOptions { id: None, ..opts.clone() }))
+            .map(|p| {
+                self.new_job(
+                    job_type,
+                    p,
+                    EnqueueOptions {
+                        id: None,
+                        ..opts.clone()
+                    },
+                )
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(self.queue.push_bulk(jobs).await?)
     }
 
-    fn new_job(&self, job_type: &str, payload: &str, opts: EnqueueOptions) -> Result<NewJob, ClientError> {
+    fn new_job(
+        &self,
+        job_type: &str,
+        payload: &str,
+        opts: EnqueueOptions,
+    ) -> Result<NewJob, ClientError> {
         let handler = self.registry.get(job_type)?;
-        handler.check_payload(payload).map_err(ClientError::Payload)?;
+        handler
+            .check_payload(payload)
+            .map_err(ClientError::Payload)?;
         let queue = match opts.queue {
             Some(q) => q,
             None => self.registry.queue_of(job_type)?.to_owned(),

@@ -9,7 +9,11 @@ use genq_redis::RedisConfig;
 #[derive(Debug, Clone, Args)]
 pub struct RedisArgs {
     /// Redis URL.
-    #[arg(long = "redis", env = "GENQ_REDIS_URL", default_value = "redis://127.0.0.1:6379/")]
+    #[arg(
+        long = "redis",
+        env = "GENQ_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379/"
+    )]
     pub redis_url: String,
     /// Prefix of every genq key in Redis.
     #[arg(long, env = "GENQ_PREFIX", default_value = "genq")]

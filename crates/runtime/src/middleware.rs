@@ -93,7 +93,9 @@ where
     type Future = JobFuture;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), JobError>> {
-        self.inner.poll_ready(cx).map_err(|e| to_job_error(e.into()))
+        self.inner
+            .poll_ready(cx)
+            .map_err(|e| to_job_error(e.into()))
     }
 
     fn call(&mut self, task: Task<RawJob>) -> JobFuture {
@@ -213,7 +215,9 @@ impl Wrap for Metrics {
         let m = self.metrics.clone();
         let registry = self.registry.clone();
         async move {
-            let in_flight = m.jobs_in_flight.with_label_values(&[&job.job_type, &job.queue]);
+            let in_flight = m
+                .jobs_in_flight
+                .with_label_values(&[&job.job_type, &job.queue]);
             in_flight.inc();
             let started = Instant::now();
             let res = inner.await;
@@ -225,7 +229,10 @@ impl Wrap for Metrics {
                     m.job_failures_total
                         .with_label_values(&[&job.job_type, &job.queue, class])
                         .inc();
-                    match (e.class, registry.retry_policy(&job.job_type).decide(e, job.attempt)) {
+                    match (
+                        e.class,
+                        registry.retry_policy(&job.job_type).decide(e, job.attempt),
+                    ) {
                         (FailureClass::Cancelled, _) => "cancelled",
                         (_, RetryDecision::RetryIn(_)) => {
                             m.job_retries_total

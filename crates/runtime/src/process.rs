@@ -35,9 +35,15 @@ pub enum ProcessError {
     #[error("invalid setting: {0}")]
     Config(String),
     #[error("cannot listen on {addr} for metrics: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot connect to Redis at {url}: {source}")]
-    Connect { url: String, source: genq_redis::QueueError },
+    Connect {
+        url: String,
+        source: genq_redis::QueueError,
+    },
     #[error(transparent)]
     Worker(#[from] WorkerError),
     #[error(transparent)]
@@ -73,7 +79,11 @@ pub async fn run_worker(args: WorkerArgs, registry: Registry) -> Result<(), Proc
     let queues = if args.queues.is_empty() {
         registry.queues().into_iter().collect()
     } else {
-        args.queues.iter().map(|q| q.trim().to_owned()).filter(|q| !q.is_empty()).collect()
+        args.queues
+            .iter()
+            .map(|q| q.trim().to_owned())
+            .filter(|q| !q.is_empty())
+            .collect()
     };
     let url = cfg.url.clone();
     let queue = RedisQueue::connect(cfg)
@@ -94,12 +104,14 @@ pub async fn run_worker(args: WorkerArgs, registry: Registry) -> Result<(), Proc
 
     let stop = CancellationToken::new();
     let server_stop = stop.clone();
-    let server = http::serve(args.metrics_addr, prom, async move { server_stop.cancelled().await })
-        .await
-        .map_err(|source| ProcessError::Bind {
-            addr: args.metrics_addr,
-            source,
-        })?;
+    let server = http::serve(args.metrics_addr, prom, async move {
+        server_stop.cancelled().await
+    })
+    .await
+    .map_err(|source| ProcessError::Bind {
+        addr: args.metrics_addr,
+        source,
+    })?;
     info!(
         instance = %runtime.settings().instance_id,
         queues = %runtime.settings().queues.join(","),

@@ -36,7 +36,11 @@ impl WorkerSettings {
         Self {
             queues,
             concurrency: 100,
-            instance_id: format!("{host}-{}-{}", std::process::id(), ulid::Ulid::new().to_string().to_lowercase()),
+            instance_id: format!(
+                "{host}-{}-{}",
+                std::process::id(),
+                ulid::Ulid::new().to_string().to_lowercase()
+            ),
             host,
             grace: Duration::from_secs(30),
             stats_interval: Duration::from_secs(5),
@@ -97,7 +101,8 @@ impl WorkerRuntime {
                 host: settings.host.clone(),
                 pid: std::process::id(),
             };
-            consumers.push(QueueConsumer::start(queue.clone(), q, &settings.instance_id, opts).await?);
+            consumers
+                .push(QueueConsumer::start(queue.clone(), q, &settings.instance_id, opts).await?);
             metrics
                 .worker_concurrency
                 .with_label_values(&[q.as_str()])
@@ -204,27 +209,47 @@ fn restart_delay(run: usize) -> Duration {
     if run == 0 {
         return Duration::ZERO;
     }
-    Duration::from_millis(500u64.saturating_mul(1 << run.min(7).saturating_sub(1))).min(Duration::from_secs(30))
+    Duration::from_millis(500u64.saturating_mul(1 << run.min(7).saturating_sub(1)))
+        .min(Duration::from_secs(30))
 }
 
-async fn refresh_queue_gauges(queue: RedisQueue, metrics: WorkerMetrics, queues: Vec<String>, every: Duration) {
+async fn refresh_queue_gauges(
+    queue: RedisQueue,
+    metrics: WorkerMetrics,
+    queues: Vec<String>,
+    every: Duration,
+) {
     loop {
         for q in &queues {
             match queue.stats(q).await {
                 Ok(s) => {
                     let depth = &metrics.queue_depth;
-                    depth.with_label_values(&[q.as_str(), "ready"]).set(s.ready as i64);
-                    depth.with_label_values(&[q.as_str(), "scheduled"]).set(s.scheduled as i64);
-                    depth.with_label_values(&[q.as_str(), "running"]).set(s.running as i64);
-                    depth.with_label_values(&[q.as_str(), "dead"]).set(s.dead as i64);
+                    depth
+                        .with_label_values(&[q.as_str(), "ready"])
+                        .set(s.ready as i64);
+                    depth
+                        .with_label_values(&[q.as_str(), "scheduled"])
+                        .set(s.scheduled as i64);
+                    depth
+                        .with_label_values(&[q.as_str(), "running"])
+                        .set(s.running as i64);
+                    depth
+                        .with_label_values(&[q.as_str(), "dead"])
+                        .set(s.dead as i64);
                     metrics
                         .queue_oldest_ready_age_seconds
                         .with_label_values(&[q.as_str()])
                         .set(s.oldest_ready_age_secs);
-                    metrics.queue_paused.with_label_values(&[q.as_str()]).set(s.paused as i64);
+                    metrics
+                        .queue_paused
+                        .with_label_values(&[q.as_str()])
+                        .set(s.paused as i64);
                 }
                 Err(e) => {
-                    metrics.redis_errors_total.with_label_values(&["stats"]).inc();
+                    metrics
+                        .redis_errors_total
+                        .with_label_values(&["stats"])
+                        .inc();
                     warn!(queue = %q, error = %e, "could not read queue stats");
                 }
             }

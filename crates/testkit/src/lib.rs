@@ -20,13 +20,20 @@ pub fn redis_url() -> String {
 
 /// A key prefix no other test uses.
 pub fn unique_prefix(test: &str) -> String {
-    format!("genqtest-{test}-{}", ulid::Ulid::new().to_string().to_lowercase())
+    format!(
+        "genqtest-{test}-{}",
+        ulid::Ulid::new().to_string().to_lowercase()
+    )
 }
 
 /// Deletes every key under `prefix` on the Redis at `url`.
 pub async fn cleanup_prefix(url: &str, prefix: &str) {
-    let Ok(client) = redis::Client::open(url) else { return };
-    let Ok(mut con) = client.get_multiplexed_async_connection().await else { return };
+    let Ok(client) = redis::Client::open(url) else {
+        return;
+    };
+    let Ok(mut con) = client.get_multiplexed_async_connection().await else {
+        return;
+    };
     let pattern = format!("{prefix}:*");
     let mut cursor: u64 = 0;
     loop {
@@ -85,12 +92,16 @@ pub struct PrivateRedis {
 
 impl PrivateRedis {
     /// Starts one and waits until it answers PING.
-    pub fn start() -> std::io::Result<Self> {
+    pub async fn start() -> std::io::Result<Self> {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("genq-redis-{port}-{}", ulid::Ulid::new()));
         std::fs::create_dir_all(&dir)?;
-        let mut me = Self { port, child: None, dir };
-        me.spawn()?;
+        let mut me = Self {
+            port,
+            child: None,
+            dir,
+        };
+        me.spawn().await?;
         Ok(me)
     }
 
@@ -98,9 +109,18 @@ impl PrivateRedis {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
-    fn spawn(&mut self) -> std::io::Result<()> {
+    async fn spawn(&mut self) -> std::io::Result<()> {
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())
@@ -109,15 +129,15 @@ impl PrivateRedis {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if let Ok(client) = redis::Client::open(self.url())
-                && let Ok(mut con) = client.get_connection()
-                && redis::cmd("PING").query::<String>(&mut con).is_ok()
-            {
+            if self.query_info().await.is_some() {
                 return Ok(());
             }
-            std::thread::sleep(Duration::from_millis(20));
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        Err(std::io::Error::other(format!("redis-server on port {} did not start", self.port)))
+        Err(std::io::Error::other(format!(
+            "redis-server on port {} did not start",
+            self.port
+        )))
     }
 
     /// Kills the server (its data is gone: it keeps nothing on disk).
@@ -129,17 +149,22 @@ impl PrivateRedis {
     }
 
     /// Kills and starts it again on the same port.
-    pub fn restart(&mut self) -> std::io::Result<()> {
+    pub async fn restart(&mut self) -> std::io::Result<()> {
         self.stop();
-        self.spawn()
+        self.spawn().await
+    }
+
+    async fn query_info(&self) -> Option<String> {
+        let client = redis::Client::open(self.url()).ok()?;
+        let mut con = client.get_multiplexed_async_connection().await.ok()?;
+        redis::cmd("INFO").arg("memory").query_async(&mut con).await.ok()
     }
 
     /// `INFO memory`'s used_memory, in bytes.
-    pub fn used_memory(&self) -> Option<u64> {
-        let client = redis::Client::open(self.url()).ok()?;
-        let mut con = client.get_connection().ok()?;
-        let info: String = redis::cmd("INFO").arg("memory").query(&mut con).ok()?;
-        info.lines()
+    pub async fn used_memory(&self) -> Option<u64> {
+        self.query_info()
+            .await?
+            .lines()
             .find_map(|l| l.strip_prefix("used_memory:"))
             .and_then(|v| v.trim().parse().ok())
     }
@@ -157,7 +182,11 @@ pub fn http_get(addr: &str, path: &str) -> Option<String> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut raw = String::new();
     stream.read_to_string(&mut raw).ok()?;
     let (head, body) = raw.split_once("\r\n\r\n")?;
@@ -204,13 +233,13 @@ impl ChildProcess {
     }
 
     /// Waits up to `timeout` for the process to exit; its exit status if it did.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Some(status);
             }
-            std::thread::sleep(Duration::from_millis(20));
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         None
     }

@@ -147,7 +147,9 @@ async fn sleep_with_progress(ctx: &JobContext, sleep_ms: u64, steps: u8) {
         if steps > 1 {
             let percent = (step * 100 / steps) as u8;
             // best effort: a lost progress report does not fail the probe
-            let _ = ctx.progress(percent, Some(&format!("step {step} of {steps}"))).await;
+            let _ = ctx
+                .progress(percent, Some(&format!("step {step} of {steps}")))
+                .await;
         }
     }
 }
@@ -165,7 +167,13 @@ mod tests {
     async fn echoes_and_fails_on_chosen_runs() {
         let job = ProbeJob::new();
         let out = job
-            .run(ProbePayload { echo: serde_json::json!({"hi": 1}), ..Default::default() }, ctx(1))
+            .run(
+                ProbePayload {
+                    echo: serde_json::json!({"hi": 1}),
+                    ..Default::default()
+                },
+                ctx(1),
+            )
             .await
             .unwrap();
         assert_eq!(out.echo, serde_json::json!({"hi": 1}));
@@ -188,7 +196,12 @@ mod tests {
     #[test]
     fn rejects_oversized_sleep_and_unknown_fields() {
         let job = ProbeJob::new();
-        let err = job.validate(&ProbePayload { sleep_ms: MAX_SLEEP_MS + 1, ..Default::default() }).unwrap_err();
+        let err = job
+            .validate(&ProbePayload {
+                sleep_ms: MAX_SLEEP_MS + 1,
+                ..Default::default()
+            })
+            .unwrap_err();
         assert_eq!(err.class, FailureClass::BadInput);
         assert!(serde_json::from_str::<ProbePayload>(r#"{"slep_ms": 5}"#).is_err());
     }

@@ -62,7 +62,14 @@ impl Harness {
     /// A worker on the shared Redis serving `default` with a fast-retrying probe.
     pub async fn start(test: &str, concurrency: usize) -> Self {
         let probe = ProbeJob::new().with_retry_policy(fast_policy());
-        Self::start_with(&genq_testkit::redis_url(), &genq_testkit::unique_prefix(test), probe, concurrency, |c| c).await
+        Self::start_with(
+            &genq_testkit::redis_url(),
+            &genq_testkit::unique_prefix(test),
+            probe,
+            concurrency,
+            |c| c,
+        )
+        .await
     }
 
     pub async fn start_with(
@@ -72,7 +79,9 @@ impl Harness {
         concurrency: usize,
         tweak: impl FnOnce(RedisConfig) -> RedisConfig,
     ) -> Self {
-        let queue = RedisQueue::connect(tweak(test_config(url, prefix))).await.expect("connect");
+        let queue = RedisQueue::connect(tweak(test_config(url, prefix)))
+            .await
+            .expect("connect");
         let registry = probe_registry(probe);
         let prom = prometheus::Registry::new();
         let metrics = WorkerMetrics::new(&prom).expect("metrics");
@@ -122,7 +131,10 @@ impl Harness {
         .await;
         match found {
             Some(s) => s,
-            None => panic!("job {id} never reached the expected state; last: {:?}", self.state(id).await),
+            None => panic!(
+                "job {id} never reached the expected state; last: {:?}",
+                self.state(id).await
+            ),
         }
     }
 

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Makes sure the local Redis (127.0.0.1:6379) and PostgreSQL (127.0.0.1:5432) that
+# genq runs on are up: starts them if installed, installs them (Debian) if not.
+set -euo pipefail
+
+log() { printf '[services] %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    log "need root for: $*"; return 1; fi
+}
+
+apt_install() {
+  log "installing $*"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+ensure_redis() {
+  if command -v redis-cli >/dev/null && redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; then
+    return
+  fi
+  command -v redis-server >/dev/null || apt_install redis-server
+  log "starting redis-server on 127.0.0.1:6379"
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
+  for _ in $(seq 1 50); do
+    redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG && return
+    sleep 0.1
+  done
+  log "redis-server did not come up"; exit 1
+}
+
+ensure_postgres() {
+  if command -v pg_isready >/dev/null && pg_isready -q -h 127.0.0.1 -p 5432; then
+    return
+  fi
+  [ -d /etc/postgresql ] || apt_install postgresql
+  local version
+  version=$(ls /etc/postgresql | sort -V | tail -n1)
+  log "starting PostgreSQL $version"
+  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start 2>/dev/null \
+    || as_root pg_ctlcluster "$version" main start
+  for _ in $(seq 1 100); do
+    pg_isready -q -h 127.0.0.1 -p 5432 && return
+    sleep 0.1
+  done
+  log "PostgreSQL did not come up"; exit 1
+}
+
+ensure_redis
+ensure_postgres
