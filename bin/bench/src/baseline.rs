@@ -329,7 +329,8 @@ pub async fn push_bulk(url: &str, ns: &str, n: usize, batch: usize) -> anyhow::R
     .await
 }
 
-/// Pre-push `n` no-op jobs, then time one worker (concurrency `concurrency`) draining them all; returns jobs/s.
+/// Pre-push `n` no-op jobs, then time one worker (concurrency `concurrency`)
+/// draining them all; returns jobs/s.
 ///
 /// Because of the ~8,000-due-jobs limit, `n` is split into waves of at most
 /// `MAX_DUE` jobs. Each wave is pushed while no worker runs, then drained by a
@@ -364,7 +365,9 @@ pub async fn drain_noop(url: &str, ns: &str, n: usize, concurrency: usize) -> an
     .await
 }
 
-/// With an idle worker running, push `samples` jobs one at a time (about 5 ms apart), each carrying its push time; the handler records the delay from push to handler start. Returns the delays.
+/// With an idle worker running, push `samples` jobs one at a time (about 5 ms
+/// apart), each carrying its push time; the handler records the delay from push
+/// to handler start. Returns the delays.
 ///
 /// A warm-up job is pushed and completed first, so the worker is registered
 /// and polling when sampling starts. Its delay is discarded. The delays come
@@ -407,7 +410,9 @@ pub async fn push_to_start(url: &str, ns: &str, samples: usize) -> anyhow::Resul
     .await
 }
 
-/// Push `n` jobs that each sleep `sleep` (tokio::time::sleep) and drain them with concurrency `concurrency`; returns the wall time from worker start to the last job's completion.
+/// Push `n` jobs that each sleep `sleep` (`tokio::time::sleep`) and drain them
+/// with concurrency `concurrency`; returns the wall time from worker start to
+/// the last job's completion.
 ///
 /// Because of the ~8,000-due-jobs limit, at most `MAX_DUE` jobs are pushed
 /// before the worker starts. The rest are pushed in bulk chunks of

@@ -128,6 +128,7 @@ async fn sigterm_finishes_short_jobs_and_hands_back_long_ones() {
     assert!(worker.sigterm());
     let status = worker
         .wait_exit(Duration::from_secs(15))
+        .await
         .expect("worker exits after its grace period");
     assert!(status.success(), "clean exit: {status:?}");
     assert_eq!(
