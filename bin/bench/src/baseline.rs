@@ -175,8 +175,8 @@ async fn handle_job(job: BenchJob, progress: Data<Arc<Progress>>) {
 /// So if the next fetch, together with any lock/ack flush, takes longer than
 /// one interval, the idle worker parks with no timer armed. It then wakes only
 /// at the next heartbeat (every 30 s) or task completion. This is the likely
-/// cause of the measured stalls at 1-2 ms. Here it matters at 10 ms too:
-/// with thousands of jobs in flight, a lock/ack flush can run for tens of
+/// cause of the measured stalls at 1-2 ms. It can matter at 10 ms too:
+/// with thousands of jobs in flight, one lock/ack flush can run for tens of
 /// milliseconds. `poll_drive` below consumes every elapsed tick until the
 /// interval returns `Pending`, so a wake-up is always registered.
 struct SteadyPoll(tokio::time::Interval);
@@ -297,10 +297,7 @@ pub async fn push_single(url: &str, ns: &str, n: usize, concurrency: usize) -> a
             let mut storage = storage.clone();
             pushers.spawn(async move {
                 for _ in 0..share {
-                    storage
-                        .push(BenchJob::new(Duration::ZERO))
-                        .await
-                        .context("apalis-redis push failed")?;
+                    push_one(&mut storage).await?;
                 }
                 anyhow::Ok(())
             });
@@ -356,7 +353,7 @@ pub async fn drain_noop(url: &str, ns: &str, n: usize, concurrency: usize) -> an
             worker
                 .wait_for(&progress, size)
                 .await
-                .with_context(|| format!("draining wave {wave} of apalis-redis drain_noop"))?;
+                .with_context(|| format!("draining wave {wave}"))?;
             draining += progress.until_last_done();
             worker.stop().await?;
         }
@@ -384,7 +381,7 @@ pub async fn push_to_start(url: &str, ns: &str, samples: usize) -> anyhow::Resul
         let mut worker =
             RunningWorker::spawn(storage, &name, LATENCY_CONCURRENCY, progress.clone());
 
-        push_jobs(&mut pusher, 1, 1, Duration::ZERO).await?;
+        push_one(&mut pusher).await?;
         worker
             .wait_for(&progress, 1)
             .await
@@ -395,10 +392,7 @@ pub async fn push_to_start(url: &str, ns: &str, samples: usize) -> anyhow::Resul
         spacing.set_missed_tick_behavior(MissedTickBehavior::Delay);
         for _ in 0..samples {
             spacing.tick().await;
-            pusher
-                .push(BenchJob::new(Duration::ZERO))
-                .await
-                .context("apalis-redis push failed")?;
+            push_one(&mut pusher).await?;
         }
         worker
             .wait_for(&progress, samples + 1)
@@ -475,6 +469,14 @@ async fn top_up_until_done(
                 .with_context(|| format!("{done} of {total} jobs done"))?;
         }
     }
+}
+
+/// Pushes one no-op job with a single `TaskSink::push` call.
+async fn push_one(storage: &mut Storage) -> anyhow::Result<()> {
+    storage
+        .push(BenchJob::new(Duration::ZERO))
+        .await
+        .context("apalis-redis push failed")
 }
 
 /// Pushes `count` jobs sleeping `sleep`, using one `push_bulk` call per

@@ -85,7 +85,8 @@ impl RunningWorker {
         let mut settings = WorkerSettings::new(vec![QUEUE.to_owned()]);
         settings.concurrency = concurrency;
         settings.grace = Duration::from_secs(1);
-        let runtime = WorkerRuntime::start(Arc::new(registry), queue.clone(), metrics, settings).await?;
+        let runtime =
+            WorkerRuntime::start(Arc::new(registry), queue.clone(), metrics, settings).await?;
         let (stop, rx) = oneshot::channel();
         let handle = tokio::spawn(runtime.run(async move {
             let _ = rx.await;
@@ -127,7 +128,9 @@ pub async fn push_bulk(url: &str, ns: &str, n: usize, batch: usize) -> anyhow::R
     let queue = connect(url, ns).await?;
     let started = Instant::now();
     for _ in 0..n / batch {
-        let jobs = (0..batch).map(|_| job(0)).collect::<anyhow::Result<Vec<_>>>()?;
+        let jobs = (0..batch)
+            .map(|_| job(0))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         queue.push_bulk(jobs).await?;
     }
     Ok((n / batch * batch) as f64 / started.elapsed().as_secs_f64())
@@ -136,7 +139,9 @@ pub async fn push_bulk(url: &str, ns: &str, n: usize, batch: usize) -> anyhow::R
 pub async fn drain_noop(url: &str, ns: &str, n: usize, concurrency: usize) -> anyhow::Result<f64> {
     let queue = connect(url, ns).await?;
     for _ in 0..n / 1000 {
-        let jobs = (0..1000).map(|_| job(0)).collect::<anyhow::Result<Vec<_>>>()?;
+        let jobs = (0..1000)
+            .map(|_| job(0))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         queue.push_bulk(jobs).await?;
     }
     let bench = BenchJob::default();
@@ -175,7 +180,9 @@ pub async fn sleep_drain(
     let queue = connect(url, ns).await?;
     let sleep_ms = sleep.as_millis() as u64;
     for _ in 0..n / 1000 {
-        let jobs = (0..1000).map(|_| job(sleep_ms)).collect::<anyhow::Result<Vec<_>>>()?;
+        let jobs = (0..1000)
+            .map(|_| job(sleep_ms))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         queue.push_bulk(jobs).await?;
     }
     let bench = BenchJob::default();

@@ -21,7 +21,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Parser)]
-#[command(name = "genq-bench", about = "genq's Redis backend vs apalis-redis 1.0, side by side")]
+#[command(
+    name = "genq-bench",
+    about = "genq's Redis backend vs apalis-redis 1.0, side by side"
+)]
 struct Cli {
     /// Redis to run against; a private redis-server on a free port when absent.
     #[arg(long)]
@@ -86,7 +89,11 @@ pub fn now_us() -> u64 {
 }
 
 /// Waits until `counter` reaches `target`.
-pub async fn wait_for_count(counter: &AtomicUsize, target: usize, timeout: Duration) -> anyhow::Result<()> {
+pub async fn wait_for_count(
+    counter: &AtomicUsize,
+    target: usize,
+    timeout: Duration,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     while counter.load(Ordering::Relaxed) < target {
         if Instant::now() > deadline {
@@ -209,8 +216,12 @@ async fn measure(backend: BackendName, t: &Target, s: &Sizes) -> anyhow::Result<
 
     let ns = step("push-single");
     f.single = match backend {
-        BackendName::Genq => genq_side::push_single(url, &ns, s.single, s.single_concurrency).await?,
-        BackendName::ApalisRedis => baseline::push_single(url, &ns, s.single, s.single_concurrency).await?,
+        BackendName::Genq => {
+            genq_side::push_single(url, &ns, s.single, s.single_concurrency).await?
+        }
+        BackendName::ApalisRedis => {
+            baseline::push_single(url, &ns, s.single, s.single_concurrency).await?
+        }
     };
     t.wipe(&ns).await?;
 
@@ -224,7 +235,9 @@ async fn measure(backend: BackendName, t: &Target, s: &Sizes) -> anyhow::Result<
     let ns = step("drain");
     f.drain = match backend {
         BackendName::Genq => genq_side::drain_noop(url, &ns, s.drain, s.drain_concurrency).await?,
-        BackendName::ApalisRedis => baseline::drain_noop(url, &ns, s.drain, s.drain_concurrency).await?,
+        BackendName::ApalisRedis => {
+            baseline::drain_noop(url, &ns, s.drain, s.drain_concurrency).await?
+        }
     };
     t.wipe(&ns).await?;
 
@@ -247,31 +260,56 @@ async fn measure(backend: BackendName, t: &Target, s: &Sizes) -> anyhow::Result<
     Ok(f)
 }
 
-fn sleep_drain_in_child(backend: BackendName, url: &str, ns: &str, s: &Sizes) -> anyhow::Result<SleepDrainReport> {
+fn sleep_drain_in_child(
+    backend: BackendName,
+    url: &str,
+    ns: &str,
+    s: &Sizes,
+) -> anyhow::Result<SleepDrainReport> {
     let exe = std::env::current_exe().context("locating genq-bench")?;
     let backend_arg = match backend {
         BackendName::Genq => "genq",
         BackendName::ApalisRedis => "apalis-redis",
     };
     let out = Command::new(exe)
-        .args(["sleep-drain", "--backend", backend_arg, "--redis", url, "--ns", ns])
+        .args([
+            "sleep-drain",
+            "--backend",
+            backend_arg,
+            "--redis",
+            url,
+            "--ns",
+            ns,
+        ])
         .args(["--n", &s.sleepers.to_string()])
         .args(["--sleep-ms", &s.sleep.as_millis().to_string()])
         .args(["--concurrency", &s.sleep_concurrency.to_string()])
         .output()
         .context("running the sleep-drain child")?;
     if !out.status.success() {
-        bail!("sleep-drain child failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "sleep-drain child failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     serde_json::from_slice(&out.stdout).context("reading the sleep-drain child's report")
 }
 
 async fn run_child(child: ChildRun) -> anyhow::Result<()> {
-    let ChildRun::SleepDrain { backend, redis, ns, n, sleep_ms, concurrency } = child;
+    let ChildRun::SleepDrain {
+        backend,
+        redis,
+        ns,
+        n,
+        sleep_ms,
+        concurrency,
+    } = child;
     let sleep = Duration::from_millis(sleep_ms);
     let took = match backend {
         BackendName::Genq => genq_side::sleep_drain(&redis, &ns, n, sleep, concurrency).await?,
-        BackendName::ApalisRedis => baseline::sleep_drain(&redis, &ns, n, sleep, concurrency).await?,
+        BackendName::ApalisRedis => {
+            baseline::sleep_drain(&redis, &ns, n, sleep, concurrency).await?
+        }
     };
     let report = SleepDrainReport {
         secs: took.as_secs_f64(),
@@ -282,21 +320,57 @@ async fn run_child(child: ChildRun) -> anyhow::Result<()> {
 }
 
 fn print_table(s: &Sizes, results: &[(BackendName, Figures)]) {
-    let col = |f: &dyn Fn(&Figures) -> String| -> Vec<String> { results.iter().map(|(_, x)| f(x)).collect() };
+    let col = |f: &dyn Fn(&Figures) -> String| -> Vec<String> {
+        results.iter().map(|(_, x)| f(x)).collect()
+    };
     let ideal = results.first().map(|(_, f)| f.ideal_secs).unwrap_or(0.0);
     let rows: Vec<(String, Vec<String>, &str)> = vec![
-        (format!("single push, {} tasks (jobs/s)", s.single_concurrency), col(&|f| format!("{:.0}", f.single)), ">= 15000"),
-        (format!("bulk push, batches of {} (jobs/s)", s.bulk_batch), col(&|f| format!("{:.0}", f.bulk)), ">= 100000"),
-        (format!("no-op drain, 1 process, conc {} (jobs/s)", s.drain_concurrency), col(&|f| format!("{:.0}", f.drain)), ">= 20000"),
-        ("push->start p50 at idle (ms)".to_owned(), col(&|f| format!("{:.2}", f.p50_ms)), ""),
-        ("push->start p99 at idle (ms)".to_owned(), col(&|f| format!("{:.2}", f.p99_ms)), "< 10"),
         (
-            format!("{} x {:?} sleeps, conc {} (s)", s.sleepers, s.sleep, s.sleep_concurrency),
+            format!("single push, {} tasks (jobs/s)", s.single_concurrency),
+            col(&|f| format!("{:.0}", f.single)),
+            ">= 15000",
+        ),
+        (
+            format!("bulk push, batches of {} (jobs/s)", s.bulk_batch),
+            col(&|f| format!("{:.0}", f.bulk)),
+            ">= 100000",
+        ),
+        (
+            format!(
+                "no-op drain, 1 process, conc {} (jobs/s)",
+                s.drain_concurrency
+            ),
+            col(&|f| format!("{:.0}", f.drain)),
+            ">= 20000",
+        ),
+        (
+            "push->start p50 at idle (ms)".to_owned(),
+            col(&|f| format!("{:.2}", f.p50_ms)),
+            "",
+        ),
+        (
+            "push->start p99 at idle (ms)".to_owned(),
+            col(&|f| format!("{:.2}", f.p99_ms)),
+            "< 10",
+        ),
+        (
+            format!(
+                "{} x {:?} sleeps, conc {} (s)",
+                s.sleepers, s.sleep, s.sleep_concurrency
+            ),
             col(&|f| format!("{:.2}", f.sleep_secs)),
             "",
         ),
-        (format!("  time vs ideal {ideal:.0} s"), col(&|f| format!("{:.1}%", 100.0 * f.sleep_secs / f.ideal_secs)), "<= 105%"),
-        ("  peak RSS of the worker process (MB)".to_owned(), col(&|f| format!("{:.0}", f.peak_rss_mb)), "< 200"),
+        (
+            format!("  time vs ideal {ideal:.0} s"),
+            col(&|f| format!("{:.1}%", 100.0 * f.sleep_secs / f.ideal_secs)),
+            "<= 105%",
+        ),
+        (
+            "  peak RSS of the worker process (MB)".to_owned(),
+            col(&|f| format!("{:.0}", f.peak_rss_mb)),
+            "< 200",
+        ),
     ];
     let mut header = format!("{:<48}", "metric");
     for (b, _) in results {
@@ -323,14 +397,28 @@ async fn main() -> anyhow::Result<()> {
     }
     let private = match &cli.redis {
         Some(_) => None,
-        None => Some(genq_testkit::PrivateRedis::start().await.context("starting a private redis-server (or pass --redis URL)")?),
+        None => Some(
+            genq_testkit::PrivateRedis::start()
+                .await
+                .context("starting a private redis-server (or pass --redis URL)")?,
+        ),
     };
     let target = Target {
-        url: cli.redis.clone().or_else(|| private.as_ref().map(|p| p.url())).unwrap_or_default(),
+        url: cli
+            .redis
+            .clone()
+            .or_else(|| private.as_ref().map(|p| p.url()))
+            .unwrap_or_default(),
         private: private.is_some(),
     };
     let sizes = Sizes::new(cli.quick);
-    eprintln!("genq-bench against {} ({} cores)", target.url, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    eprintln!(
+        "genq-bench against {} ({} cores)",
+        target.url,
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
     let mut results = Vec::new();
     for backend in &cli.backends {
         results.push((*backend, measure(*backend, &target, &sizes).await?));

@@ -157,7 +157,11 @@ impl PrivateRedis {
     async fn query_info(&self) -> Option<String> {
         let client = redis::Client::open(self.url()).ok()?;
         let mut con = client.get_multiplexed_async_connection().await.ok()?;
-        redis::cmd("INFO").arg("memory").query_async(&mut con).await.ok()
+        redis::cmd("INFO")
+            .arg("memory")
+            .query_async(&mut con)
+            .await
+            .ok()
     }
 
     /// `INFO memory`'s used_memory, in bytes.
