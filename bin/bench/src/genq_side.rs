@@ -127,31 +127,49 @@ pub async fn push_single(url: &str, ns: &str, n: usize, concurrency: usize) -> a
 pub async fn push_bulk(url: &str, ns: &str, n: usize, batch: usize) -> anyhow::Result<f64> {
     let queue = connect(url, ns).await?;
     let started = Instant::now();
-    for _ in 0..n / batch {
-        let jobs = (0..batch)
-            .map(|_| job(0))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        queue.push_bulk(jobs).await?;
-    }
-    Ok((n / batch * batch) as f64 / started.elapsed().as_secs_f64())
+    let pushed = push_backlog(&queue, n, batch, 0).await?;
+    Ok(pushed as f64 / started.elapsed().as_secs_f64())
 }
 
-pub async fn drain_noop(url: &str, ns: &str, n: usize, concurrency: usize) -> anyhow::Result<f64> {
-    let queue = connect(url, ns).await?;
-    for _ in 0..n / 1000 {
-        let jobs = (0..1000)
-            .map(|_| job(0))
+/// Pushes `n` (rounded down to whole batches) jobs in bulk; returns how many.
+async fn push_backlog(
+    queue: &RedisQueue,
+    n: usize,
+    batch: usize,
+    sleep_ms: u64,
+) -> anyhow::Result<usize> {
+    for _ in 0..n / batch {
+        let jobs = (0..batch)
+            .map(|_| job(sleep_ms))
             .collect::<anyhow::Result<Vec<_>>>()?;
         queue.push_bulk(jobs).await?;
     }
+    Ok(n / batch * batch)
+}
+
+/// Pushes a backlog, then times one worker process draining it (from its start).
+async fn timed_drain(
+    url: &str,
+    ns: &str,
+    n: usize,
+    sleep_ms: u64,
+    concurrency: usize,
+) -> anyhow::Result<(usize, Duration)> {
+    let queue = connect(url, ns).await?;
+    let pushed = push_backlog(&queue, n, 1000, sleep_ms).await?;
     let bench = BenchJob::default();
     let done = bench.done.clone();
     let started = Instant::now();
     let worker = RunningWorker::start(&queue, bench, concurrency).await?;
-    wait_for_count(&done, n / 1000 * 1000, Duration::from_secs(600)).await?;
-    let rate = (n / 1000 * 1000) as f64 / started.elapsed().as_secs_f64();
+    wait_for_count(&done, pushed, Duration::from_secs(600)).await?;
+    let took = started.elapsed();
     worker.stop().await?;
-    Ok(rate)
+    Ok((pushed, took))
+}
+
+pub async fn drain_noop(url: &str, ns: &str, n: usize, concurrency: usize) -> anyhow::Result<f64> {
+    let (pushed, took) = timed_drain(url, ns, n, 0, concurrency).await?;
+    Ok(pushed as f64 / took.as_secs_f64())
 }
 
 pub async fn push_to_start(url: &str, ns: &str, samples: usize) -> anyhow::Result<Vec<Duration>> {
@@ -177,20 +195,6 @@ pub async fn sleep_drain(
     sleep: Duration,
     concurrency: usize,
 ) -> anyhow::Result<Duration> {
-    let queue = connect(url, ns).await?;
-    let sleep_ms = sleep.as_millis() as u64;
-    for _ in 0..n / 1000 {
-        let jobs = (0..1000)
-            .map(|_| job(sleep_ms))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        queue.push_bulk(jobs).await?;
-    }
-    let bench = BenchJob::default();
-    let done = bench.done.clone();
-    let started = Instant::now();
-    let worker = RunningWorker::start(&queue, bench, concurrency).await?;
-    wait_for_count(&done, n / 1000 * 1000, Duration::from_secs(600)).await?;
-    let took = started.elapsed();
-    worker.stop().await?;
+    let (_, took) = timed_drain(url, ns, n, sleep.as_millis() as u64, concurrency).await?;
     Ok(took)
 }
