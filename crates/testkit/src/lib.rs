@@ -255,3 +255,33 @@ impl Drop for ChildProcess {
         let _ = self.child.wait();
     }
 }
+
+/// The shared PostgreSQL tests use: `GENQ_TEST_DATABASE_URL`, else the local `test` database.
+pub fn database_url() -> String {
+    std::env::var("GENQ_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A PostgreSQL schema of the test's own (tests run in parallel, each in its own
+/// schema); [`TestSchema::drop`] removes it with everything in it.
+pub struct TestSchema {
+    pub url: String,
+    pub name: String,
+}
+
+impl TestSchema {
+    pub async fn create(test: &str) -> Result<Self, sqlx::Error> {
+        let url = database_url();
+        let name = format!("t_{}_{}", test, ulid::Ulid::new().to_string().to_lowercase());
+        let mut con = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await?;
+        // the name is made here from a ULID: safe to splice
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}"))).execute(&mut con).await?;
+        Ok(Self { url, name })
+    }
+
+    pub async fn drop(self) {
+        if let Ok(mut con) = <sqlx::PgConnection as sqlx::Connection>::connect(&self.url).await {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {} CASCADE", self.name))).execute(&mut con).await;
+        }
+    }
+}

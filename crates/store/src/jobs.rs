@@ -1,0 +1,185 @@
+//! Job history, and settling final outcomes (with the refund, at most once).
+
+use chrono::{DateTime, Utc};
+use genq_core::{CompletionEvent, JobStatus};
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::{Store, StoreError};
+
+/// A job as the database remembers it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobRecord {
+    pub id: String,
+    pub user_id: i64,
+    pub job_type: String,
+    pub queue: String,
+    pub payload: serde_json::Value,
+    pub status: String,
+    pub attempts: i32,
+    pub idempotency_key: Option<String>,
+    pub price: i64,
+    pub provider_task_id: Option<String>,
+    pub error_class: Option<String>,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub pushed_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// What settling an outcome did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Settled {
+    /// The job is not one the store tracks (pushed without a charge).
+    NotTracked,
+    /// An earlier settle already recorded its final status: nothing changed.
+    AlreadySettled,
+    /// The final status was recorded; `refunded` credits went back to the user.
+    Recorded { refunded: i64 },
+}
+
+impl Store {
+    pub async fn job(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM jobs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        let Some(r) = row else { return Ok(None) };
+        Ok(Some(JobRecord {
+            id: r.try_get("id")?,
+            user_id: r.try_get("user_id")?,
+            job_type: r.try_get("job_type")?,
+            queue: r.try_get("queue")?,
+            payload: r.try_get("payload")?,
+            status: r.try_get("status")?,
+            attempts: r.try_get("attempts")?,
+            idempotency_key: r.try_get("idempotency_key")?,
+            price: r.try_get("price")?,
+            provider_task_id: r.try_get("provider_task_id")?,
+            error_class: r.try_get("error_class")?,
+            error: r.try_get("error")?,
+            created_at: r.try_get("created_at")?,
+            pushed_at: r.try_get("pushed_at")?,
+            finished_at: r.try_get("finished_at")?,
+        }))
+    }
+
+    /// Records the provider's task id on a job before the job starts waiting on it,
+    /// so that a re-run resumes that task instead of paying for a new one.
+    pub async fn set_provider_task(&self, job_id: &str, task_id: &str) -> Result<bool, StoreError> {
+        let n = sqlx::query("UPDATE jobs SET provider_task_id = $2 WHERE id = $1")
+            .bind(job_id)
+            .bind(task_id)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Records a job's final outcome. A failed or cancelled paid job is refunded in
+    /// the same transaction, at most once: the first settle moves the job to its final
+    /// status (later ones find it final and change nothing), and a unique index allows
+    /// one refund per job whatever else happens.
+    pub async fn settle(&self, event: &CompletionEvent) -> Result<Settled, StoreError> {
+        if !event.status.is_final() {
+            return Err(StoreError::Invalid(format!(
+                "job {} is {}, not final",
+                event.job_id, event.status
+            )));
+        }
+        let mut tx = self.pool().begin().await?;
+        let row = sqlx::query(
+            "UPDATE jobs SET status = $2, attempts = GREATEST(attempts, $3), error_class = $4,
+                             error = $5, finished_at = now()
+             WHERE id = $1 AND status NOT IN ('succeeded', 'failed', 'cancelled')
+             RETURNING user_id, price",
+        )
+        .bind(&event.job_id)
+        .bind(event.status.as_str())
+        .bind(event.attempts as i32)
+        .bind(event.error_class.map(|c| c.as_str()))
+        .bind(&event.error)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            let known: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM jobs WHERE id = $1)")
+                .bind(&event.job_id)
+                .fetch_one(&mut *tx)
+                .await?;
+            return Ok(if known { Settled::AlreadySettled } else { Settled::NotTracked });
+        };
+        let user_id: i64 = row.try_get("user_id")?;
+        let price: i64 = row.try_get("price")?;
+        let mut refunded = 0;
+        if price > 0 && matches!(event.status, JobStatus::Failed | JobStatus::Cancelled) {
+            let reason = format!("job {} {}", event.job_id, event.status);
+            let inserted = sqlx::query(
+                "INSERT INTO credit_ledger (user_id, job_id, kind, amount, reason)
+                 VALUES ($1, $2, 'refund', $3, $4)
+                 ON CONFLICT (job_id) WHERE kind = 'refund' DO NOTHING",
+            )
+            .bind(user_id)
+            .bind(&event.job_id)
+            .bind(price)
+            .bind(reason)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 1 {
+                sqlx::query("UPDATE users SET credits = credits + $2 WHERE id = $1")
+                    .bind(user_id)
+                    .bind(price)
+                    .execute(&mut *tx)
+                    .await?;
+                refunded = price;
+            }
+        }
+        tx.commit().await?;
+        Ok(Settled::Recorded { refunded })
+    }
+
+    /// Jobs still open (queued or running) that were pushed before `before`: the
+    /// settler checks them against Redis in case an event was missed.
+    pub async fn open_jobs_pushed_before(
+        &self,
+        before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, queue FROM jobs
+             WHERE status IN ('queued', 'running') AND pushed_at IS NOT NULL AND pushed_at < $1
+             ORDER BY pushed_at LIMIT $2",
+        )
+        .bind(before)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("queue")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// Where the settler stopped reading a queue's event stream.
+    pub async fn event_checkpoint(&self, queue: &str) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT last_event_id FROM event_checkpoints WHERE queue = $1")
+                .bind(queue)
+                .fetch_optional(self.pool())
+                .await?,
+        )
+    }
+
+    pub async fn save_event_checkpoint(&self, queue: &str, event_id: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO event_checkpoints (queue, last_event_id) VALUES ($1, $2)
+             ON CONFLICT (queue) DO UPDATE SET last_event_id = EXCLUDED.last_event_id",
+        )
+        .bind(queue)
+        .bind(event_id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+}
