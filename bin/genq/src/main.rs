@@ -1,7 +1,9 @@
 //! `genq`: the all-in-one process and the operator's command line.
 //!
-//! - `genq` / `genq run`: every queue's worker in one process, on local Redis, with
-//!   `/metrics` on :9100. Zero configuration. (The bot and admin join it as they land.)
+//! - `genq` / `genq run`: the whole service in one process on local Redis and
+//!   PostgreSQL: every queue's worker (`/metrics` on :9100), the outbox relay and the
+//!   settler. Zero configuration. (The bot and admin join it as they land.)
+//! - `genq relay`, `genq settle`, `genq migrate`: the database seam on its own.
 //! - `genq push TYPE JSON`, `genq status ID`, `genq stats`, `genq cancel`, `genq pause`,
 //!   `genq resume`, `genq dead`, `genq retry-dead`: operate the queues.
 
@@ -10,7 +12,12 @@ use std::{sync::Arc, time::Duration};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use genq_redis::{CancelOutcome, RedisQueue};
-use genq_runtime::{EnqueueOptions, JobClient, RedisArgs, WorkerArgs, init_tracing, run_worker};
+use genq_relay::{Relay, Settler};
+use genq_runtime::{
+    EnqueueOptions, JobClient, RedisArgs, WorkerArgs, init_tracing, run_worker, shutdown_signal,
+};
+use genq_store::{Store, StoreConfig};
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -26,10 +33,74 @@ struct Cli {
     routes: Option<String>,
 }
 
+/// PostgreSQL settings.
+#[derive(Debug, Clone, clap::Args)]
+struct DatabaseArgs {
+    /// PostgreSQL URL.
+    #[arg(
+        long = "database-url",
+        env = "GENQ_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    url: String,
+    /// Schema (search_path) to use instead of the user's default.
+    #[arg(long = "database-schema", env = "GENQ_DATABASE_SCHEMA")]
+    schema: Option<String>,
+    /// Pooled connections.
+    #[arg(
+        long = "database-max-connections",
+        env = "GENQ_DATABASE_MAX_CONNECTIONS",
+        default_value_t = 20
+    )]
+    max_connections: u32,
+}
+
+impl DatabaseArgs {
+    /// Connects and applies pending migrations.
+    async fn open(&self) -> anyhow::Result<Store> {
+        let mut cfg = StoreConfig::new(&self.url);
+        cfg.schema = self.schema.clone();
+        cfg.max_connections = self.max_connections;
+        Store::open(&cfg)
+            .await
+            .with_context(|| format!("cannot open the PostgreSQL database at {}", self.url))
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    #[command(flatten)]
+    worker: WorkerArgs,
+    #[command(flatten)]
+    db: DatabaseArgs,
+    /// Run only the workers (no relay or settler; nothing touches PostgreSQL).
+    #[arg(long, env = "GENQ_NO_DATABASE")]
+    no_database: bool,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the whole service in one process (the default).
-    Run(WorkerArgs),
+    Run(RunArgs),
+    /// Push committed jobs from the database outbox to Redis, until SIGTERM.
+    Relay {
+        #[command(flatten)]
+        db: DatabaseArgs,
+        #[command(flatten)]
+        redis: RedisArgs,
+    },
+    /// Record final outcomes in the database and refund failures, until SIGTERM.
+    Settle {
+        #[command(flatten)]
+        db: DatabaseArgs,
+        #[command(flatten)]
+        redis: RedisArgs,
+    },
+    /// Apply pending database migrations.
+    Migrate {
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
     /// Push a job: genq push probe '{"echo":"hi"}'.
     Push {
         job_type: String,
@@ -113,6 +184,47 @@ fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Every queue a job type is routed to, and every queue Redis has seen.
+async fn served_queues(
+    registry: &genq_core::Registry,
+    queue: &RedisQueue,
+) -> anyhow::Result<Vec<String>> {
+    let mut all = registry.queues();
+    all.extend(queue.queues().await?);
+    Ok(all.into_iter().collect())
+}
+
+/// Workers, and (unless `--no-database`) the relay and the settler, until SIGTERM.
+async fn run_all(args: RunArgs, registry: genq_core::Registry) -> anyhow::Result<()> {
+    let stop = CancellationToken::new();
+    let mut seam = Vec::new();
+    if !args.no_database {
+        let store = args
+            .db
+            .open()
+            .await
+            .context("set GENQ_DATABASE_URL, or pass --no-database to run only the workers")?;
+        let queue = connect(&args.worker.redis).await?;
+        let queues = served_queues(&registry, &queue).await?;
+        seam.push(tokio::spawn(
+            Relay::new(store.clone(), queue.clone()).run(stop.clone()),
+        ));
+        let settler = Settler::new(store, queue, queues);
+        let settler_stop = stop.clone();
+        seam.push(tokio::spawn(async move {
+            if let Err(e) = settler.run(settler_stop).await {
+                tracing::error!(error = %e, "settler stopped with an error");
+            }
+        }));
+    }
+    let result = run_worker(args.worker, registry).await;
+    stop.cancel();
+    for task in seam {
+        let _ = task.await;
+    }
+    Ok(result?)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -126,7 +238,29 @@ async fn main() -> anyhow::Result<()> {
         },
     };
     match command {
-        Command::Run(args) => run_worker(args, registry).await?,
+        Command::Run(args) => run_all(args, registry).await?,
+        Command::Relay { db, redis } => {
+            let relay = Relay::new(db.open().await?, connect(&redis).await?);
+            let stop = CancellationToken::new();
+            let task = tokio::spawn(relay.run(stop.clone()));
+            shutdown_signal().await;
+            stop.cancel();
+            task.await?;
+        }
+        Command::Settle { db, redis } => {
+            let queue = connect(&redis).await?;
+            let queues = served_queues(&registry, &queue).await?;
+            let settler = Settler::new(db.open().await?, queue, queues);
+            let stop = CancellationToken::new();
+            let task = tokio::spawn(settler.run(stop.clone()));
+            shutdown_signal().await;
+            stop.cancel();
+            task.await??;
+        }
+        Command::Migrate { db } => {
+            db.open().await?;
+            println!("database is at the latest migration");
+        }
         Command::Push {
             job_type,
             payload,

@@ -43,7 +43,10 @@ impl PaidJob {
             return bad(format!("price must not be negative, got {}", self.price));
         }
         if self.job_type.is_empty() || self.job_type.len() > 64 {
-            return bad(format!("job type '{}' must be 1-64 characters", self.job_type));
+            return bad(format!(
+                "job type '{}' must be 1-64 characters",
+                self.job_type
+            ));
         }
         validate_queue_name(&self.queue).map_err(|e| StoreError::Invalid(e.to_string()))?;
         if let Some(key) = &self.idempotency_key
@@ -69,12 +72,13 @@ impl Store {
             .await?
             .ok_or(StoreError::UnknownUser(job.user_id))?;
         if let Some(key) = &job.idempotency_key {
-            let existing: Option<String> =
-                sqlx::query_scalar("SELECT id FROM jobs WHERE user_id = $1 AND idempotency_key = $2")
-                    .bind(job.user_id)
-                    .bind(key)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let existing: Option<String> = sqlx::query_scalar(
+                "SELECT id FROM jobs WHERE user_id = $1 AND idempotency_key = $2",
+            )
+            .bind(job.user_id)
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await?;
             if let Some(job_id) = existing {
                 tx.rollback().await?;
                 return Ok(Charged::Existing { job_id });
@@ -117,7 +121,9 @@ impl Store {
             .bind(&job_id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("SELECT pg_notify('genq_outbox', '')").execute(&mut *tx).await?;
+        sqlx::query("SELECT pg_notify('genq_outbox', '')")
+            .execute(&mut *tx)
+            .await?;
         record_activity(&mut *tx, job.user_id).await?;
         tx.commit().await?;
         Ok(Charged::Created {

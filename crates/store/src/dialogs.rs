@@ -51,7 +51,9 @@ impl Role {
             "system" => Ok(Role::System),
             "user" => Ok(Role::User),
             "assistant" => Ok(Role::Assistant),
-            other => Err(StoreError::Invalid(format!("unknown message role '{other}'"))),
+            other => Err(StoreError::Invalid(format!(
+                "unknown message role '{other}'"
+            ))),
         }
     }
 }
@@ -96,7 +98,9 @@ impl Store {
         fixed_look: &str,
     ) -> Result<Persona, StoreError> {
         if name.is_empty() || system_prompt.is_empty() {
-            return Err(StoreError::Invalid("a persona needs a name and a system prompt".to_owned()));
+            return Err(StoreError::Invalid(
+                "a persona needs a name and a system prompt".to_owned(),
+            ));
         }
         let row = sqlx::query(
             "INSERT INTO personas (name, system_prompt, greeting, fixed_look) VALUES ($1, $2, $3, $4)
@@ -114,8 +118,13 @@ impl Store {
     }
 
     pub async fn personas(&self) -> Result<Vec<Persona>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM personas ORDER BY id").fetch_all(self.pool()).await?;
-        Ok(rows.iter().map(persona_from_row).collect::<Result<_, _>>()?)
+        let rows = sqlx::query("SELECT * FROM personas ORDER BY id")
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows
+            .iter()
+            .map(persona_from_row)
+            .collect::<Result<_, _>>()?)
     }
 
     pub async fn persona(&self, id: i64) -> Result<Persona, StoreError> {
@@ -130,17 +139,19 @@ impl Store {
     /// Starts a new dialog with a persona and makes it the user's active one.
     pub async fn new_dialog(&self, user_id: i64, persona_id: i64) -> Result<Dialog, StoreError> {
         let mut tx = self.pool().begin().await?;
-        let user_exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE id = $1 FOR UPDATE)")
-            .bind(user_id)
-            .fetch_one(&mut *tx)
-            .await?;
+        let user_exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE id = $1 FOR UPDATE)")
+                .bind(user_id)
+                .fetch_one(&mut *tx)
+                .await?;
         if !user_exists {
             return Err(StoreError::UnknownUser(user_id));
         }
-        let persona_exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM personas WHERE id = $1)")
-            .bind(persona_id)
-            .fetch_one(&mut *tx)
-            .await?;
+        let persona_exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM personas WHERE id = $1)")
+                .bind(persona_id)
+                .fetch_one(&mut *tx)
+                .await?;
         if !persona_exists {
             return Err(StoreError::UnknownPersona(persona_id));
         }
@@ -148,11 +159,12 @@ impl Store {
             .bind(user_id)
             .execute(&mut *tx)
             .await?;
-        let row = sqlx::query("INSERT INTO dialogs (user_id, persona_id) VALUES ($1, $2) RETURNING *")
-            .bind(user_id)
-            .bind(persona_id)
-            .fetch_one(&mut *tx)
-            .await?;
+        let row =
+            sqlx::query("INSERT INTO dialogs (user_id, persona_id) VALUES ($1, $2) RETURNING *")
+                .bind(user_id)
+                .bind(persona_id)
+                .fetch_one(&mut *tx)
+                .await?;
         tx.commit().await?;
         Ok(dialog_from_row(&row)?)
     }
@@ -175,7 +187,12 @@ impl Store {
         Ok(rows.iter().map(dialog_from_row).collect::<Result<_, _>>()?)
     }
 
-    pub async fn append_message(&self, dialog_id: i64, role: Role, content: &str) -> Result<Message, StoreError> {
+    pub async fn append_message(
+        &self,
+        dialog_id: i64,
+        role: Role,
+        content: &str,
+    ) -> Result<Message, StoreError> {
         let chars = content.chars().count();
         if chars == 0 || chars > MAX_MESSAGE_CHARS {
             return Err(StoreError::Invalid(format!(

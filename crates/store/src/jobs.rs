@@ -103,11 +103,16 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else {
-            let known: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM jobs WHERE id = $1)")
-                .bind(&event.job_id)
-                .fetch_one(&mut *tx)
-                .await?;
-            return Ok(if known { Settled::AlreadySettled } else { Settled::NotTracked });
+            let known: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM jobs WHERE id = $1)")
+                    .bind(&event.job_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            return Ok(if known {
+                Settled::AlreadySettled
+            } else {
+                Settled::NotTracked
+            });
         };
         let user_id: i64 = row.try_get("user_id")?;
         let price: i64 = row.try_get("price")?;
@@ -171,7 +176,11 @@ impl Store {
         )
     }
 
-    pub async fn save_event_checkpoint(&self, queue: &str, event_id: &str) -> Result<(), StoreError> {
+    pub async fn save_event_checkpoint(
+        &self,
+        queue: &str,
+        event_id: &str,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO event_checkpoints (queue, last_event_id) VALUES ($1, $2)
              ON CONFLICT (queue) DO UPDATE SET last_event_id = EXCLUDED.last_event_id",

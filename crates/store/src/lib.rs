@@ -68,10 +68,15 @@ pub struct Store {
 impl Store {
     /// Connects (lazily checking the settings) without migrating.
     pub async fn connect(cfg: &StoreConfig) -> Result<Self, StoreError> {
-        let mut opts = PgConnectOptions::from_str(&cfg.url)
-            .map_err(|e| StoreError::Config(format!("database URL '{}' is not valid: {e}", cfg.url)))?;
+        let mut opts = PgConnectOptions::from_str(&cfg.url).map_err(|e| {
+            StoreError::Config(format!("database URL '{}' is not valid: {e}", cfg.url))
+        })?;
         if let Some(schema) = &cfg.schema {
-            if schema.is_empty() || !schema.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            if schema.is_empty()
+                || !schema
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            {
                 return Err(StoreError::Config(format!(
                     "schema '{schema}' must be letters, digits and '_'"
                 )));
@@ -79,7 +84,9 @@ impl Store {
             opts = opts.options([("search_path", schema.as_str())]);
         }
         if cfg.max_connections == 0 {
-            return Err(StoreError::Config("max_connections must be at least 1".to_owned()));
+            return Err(StoreError::Config(
+                "max_connections must be at least 1".to_owned(),
+            ));
         }
         let pool = PgPoolOptions::new()
             .max_connections(cfg.max_connections)

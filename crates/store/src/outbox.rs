@@ -67,6 +67,8 @@ impl Store {
 
     /// Outbox entries not yet pushed.
     pub async fn outbox_len(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT count(*) FROM outbox").fetch_one(self.pool()).await?)
+        Ok(sqlx::query_scalar("SELECT count(*) FROM outbox")
+            .fetch_one(self.pool())
+            .await?)
     }
 }

@@ -64,7 +64,11 @@ impl Store {
         })
     }
 
-    pub async fn new_users_per_day(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<NewUsers>, StoreError> {
+    pub async fn new_users_per_day(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<NewUsers>, StoreError> {
         let rows = sqlx::query(
             "SELECT (created_at AT TIME ZONE 'UTC')::date AS day, count(*) AS users FROM users
              WHERE (created_at AT TIME ZONE 'UTC')::date BETWEEN $1 AND $2
@@ -85,7 +89,11 @@ impl Store {
             .map_err(Into::into)
     }
 
-    pub async fn retention(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<RetentionCohort>, StoreError> {
+    pub async fn retention(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<RetentionCohort>, StoreError> {
         let rows = sqlx::query(
             "WITH cohort AS (
                  SELECT id, (created_at AT TIME ZONE 'UTC')::date AS day FROM users
@@ -115,7 +123,11 @@ impl Store {
     }
 
     /// Jobs, credits charged and refunded per day, job type and status.
-    pub async fn jobs_per_day(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<DailyJobs>, StoreError> {
+    pub async fn jobs_per_day(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<DailyJobs>, StoreError> {
         let rows = sqlx::query(
             "SELECT (j.created_at AT TIME ZONE 'UTC')::date AS day, j.job_type, j.status,
                     count(*) AS jobs,

@@ -46,7 +46,9 @@ impl Store {
     /// The user with this Telegram id, created on first sight; marks them seen and active today.
     pub async fn upsert_user(&self, telegram_id: i64, language: &str) -> Result<User, StoreError> {
         if language.is_empty() || language.len() > 16 {
-            return Err(StoreError::Invalid(format!("language code '{language}' must be 1-16 characters")));
+            return Err(StoreError::Invalid(format!(
+                "language code '{language}' must be 1-16 characters"
+            )));
         }
         let mut tx = self.pool().begin().await?;
         let row = sqlx::query(
@@ -89,15 +91,18 @@ impl Store {
     /// Returns the new balance.
     pub async fn grant(&self, user_id: i64, amount: i64, reason: &str) -> Result<i64, StoreError> {
         if amount <= 0 {
-            return Err(StoreError::Invalid(format!("a grant must be positive, got {amount}")));
+            return Err(StoreError::Invalid(format!(
+                "a grant must be positive, got {amount}"
+            )));
         }
         let mut tx = self.pool().begin().await?;
-        let balance: Option<i64> =
-            sqlx::query_scalar("UPDATE users SET credits = credits + $2 WHERE id = $1 RETURNING credits")
-                .bind(user_id)
-                .bind(amount)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let balance: Option<i64> = sqlx::query_scalar(
+            "UPDATE users SET credits = credits + $2 WHERE id = $1 RETURNING credits",
+        )
+        .bind(user_id)
+        .bind(amount)
+        .fetch_optional(&mut *tx)
+        .await?;
         let balance = balance.ok_or(StoreError::UnknownUser(user_id))?;
         sqlx::query("INSERT INTO credit_ledger (user_id, kind, amount, reason) VALUES ($1, 'grant', $2, $3)")
             .bind(user_id)
@@ -111,11 +116,11 @@ impl Store {
 
     /// The sum of a user's ledger entries (equals their balance; a check for tests and audits).
     pub async fn ledger_sum(&self, user_id: i64) -> Result<i64, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT COALESCE(sum(amount), 0)::BIGINT FROM credit_ledger WHERE user_id = $1")
-                .bind(user_id)
-                .fetch_one(self.pool())
-                .await?,
+        Ok(sqlx::query_scalar(
+            "SELECT COALESCE(sum(amount), 0)::BIGINT FROM credit_ledger WHERE user_id = $1",
         )
+        .bind(user_id)
+        .fetch_one(self.pool())
+        .await?)
     }
 }

@@ -197,25 +197,62 @@ pub fn http_get(addr: &str, path: &str) -> Option<String> {
     head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
 }
 
-/// A child process of the test (a genq binary), killed when dropped.
+/// A child process of the test (a genq binary), killed when dropped. Its stderr
+/// is copied to the test's stderr (shown when a test fails) and kept for
+/// [`ChildProcess::wait_for_output`].
 pub struct ChildProcess {
     child: Child,
     pub name: String,
+    output: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl ChildProcess {
-    /// Spawns `program` with `args` and extra environment; its stderr goes to the
-    /// test's stderr (shown when the test fails).
+    /// Spawns `program` with `args` and extra environment.
     pub fn spawn(program: &str, args: &[&str], env: &[(&str, String)]) -> std::io::Result<Self> {
         let mut cmd = Command::new(program);
-        cmd.args(args).stdin(Stdio::null()).stdout(Stdio::null());
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
         }
+        let mut child = cmd.spawn()?;
+        let name = program.rsplit('/').next().unwrap_or(program).to_owned();
+        let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        if let Some(stderr) = child.stderr.take() {
+            let output = output.clone();
+            let prefix = format!("[{name} {}]", child.id());
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(stderr)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    eprintln!("{prefix} {line}");
+                    if let Ok(mut out) = output.lock() {
+                        out.push(line);
+                    }
+                }
+            });
+        }
         Ok(Self {
-            child: cmd.spawn()?,
-            name: program.rsplit('/').next().unwrap_or(program).to_owned(),
+            child,
+            name,
+            output,
         })
+    }
+
+    /// Waits until a line of the process's stderr contains `needle`.
+    pub async fn wait_for_output(&self, needle: &str, timeout: Duration) -> bool {
+        wait_until(timeout, || async {
+            self.output
+                .lock()
+                .ok()
+                .and_then(|out| out.iter().any(|l| l.contains(needle)).then_some(()))
+        })
+        .await
+        .is_some()
     }
 
     pub fn pid(&self) -> u32 {
@@ -272,16 +309,27 @@ pub struct TestSchema {
 impl TestSchema {
     pub async fn create(test: &str) -> Result<Self, sqlx::Error> {
         let url = database_url();
-        let name = format!("t_{}_{}", test, ulid::Ulid::new().to_string().to_lowercase());
+        let name = format!(
+            "t_{}_{}",
+            test,
+            ulid::Ulid::new().to_string().to_lowercase()
+        );
         let mut con = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await?;
         // the name is made here from a ULID: safe to splice
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}"))).execute(&mut con).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
+            .execute(&mut con)
+            .await?;
         Ok(Self { url, name })
     }
 
     pub async fn drop(self) {
         if let Ok(mut con) = <sqlx::PgConnection as sqlx::Connection>::connect(&self.url).await {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {} CASCADE", self.name))).execute(&mut con).await;
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP SCHEMA {} CASCADE",
+                self.name
+            )))
+            .execute(&mut con)
+            .await;
         }
     }
 }

@@ -1,6 +1,8 @@
 -- Pushes jobs. ARGV: now_ms, idempotency_ttl_s, count, then per job:
 -- id, type, payload, delay_ms, idempotency_key ("" for none).
 -- Returns per job: the job id (an existing one for a known idempotency key), created (1/0).
+-- A job whose id already exists is not pushed again (pushing a chosen id is idempotent
+-- while its data lives).
 local now = tonumber(ARGV[1])
 local idem_ttl = tonumber(ARGV[2])
 local n = tonumber(ARGV[3])
@@ -20,6 +22,11 @@ for i = 0, n - 1 do
     else
       redis.call("SET", ik, id, "EX", idem_ttl)
     end
+  end
+  if not existing and redis.call("EXISTS", job_key(id)) == 1 then
+    out[#out + 1] = id
+    out[#out + 1] = 0
+    existing = true
   end
   if not existing then
     local jk = job_key(id)
