@@ -9,6 +9,7 @@
 
 mod baseline;
 mod genq_side;
+mod store_side;
 
 use std::{
     process::Command,
@@ -56,6 +57,15 @@ impl BackendName {
 
 #[derive(Debug, Subcommand)]
 enum ChildRun {
+    /// Charge-and-enqueue throughput and latency on PostgreSQL.
+    Store {
+        /// PostgreSQL URL; the bench works in a schema of its own and drops it.
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+        database_url: String,
+        /// Charges per user.
+        #[arg(long, default_value_t = 2000)]
+        per_user: usize,
+    },
     /// (internal) one sleep drain in this process; prints JSON.
     #[command(hide = true)]
     SleepDrain {
@@ -295,15 +305,47 @@ fn sleep_drain_in_child(
     serde_json::from_slice(&out.stdout).context("reading the sleep-drain child's report")
 }
 
+async fn run_store_bench(database_url: &str, per_user: usize) -> anyhow::Result<()> {
+    let schema = store_side::BenchSchema::create(database_url, 60).await?;
+    println!(
+        "{:<44}{:>12}{:>12}{:>12}",
+        "charge-and-enqueue", "per second", "p50 (ms)", "p99 (ms)"
+    );
+    for users in [1, 50] {
+        let per = if users == 1 {
+            per_user
+        } else {
+            (per_user / 10).max(1)
+        };
+        let f = store_side::charge_and_enqueue(&schema.store, users, per).await?;
+        println!(
+            "{:<44}{:>12.0}{:>12.2}{:>12.2}",
+            format!("{users} concurrent user(s) x {per} charges"),
+            f.per_second,
+            f.p50_ms,
+            f.p99_ms
+        );
+    }
+    schema.drop().await
+}
+
 async fn run_child(child: ChildRun) -> anyhow::Result<()> {
-    let ChildRun::SleepDrain {
-        backend,
-        redis,
-        ns,
-        n,
-        sleep_ms,
-        concurrency,
-    } = child;
+    let (backend, redis, ns, n, sleep_ms, concurrency) = match child {
+        ChildRun::Store {
+            database_url,
+            per_user,
+        } => {
+            return run_store_bench(&database_url, per_user).await;
+        }
+        ChildRun::SleepDrain {
+            backend,
+            redis,
+            ns,
+            n,
+            sleep_ms,
+            concurrency,
+        } => (backend, redis, ns, n, sleep_ms, concurrency),
+    };
     let sleep = Duration::from_millis(sleep_ms);
     let took = match backend {
         BackendName::Genq => genq_side::sleep_drain(&redis, &ns, n, sleep, concurrency).await?,
