@@ -59,7 +59,7 @@ impl DatabaseArgs {
     /// Connects and applies pending migrations.
     async fn open(&self) -> anyhow::Result<Store> {
         let mut cfg = StoreConfig::new(&self.url);
-        cfg.schema = self.schema.clone();
+        cfg.schema = self.schema.clone().filter(|s| !s.is_empty());
         cfg.max_connections = self.max_connections;
         Store::open(&cfg)
             .await
