@@ -45,9 +45,16 @@ pub trait Job: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Self::Output, JobError>> + Send;
 }
 
-/// Where a handler's progress reports go (the backend stores them on the job).
+/// Where a handler's progress reports and checkpoints go (the backend stores them on
+/// the job, so a re-run after a crash can read the checkpoint back).
 pub trait ProgressSink: Send + Sync {
     fn report(&self, job_id: &str, progress: Progress) -> BoxFuture<'static, Result<(), String>>;
+
+    /// Stores a checkpoint (JSON) on the running job, replacing the previous one.
+    fn save_checkpoint(&self, job_id: &str, checkpoint: String) -> BoxFuture<'static, Result<(), String>>;
+
+    /// The job's last checkpoint, if a run stored one.
+    fn load_checkpoint(&self, job_id: &str) -> BoxFuture<'static, Result<Option<String>, String>>;
 }
 
 /// What a running handler knows about its run.
@@ -125,6 +132,33 @@ impl JobContext {
 
     pub fn cancellation_token(&self) -> &CancellationToken {
         &self.cancel
+    }
+
+    /// Stores a checkpoint on the job before a step that must not be repeated (e.g.
+    /// the provider's task id before waiting on it, so a re-run resumes that task
+    /// instead of paying for a new one). An error means it was not stored: a handler
+    /// that must not repeat the step should fail transiently rather than go on.
+    pub async fn save_checkpoint<T: serde::Serialize>(&self, checkpoint: &T) -> Result<(), JobError> {
+        let Some(sink) = &self.progress else {
+            return Ok(());
+        };
+        let json = serde_json::to_string(checkpoint)
+            .map_err(|e| JobError::transient(format!("checkpoint could not be encoded: {e}")))?;
+        sink.save_checkpoint(&self.id, json)
+            .await
+            .map_err(|e| JobError::transient(format!("checkpoint could not be stored: {e}")))
+    }
+
+    /// The checkpoint an earlier run stored, if any (undecodable ones are ignored).
+    pub async fn checkpoint<T: serde::de::DeserializeOwned>(&self) -> Result<Option<T>, JobError> {
+        let Some(sink) = &self.progress else {
+            return Ok(None);
+        };
+        let raw = sink
+            .load_checkpoint(&self.id)
+            .await
+            .map_err(|e| JobError::transient(format!("checkpoint could not be read: {e}")))?;
+        Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
     }
 
     /// Records progress on the job (best effort: a failed report does not fail the job).

@@ -153,6 +153,41 @@ impl WorkerMetrics {
     }
 }
 
+/// Provider call metrics, shared by every provider client of a process.
+#[derive(Clone)]
+pub struct ProviderMetrics {
+    /// Calls by provider, operation and outcome (ok or a failure class).
+    pub calls_total: IntCounterVec,
+    /// Call latency by provider and operation.
+    pub call_duration_seconds: HistogramVec,
+    /// API keys cooling down, by provider.
+    pub keys_cooling: IntGaugeVec,
+}
+
+impl ProviderMetrics {
+    pub fn new(registry: &Registry) -> Result<Self, MetricsError> {
+        let m = Self {
+            calls_total: IntCounterVec::new(
+                Opts::new("genq_provider_calls_total", "Provider calls by operation and outcome"),
+                &["provider", "operation", "outcome"],
+            )?,
+            call_duration_seconds: HistogramVec::new(
+                HistogramOpts::new("genq_provider_call_duration_seconds", "Provider call latency")
+                    .buckets(DURATION_BUCKETS.to_vec()),
+                &["provider", "operation"],
+            )?,
+            keys_cooling: IntGaugeVec::new(
+                Opts::new("genq_provider_keys_cooling", "API keys cooling down"),
+                &["provider"],
+            )?,
+        };
+        registry.register(Box::new(m.calls_total.clone()))?;
+        registry.register(Box::new(m.call_duration_seconds.clone()))?;
+        registry.register(Box::new(m.keys_cooling.clone()))?;
+        Ok(m)
+    }
+}
+
 /// The registry's metrics in Prometheus text format.
 pub fn render(registry: &Registry) -> Result<String, MetricsError> {
     let mut buf = Vec::new();

@@ -380,6 +380,38 @@ impl QueueConsumer {
 }
 
 impl ProgressSink for QueueConsumer {
+    fn save_checkpoint(&self, job_id: &str, checkpoint: String) -> BoxFuture<'static, Result<(), String>> {
+        let this = self.clone();
+        let id = job_id.to_owned();
+        async move {
+            let stored = this
+                .inner
+                .queue
+                .save_checkpoint(&this.inner.name, &id, &this.inner.worker, &checkpoint)
+                .await
+                .map_err(|e| e.to_string())?;
+            if stored {
+                Ok(())
+            } else {
+                Err("this run no longer holds the job".to_owned())
+            }
+        }
+        .boxed()
+    }
+
+    fn load_checkpoint(&self, job_id: &str) -> BoxFuture<'static, Result<Option<String>, String>> {
+        let this = self.clone();
+        let id = job_id.to_owned();
+        async move {
+            this.inner
+                .queue
+                .checkpoint(&this.inner.name, &id)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        .boxed()
+    }
+
     fn report(&self, job_id: &str, progress: Progress) -> BoxFuture<'static, Result<(), String>> {
         let this = self.clone();
         let id = job_id.to_owned();

@@ -221,6 +221,12 @@ impl RedisQueue {
         &self.cfg
     }
 
+    /// The shared, auto-reconnecting connection (for other genq parts that keep
+    /// state in Redis, e.g. provider key cool-downs).
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
     /// The base key of a queue: `<prefix>:{<queue>}` (the braces are the hash tag).
     pub fn base_key(&self, queue: &str) -> String {
         format!("{}:{{{}}}", self.cfg.prefix, queue)
@@ -553,6 +559,32 @@ impl RedisQueue {
             .invoke_async(&mut c)
             .await?;
         Ok(applied == 1)
+    }
+
+    /// Stores a checkpoint on a job this worker runs. False if it no longer holds it.
+    pub(crate) async fn save_checkpoint(
+        &self,
+        queue: &str,
+        id: &str,
+        worker: &str,
+        checkpoint: &str,
+    ) -> Result<bool, QueueError> {
+        let mut c = self.conn.clone();
+        let applied: i64 = scripts::CHECKPOINT
+            .key(self.base_key(queue))
+            .arg(id)
+            .arg(worker)
+            .arg(checkpoint)
+            .invoke_async(&mut c)
+            .await?;
+        Ok(applied == 1)
+    }
+
+    /// A job's checkpoint, if a run stored one.
+    pub async fn checkpoint(&self, queue: &str, id: &str) -> Result<Option<String>, QueueError> {
+        validate_queue_name(queue)?;
+        let mut c = self.conn.clone();
+        Ok(c.hget(self.job_key(queue, id), "checkpoint").await?)
     }
 
     pub(crate) async fn report_progress(

@@ -21,5 +21,6 @@ script!(HANDBACK, "lua/handback.lua");
 script!(CANCEL, "lua/cancel.lua");
 script!(RETRY_DEAD, "lua/retry_dead.lua");
 script!(PROGRESS, "lua/progress.lua");
+script!(CHECKPOINT, "lua/checkpoint.lua");
 script!(STATS, "lua/stats.lua");
 script!(PAUSE, "lua/pause.lua");

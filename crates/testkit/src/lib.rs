@@ -5,12 +5,20 @@
 //! - [`PrivateRedis`]: a `redis-server` of the test's own on a free port, for tests
 //!   that restart, stop or flood the server (never the shared one).
 //! - [`free_port`], [`wait_until`].
+//! - [`FakeProvider`]: a fake AI provider on 127.0.0.1 speaking both protocols of
+//!   `docs/PROVIDER-PROTOCOLS.md`, with scripted failures and call counters.
 
 use std::{
     net::TcpListener,
     path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
+};
+
+mod fake_provider;
+
+pub use fake_provider::{
+    DEFAULT_TASK_DURATION, FakeFailure, FakeProvider, MALFORMED_BODY, TaskErrorCode,
 };
 
 /// The shared Redis tests use: `GENQ_TEST_REDIS_URL`, else 127.0.0.1:6379.

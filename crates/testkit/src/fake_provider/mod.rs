@@ -1,0 +1,346 @@
+//! A fake AI provider on 127.0.0.1 speaking both protocols of
+//! `docs/PROVIDER-PROTOCOLS.md`: OpenAI-compatible under `/v1` and queue-style
+//! under `/queue`, so tests and benchmarks run the real HTTP path.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! use genq_testkit::{FakeFailure, FakeProvider};
+//! let fake = FakeProvider::start().await;
+//! let openai_base = format!("{}/v1", fake.base_url());
+//! fake.fail_next(2, FakeFailure::RateLimited { retry_after_secs: Some(1) });
+//! // ... run the client against `openai_base` ...
+//! assert_eq!(fake.calls("chat"), 3);
+//! # }
+//! ```
+//!
+//! Every call (except a result-file download, whose URL is its own credential, as
+//! a vendor's CDN link is) needs `Authorization: Bearer <key>`, else 401. A call is
+//! counted, then waits the latency, then fails if a key failure or a `fail_next`
+//! failure applies, else is served.
+
+mod failure;
+mod media;
+mod openai;
+mod queue;
+
+use std::{
+    collections::{HashMap, VecDeque},
+    net::SocketAddr,
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    time::Duration,
+};
+
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, Request, State},
+    http::{HeaderMap, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{MethodRouter, get, post},
+};
+use tokio::{net::TcpListener, sync::oneshot};
+
+pub use failure::{FakeFailure, MALFORMED_BODY, TaskErrorCode};
+
+use failure::ApiError;
+use queue::Task;
+
+/// How long a queue task runs unless [`FakeProvider::set_task_duration`] says otherwise.
+pub const DEFAULT_TASK_DURATION: Duration = Duration::from_millis(300);
+
+/// The largest request body accepted (base64 images, audio uploads).
+const BODY_LIMIT: usize = 64 * 1024 * 1024;
+
+/// A running fake provider; it stops when dropped.
+pub struct FakeProvider {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl FakeProvider {
+    /// Starts one on a free port of 127.0.0.1.
+    ///
+    /// # Panics
+    /// If no port of 127.0.0.1 can be bound (a broken test machine).
+    pub async fn start() -> Self {
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("binding 127.0.0.1:0 for the fake provider")
+    }
+
+    /// Starts one on `addr` (port 0: a free one).
+    pub async fn start_on(addr: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared::new(format!("http://{addr}")));
+        let app = router(shared.clone());
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+                let _ = stopped.await;
+            });
+            if let Err(e) = serve.await {
+                tracing::warn!(error = %e, "fake provider: server stopped with an error");
+            }
+        });
+        tracing::info!(%addr, "fake provider listening");
+        Ok(Self {
+            shared,
+            addr,
+            shutdown: Some(shutdown),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`; clients use `{base_url}/v1` and `{base_url}/queue`.
+    pub fn base_url(&self) -> String {
+        self.shared.base_url.clone()
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Every call waits this long before it is answered.
+    pub fn set_latency(&self, latency: Duration) {
+        self.shared.knobs().latency = latency;
+    }
+
+    /// Tasks submitted from now on finish this long after their submit (default 300 ms).
+    pub fn set_task_duration(&self, duration: Duration) {
+        self.shared.knobs().task_duration = duration;
+    }
+
+    /// While true, every task (already submitted or not) stays `running`.
+    pub fn set_tasks_never_finish(&self, never: bool) {
+        self.shared.knobs().never_finish = never;
+    }
+
+    /// The next `n` calls to any endpoint (task polls and file downloads included)
+    /// fail with `failure`; queued after failures scripted earlier.
+    pub fn fail_next(&self, n: usize, failure: FakeFailure) {
+        let mut knobs = self.shared.knobs();
+        knobs
+            .next_failures
+            .extend(std::iter::repeat_n(failure, n));
+    }
+
+    /// Every call with bearer key `key` fails with `failure` until
+    /// [`clear_key_failures`](Self::clear_key_failures).
+    pub fn fail_key(&self, key: &str, failure: FakeFailure) {
+        self.shared
+            .knobs()
+            .key_failures
+            .insert(key.to_owned(), failure);
+    }
+
+    /// Ends every [`fail_key`](Self::fail_key).
+    pub fn clear_key_failures(&self) {
+        self.shared.knobs().key_failures.clear();
+    }
+
+    /// The next submitted task (after any scripted earlier) ends `failed` with
+    /// `code` when its duration has passed. Call it n times for n tasks.
+    pub fn fail_next_task(&self, code: TaskErrorCode) {
+        self.shared.knobs().next_task_failures.push_back(code);
+    }
+
+    /// Calls received for `label`: `chat`, `images`, `transcriptions`, `speech`,
+    /// `submit`, `poll` or `file` (failed calls included).
+    pub fn calls(&self, label: &str) -> usize {
+        self.shared
+            .counters()
+            .calls
+            .get(label)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Tasks created (submits that were accepted).
+    pub fn submits(&self) -> usize {
+        self.shared.counters().submits
+    }
+
+    /// The distinct bearer keys seen, in first-seen order.
+    pub fn keys_seen(&self) -> Vec<String> {
+        self.shared.counters().keys.clone()
+    }
+
+    /// Calls received with bearer key `key`.
+    pub fn requests_with_key(&self, key: &str) -> usize {
+        self.shared
+            .counters()
+            .per_key
+            .get(key)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for FakeProvider {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+/// The state every handler shares.
+pub(crate) struct Shared {
+    base_url: String,
+    knobs: Mutex<Knobs>,
+    counters: Mutex<Counters>,
+    tasks: Mutex<HashMap<String, Task>>,
+}
+
+/// What tests script.
+struct Knobs {
+    latency: Duration,
+    task_duration: Duration,
+    never_finish: bool,
+    next_failures: VecDeque<FakeFailure>,
+    key_failures: HashMap<String, FakeFailure>,
+    next_task_failures: VecDeque<TaskErrorCode>,
+}
+
+/// What tests count.
+#[derive(Default)]
+struct Counters {
+    calls: HashMap<&'static str, usize>,
+    submits: usize,
+    keys: Vec<String>,
+    per_key: HashMap<String, usize>,
+}
+
+impl Shared {
+    fn new(base_url: String) -> Self {
+        Self {
+            base_url,
+            knobs: Mutex::new(Knobs {
+                latency: Duration::ZERO,
+                task_duration: DEFAULT_TASK_DURATION,
+                never_finish: false,
+                next_failures: VecDeque::new(),
+                key_failures: HashMap::new(),
+                next_task_failures: VecDeque::new(),
+            }),
+            counters: Mutex::new(Counters::default()),
+            tasks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn knobs(&self) -> MutexGuard<'_, Knobs> {
+        lock(&self.knobs)
+    }
+
+    fn counters(&self) -> MutexGuard<'_, Counters> {
+        lock(&self.counters)
+    }
+
+    pub(crate) fn never_finish(&self) -> bool {
+        self.knobs().never_finish
+    }
+
+    /// Counts a call to `label` with `key`.
+    fn record_call(&self, label: &'static str, key: Option<&str>) {
+        let mut counters = self.counters();
+        *counters.calls.entry(label).or_default() += 1;
+        if let Some(key) = key {
+            if !counters.per_key.contains_key(key) {
+                counters.keys.push(key.to_owned());
+            }
+            *counters.per_key.entry(key.to_owned()).or_default() += 1;
+        }
+    }
+
+    /// The failure this call gets, if any: a missing key, the key's failure, the next
+    /// scripted failure — in that order (a call failed by its key consumes no
+    /// `fail_next`).
+    fn failure_for(&self, label: &'static str, key: Option<&str>) -> Option<Response> {
+        let Some(key) = key else {
+            return (label != "file").then(|| {
+                ApiError::unauthorized("missing `Authorization: Bearer <key>`").into_response()
+            });
+        };
+        let mut knobs = self.knobs();
+        let failure = match knobs.key_failures.get(key) {
+            Some(f) => Some(f.clone()),
+            None => knobs.next_failures.pop_front(),
+        }?;
+        tracing::debug!(label, ?failure, "fake provider: scripted failure");
+        Some(failure.response())
+    }
+
+    /// Records a new task (taking the next scripted task failure); its id.
+    pub(crate) fn create_task(&self) -> String {
+        let (duration, forced) = {
+            let mut knobs = self.knobs();
+            (knobs.task_duration, knobs.next_task_failures.pop_front())
+        };
+        let id = format!("task_{}", ulid::Ulid::new().to_string().to_lowercase());
+        lock(&self.tasks).insert(id.clone(), Task::new(duration, forced));
+        self.counters().submits += 1;
+        id
+    }
+}
+
+/// Locks `m`, carrying on if a holder panicked (the data stays usable).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Parses a JSON request body; a 400 naming the problem when it does not fit.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+/// The bearer key of `Authorization: Bearer <key>`, if any.
+fn bearer_key(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, key) = value.trim().split_once(' ')?;
+    let key = key.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !key.is_empty()).then(|| key.to_owned())
+}
+
+/// The middleware in front of every endpoint: counts, waits, fails as scripted.
+async fn gate(
+    State((shared, label)): State<(Arc<Shared>, &'static str)>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let key = bearer_key(req.headers());
+    shared.record_call(label, key.as_deref());
+    let latency = shared.knobs().latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    if let Some(failure) = shared.failure_for(label, key.as_deref()) {
+        return failure;
+    }
+    next.run(req).await
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    let gated = |label: &'static str, route: MethodRouter<Arc<Shared>>| {
+        route.layer(middleware::from_fn_with_state(
+            (shared.clone(), label),
+            gate,
+        ))
+    };
+    Router::new()
+        .route("/v1/chat/completions", gated("chat", post(openai::chat)))
+        .route("/v1/images/generations", gated("images", post(openai::images)))
+        .route(
+            "/v1/audio/transcriptions",
+            gated("transcriptions", post(openai::transcriptions)),
+        )
+        .route("/v1/audio/speech", gated("speech", post(openai::speech)))
+        .route("/queue/tasks", gated("submit", post(queue::submit)))
+        .route("/queue/tasks/{id}", gated("poll", get(queue::poll)))
+        .route("/queue/files/{id}", gated("file", get(queue::file)))
+        .fallback(|| async { ApiError::not_found("no such endpoint on the fake provider") })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(shared.clone())
+}
