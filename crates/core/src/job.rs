@@ -57,6 +57,15 @@ pub trait ProgressSink: Send + Sync {
     fn load_checkpoint(&self, job_id: &str) -> BoxFuture<'static, Result<Option<String>, String>>;
 }
 
+/// Lets a running job push another job (e.g. GenerateImagePrompt hands over to
+/// GenerateImage). The runtime provides it; its push is validated and routed like
+/// any other.
+pub trait JobSpawner: Send + Sync {
+    /// Pushes `payload` (JSON) as a job of `job_type`, deduped on `idempotency_key`;
+    /// the new (or existing) job's id.
+    fn spawn(&self, job_type: &str, payload: String, idempotency_key: String) -> BoxFuture<'static, Result<String, JobError>>;
+}
+
 /// What a running handler knows about its run.
 #[derive(Clone)]
 pub struct JobContext {
@@ -66,6 +75,7 @@ pub struct JobContext {
     attempt: u32,
     cancel: CancellationToken,
     progress: Option<Arc<dyn ProgressSink>>,
+    spawner: Option<Arc<dyn JobSpawner>>,
 }
 
 impl std::fmt::Debug for JobContext {
@@ -95,7 +105,24 @@ impl JobContext {
             attempt,
             cancel,
             progress: None,
+            spawner: None,
         }
+    }
+
+    pub fn with_spawner(mut self, spawner: Arc<dyn JobSpawner>) -> Self {
+        self.spawner = Some(spawner);
+        self
+    }
+
+    /// Pushes a follow-up job. Its idempotency key is this job's id plus `step`, so a
+    /// re-run of this job does not push it twice.
+    pub async fn enqueue<T: serde::Serialize>(&self, job_type: &str, payload: &T, step: &str) -> Result<String, JobError> {
+        let Some(spawner) = &self.spawner else {
+            return Err(JobError::transient("this worker cannot push follow-up jobs"));
+        };
+        let json = serde_json::to_string(payload)
+            .map_err(|e| JobError::transient(format!("follow-up payload could not be encoded: {e}")))?;
+        spawner.spawn(job_type, json, format!("{}:{step}", self.id)).await
     }
 
     pub fn with_progress_sink(mut self, sink: Arc<dyn ProgressSink>) -> Self {

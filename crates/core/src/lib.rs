@@ -15,7 +15,7 @@ pub mod retry;
 pub mod state;
 
 pub use error::{FailureClass, JobError};
-pub use job::{Job, JobContext, ProgressSink};
+pub use job::{Job, JobContext, JobSpawner, ProgressSink};
 pub use registry::{ErasedJob, Registry, RegistryError, validate_queue_name};
 pub use retry::{ClassRule, RetryDecision, RetryPolicy};
 pub use state::{CompletionEvent, JobState, JobStatus, Progress, new_job_id};

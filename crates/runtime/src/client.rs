@@ -115,3 +115,26 @@ impl JobClient {
         Ok(job)
     }
 }
+
+impl genq_core::JobSpawner for JobClient {
+    fn spawn(
+        &self,
+        job_type: &str,
+        payload: String,
+        idempotency_key: String,
+    ) -> futures::future::BoxFuture<'static, Result<String, JobError>> {
+        let client = self.clone();
+        let job_type = job_type.to_owned();
+        Box::pin(async move {
+            let opts = EnqueueOptions {
+                idempotency_key: Some(idempotency_key),
+                ..EnqueueOptions::default()
+            };
+            match client.enqueue_json(&job_type, &payload, opts).await {
+                Ok(pushed) => Ok(pushed.id),
+                Err(ClientError::Payload(e)) => Err(e),
+                Err(e) => Err(JobError::transient(format!("follow-up job could not be pushed: {e}"))),
+            }
+        })
+    }
+}

@@ -14,7 +14,7 @@ use std::{
 
 use apalis_core::{error::BoxDynError, task::Task};
 use futures::{FutureExt, future::BoxFuture};
-use genq_core::{FailureClass, JobError, ProgressSink, Registry, RetryDecision};
+use genq_core::{FailureClass, JobError, JobSpawner, ProgressSink, Registry, RetryDecision};
 use genq_metrics::WorkerMetrics;
 use genq_redis::RawJob;
 use tokio_util::sync::CancellationToken;
@@ -114,11 +114,16 @@ where
 pub struct JobService {
     registry: Arc<Registry>,
     progress: Arc<dyn ProgressSink>,
+    spawner: Arc<dyn JobSpawner>,
 }
 
 impl JobService {
-    pub fn new(registry: Arc<Registry>, progress: Arc<dyn ProgressSink>) -> Self {
-        Self { registry, progress }
+    pub fn new(registry: Arc<Registry>, progress: Arc<dyn ProgressSink>, spawner: Arc<dyn JobSpawner>) -> Self {
+        Self {
+            registry,
+            progress,
+            spawner,
+        }
     }
 }
 
@@ -134,7 +139,10 @@ impl Service<Task<RawJob>> for JobService {
     fn call(&mut self, task: Task<RawJob>) -> JobFuture {
         let job = task.args;
         match self.registry.get(&job.job_type) {
-            Ok(handler) => handler.run(&job.payload, job.context(self.progress.clone())),
+            Ok(handler) => handler.run(
+                &job.payload,
+                job.context(self.progress.clone()).with_spawner(self.spawner.clone()),
+            ),
             Err(e) => futures::future::ready(Err(JobError::bad_input(format!(
                 "this worker cannot run the job: {e}"
             ))))

@@ -5,11 +5,12 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use apalis::layers::limit::ConcurrencyLimitLayer;
 use apalis_core::{monitor::Monitor, worker::builder::WorkerBuilder};
-use genq_core::{ProgressSink, Registry, validate_queue_name};
+use genq_core::{JobSpawner, ProgressSink, Registry, validate_queue_name};
 use genq_metrics::WorkerMetrics;
 use genq_redis::{ConsumerOptions, QueueConsumer, QueueError, RedisQueue};
 use tracing::{error, info, warn};
 
+use crate::JobClient;
 use crate::middleware::{Cancel, CatchPanic, JobService, Metrics, Timeout, Trace, WrapLayer};
 
 /// What a worker process serves and how.
@@ -167,6 +168,7 @@ impl WorkerRuntime {
                     .with_policies(Arc::new(move |t: &str| policies.retry_policy(t)))
                     .with_start_delay(delay);
                 let progress: Arc<dyn ProgressSink> = Arc::new(consumer.clone());
+                let spawner: Arc<dyn JobSpawner> = Arc::new(JobClient::new(consumer.queue().clone(), registry.clone()));
                 WorkerBuilder::new(name.as_str())
                     .backend(backend)
                     .layer(ConcurrencyLimitLayer::new(concurrency))
@@ -178,7 +180,7 @@ impl WorkerRuntime {
                     .layer(WrapLayer(CatchPanic))
                     .layer(WrapLayer(Cancel))
                     .layer(WrapLayer(Timeout(registry.clone())))
-                    .build(JobService::new(registry.clone(), progress))
+                    .build(JobService::new(registry.clone(), progress, spawner.clone()))
             });
         }
         let signal = async move {

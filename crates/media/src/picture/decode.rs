@@ -58,7 +58,7 @@ fn open(bytes: &[u8]) -> Result<impl ImageDecoder + '_, MediaError> {
 }
 
 /// The format of `bytes` from their magic number; only PNG, JPEG and WebP pass.
-fn sniff(bytes: &[u8]) -> Result<image::ImageFormat, MediaError> {
+pub(crate) fn sniff(bytes: &[u8]) -> Result<image::ImageFormat, MediaError> {
     use image::ImageFormat as F;
     match image::guess_format(bytes) {
         Ok(format @ (F::Png | F::Jpeg | F::WebP)) => Ok(format),

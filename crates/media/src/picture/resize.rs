@@ -1,7 +1,7 @@
 //! Lanczos3 resizing with fast_image_resize.
 
 use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
-use image::{DynamicImage, GenericImageView};
+use image::DynamicImage;
 
 use crate::MediaError;
 

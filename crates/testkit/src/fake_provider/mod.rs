@@ -121,9 +121,7 @@ impl FakeProvider {
     /// fail with `failure`; queued after failures scripted earlier.
     pub fn fail_next(&self, n: usize, failure: FakeFailure) {
         let mut knobs = self.shared.knobs();
-        knobs
-            .next_failures
-            .extend(std::iter::repeat_n(failure, n));
+        knobs.next_failures.extend(std::iter::repeat_n(failure, n));
     }
 
     /// Every call with bearer key `key` fails with `failure` until
@@ -331,7 +329,10 @@ fn router(shared: Arc<Shared>) -> Router {
     };
     Router::new()
         .route("/v1/chat/completions", gated("chat", post(openai::chat)))
-        .route("/v1/images/generations", gated("images", post(openai::images)))
+        .route(
+            "/v1/images/generations",
+            gated("images", post(openai::images)),
+        )
         .route(
             "/v1/audio/transcriptions",
             gated("transcriptions", post(openai::transcriptions)),

@@ -102,7 +102,9 @@ pub(crate) async fn images(body: Bytes) -> Result<Json<Value>, ApiError> {
             "`n` must be 1..=10, got {n}"
         )));
     }
-    let png = media::png(width, height).await.map_err(ApiError::internal)?;
+    let png = media::png(width, height)
+        .await
+        .map_err(ApiError::internal)?;
     let b64 = STANDARD.encode(&png);
     let data: Vec<Value> = (0..n).map(|_| json!({ "b64_json": b64 })).collect();
     Ok(Json(json!({ "created": 0, "data": data })))
@@ -144,7 +146,9 @@ pub(crate) async fn transcriptions(
             ));
         }
     }
-    Err(ApiError::bad_request("the multipart body has no `file` part"))
+    Err(ApiError::bad_request(
+        "the multipart body has no `file` part",
+    ))
 }
 
 #[derive(Deserialize)]

@@ -143,7 +143,8 @@ pub(crate) async fn submit(
 
 /// Checks a task's input for its kind (decodes images: blocking).
 fn validate(kind: &str, input: Value) -> Result<Work, String> {
-    let png = |width: u32, height: u32| check_dims(width, height).map(|()| Work::Png { width, height });
+    let png =
+        |width: u32, height: u32| check_dims(width, height).map(|()| Work::Png { width, height });
     match kind {
         "video" => {
             let input: VideoInput = input_of(kind, input)?;
@@ -264,9 +265,11 @@ pub(crate) async fn file(
     let never_finish = shared.never_finish();
     let tasks = lock(&shared.tasks);
     match tasks.get(&id).map(|t| t.status(never_finish)) {
-        Some(Status::Succeeded(file)) => {
-            Ok(([(header::CONTENT_TYPE, file.content_type)], file.bytes.clone()).into_response())
-        }
+        Some(Status::Succeeded(file)) => Ok((
+            [(header::CONTENT_TYPE, file.content_type)],
+            file.bytes.clone(),
+        )
+            .into_response()),
         Some(_) => Err(ApiError::not_found(format!(
             "task {id:?} has not succeeded: no file"
         ))),

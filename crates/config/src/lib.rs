@@ -1,0 +1,347 @@
+//! genq's configuration: one TOML file (`--config`, `GENQ_CONFIG`), environment
+//! overrides for secrets, checked at start-up with errors that name the setting.
+//! `config/genq.example.toml` documents every setting.
+//!
+//! Overrides: `GENQ_PROVIDER_<NAME>_KEYS` (comma-separated) and
+//! `GENQ_PROVIDER_<NAME>_BASE_URL`, `<NAME>` upper-cased (`llm` → `GENQ_PROVIDER_LLM_KEYS`).
+
+use std::{collections::BTreeMap, path::PathBuf, str::FromStr};
+
+use serde::Deserialize;
+
+/// A setting is wrong: the message names it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{setting}: {problem}")]
+    Invalid { setting: String, problem: String },
+}
+
+fn invalid(setting: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        setting: setting.into(),
+        problem: problem.into(),
+    }
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub artifacts: ArtifactsConfig,
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderSection>,
+    #[serde(default)]
+    pub jobs: JobsSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactsConfig {
+    /// Where artifacts are kept.
+    #[serde(default = "default_artifacts_dir")]
+    pub dir: PathBuf,
+    /// Largest input file a job accepts, in MB.
+    #[serde(default = "default_max_input_mb")]
+    pub max_input_mb: u64,
+}
+
+fn default_artifacts_dir() -> PathBuf {
+    PathBuf::from("data/artifacts")
+}
+
+fn default_max_input_mb() -> u64 {
+    20
+}
+
+impl Default for ArtifactsConfig {
+    fn default() -> Self {
+        Self {
+            dir: default_artifacts_dir(),
+            max_input_mb: default_max_input_mb(),
+        }
+    }
+}
+
+/// Which protocol a provider speaks (docs/PROVIDER-PROTOCOLS.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    Openai,
+    Queue,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSection {
+    pub protocol: Protocol,
+    pub base_url: String,
+    #[serde(default)]
+    pub keys: Vec<String>,
+    #[serde(default = "default_provider_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_provider_timeout() -> u64 {
+    60
+}
+
+/// Settings every job type has (all optional: the job type's defaults apply).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSettings {
+    pub queue: Option<String>,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub timeout_secs: Option<u64>,
+    /// Credits a user pays (the bot charges it).
+    #[serde(default)]
+    pub price: i64,
+    /// Runs in all for transient failures and timeouts.
+    pub max_attempts: Option<u32>,
+    /// Queue-style jobs: how often the provider task is polled.
+    pub poll_interval_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CleanupSettings {
+    pub queue: Option<String>,
+    /// Cron expression with seconds (`sec min hour day month weekday`), UTC.
+    #[serde(default = "default_cleanup_schedule")]
+    pub schedule: String,
+    /// Artifacts older than this are deleted.
+    #[serde(default = "default_max_age_hours")]
+    pub max_age_hours: u64,
+}
+
+fn default_cleanup_schedule() -> String {
+    "0 0 * * * *".to_owned()
+}
+
+fn default_max_age_hours() -> u64 {
+    24
+}
+
+impl Default for CleanupSettings {
+    fn default() -> Self {
+        Self {
+            queue: None,
+            schedule: default_cleanup_schedule(),
+            max_age_hours: default_max_age_hours(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobsSection {
+    #[serde(default)]
+    pub generate_reply: JobSettings,
+    #[serde(default)]
+    pub generate_image_prompt: JobSettings,
+    #[serde(default)]
+    pub generate_image: JobSettings,
+    #[serde(default)]
+    pub generate_video: JobSettings,
+    #[serde(default)]
+    pub face_swap: JobSettings,
+    #[serde(default)]
+    pub upscale: JobSettings,
+    #[serde(default)]
+    pub cleanup: CleanupSettings,
+}
+
+/// Which protocols a job type can use, and whether it needs a provider at all.
+struct Needs {
+    name: &'static str,
+    protocols: &'static [Protocol],
+    required: bool,
+}
+
+impl JobsSection {
+    fn provider_jobs(&self) -> [(&JobSettings, Needs); 6] {
+        use Protocol::*;
+        [
+            (&self.generate_reply, Needs { name: "generate_reply", protocols: &[Openai], required: true }),
+            (&self.generate_image_prompt, Needs { name: "generate_image_prompt", protocols: &[Openai], required: true }),
+            (&self.generate_image, Needs { name: "generate_image", protocols: &[Openai, Queue], required: true }),
+            (&self.generate_video, Needs { name: "generate_video", protocols: &[Queue], required: true }),
+            (&self.face_swap, Needs { name: "face_swap", protocols: &[Queue], required: true }),
+            (&self.upscale, Needs { name: "upscale", protocols: &[Queue], required: false }),
+        ]
+    }
+}
+
+impl Config {
+    /// Reads `path` (or starts from defaults), applies environment overrides, validates.
+    pub fn load(path: Option<&std::path::Path>) -> Result<Self, ConfigError> {
+        let mut cfg = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.display().to_string(),
+                    source,
+                })?;
+                Self::parse(&text, &p.display().to_string())?
+            }
+            None => Self::default(),
+        };
+        cfg.apply_env(|k| std::env::var(k).ok());
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parses TOML text (`origin` names it in errors).
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Applies `GENQ_PROVIDER_<NAME>_KEYS` / `_BASE_URL` overrides.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
+        for (name, p) in self.providers.iter_mut() {
+            let var = name.to_uppercase().replace('-', "_");
+            if let Some(keys) = get(&format!("GENQ_PROVIDER_{var}_KEYS")) {
+                p.keys = keys.split(',').map(|k| k.trim().to_owned()).filter(|k| !k.is_empty()).collect();
+            }
+            if let Some(url) = get(&format!("GENQ_PROVIDER_{var}_BASE_URL")) {
+                p.base_url = url;
+            }
+        }
+    }
+
+    /// Checks every setting; the first problem found is named.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (name, p) in &self.providers {
+            let at = format!("providers.{name}");
+            if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
+                return Err(invalid(format!("{at}.base_url"), format!("'{}' must start with http:// or https://", p.base_url)));
+            }
+            if p.keys.is_empty() || p.keys.iter().any(|k| k.trim().is_empty()) {
+                let var = name.to_uppercase().replace('-', "_");
+                return Err(invalid(format!("{at}.keys"), format!("no API keys (set them in the file or GENQ_PROVIDER_{var}_KEYS)")));
+            }
+            if p.timeout_secs == 0 {
+                return Err(invalid(format!("{at}.timeout_secs"), "must be at least 1"));
+            }
+        }
+        let known = self.providers.keys().cloned().collect::<Vec<_>>().join(", ");
+        for (settings, needs) in self.jobs.provider_jobs() {
+            let at = format!("jobs.{}", needs.name);
+            self.validate_common(&at, settings)?;
+            match &settings.provider {
+                Some(p) => {
+                    let provider = self
+                        .providers
+                        .get(p)
+                        .ok_or_else(|| invalid(format!("{at}.provider"), format!("no provider named '{p}' (configured: {known})")))?;
+                    if !needs.protocols.contains(&provider.protocol) {
+                        return Err(invalid(
+                            format!("{at}.provider"),
+                            format!("provider '{p}' speaks {:?}, but {} needs {:?}", provider.protocol, needs.name, needs.protocols),
+                        ));
+                    }
+                }
+                None if needs.required && !self.providers.is_empty() => {
+                    return Err(invalid(format!("{at}.provider"), format!("missing (configured providers: {known})")));
+                }
+                None => {}
+            }
+        }
+        let cleanup = &self.jobs.cleanup;
+        cron::Schedule::from_str(&cleanup.schedule)
+            .map_err(|e| invalid("jobs.cleanup.schedule", format!("'{}' is not a cron expression: {e}", cleanup.schedule)))?;
+        if let Some(q) = &cleanup.queue {
+            genq_core::validate_queue_name(q).map_err(|e| invalid("jobs.cleanup.queue", e.to_string()))?;
+        }
+        if self.artifacts.max_input_mb == 0 {
+            return Err(invalid("artifacts.max_input_mb", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    fn validate_common(&self, at: &str, s: &JobSettings) -> Result<(), ConfigError> {
+        if let Some(q) = &s.queue {
+            genq_core::validate_queue_name(q).map_err(|e| invalid(format!("{at}.queue"), e.to_string()))?;
+        }
+        if s.timeout_secs == Some(0) {
+            return Err(invalid(format!("{at}.timeout_secs"), "must be at least 1"));
+        }
+        if s.price < 0 {
+            return Err(invalid(format!("{at}.price"), format!("must not be negative, got {}", s.price)));
+        }
+        if s.max_attempts == Some(0) {
+            return Err(invalid(format!("{at}.max_attempts"), "must be at least 1"));
+        }
+        if s.poll_interval_ms == Some(0) {
+            return Err(invalid(format!("{at}.poll_interval_ms"), "must be at least 1"));
+        }
+        if s.provider.is_some() && s.model.as_deref().is_some_and(str::is_empty) {
+            return Err(invalid(format!("{at}.model"), "must not be empty"));
+        }
+        Ok(())
+    }
+
+    /// True when the job types that need a provider have one (otherwise only the
+    /// probe, cleanup and local upscale can run).
+    pub fn has_providers(&self) -> bool {
+        !self.providers.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../../config/genq.example.toml");
+
+    #[test]
+    fn the_example_file_is_valid() {
+        let cfg = Config::parse(EXAMPLE, "genq.example.toml").unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.jobs.generate_video.provider.as_deref(), Some("media"));
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let mut cfg = Config::parse(EXAMPLE, "x").unwrap();
+        cfg.jobs.generate_video.provider = Some("vid".to_owned());
+        let err = cfg.validate().unwrap_err().to_string();
+        assert_eq!(err, "jobs.generate_video.provider: no provider named 'vid' (configured: llm, media)");
+
+        let mut cfg = Config::parse(EXAMPLE, "x").unwrap();
+        cfg.jobs.generate_reply.provider = Some("media".to_owned());
+        assert!(cfg.validate().unwrap_err().to_string().starts_with("jobs.generate_reply.provider: provider 'media' speaks Queue"));
+
+        let mut cfg = Config::parse(EXAMPLE, "x").unwrap();
+        cfg.jobs.cleanup.schedule = "every hour".to_owned();
+        assert!(cfg.validate().unwrap_err().to_string().starts_with("jobs.cleanup.schedule: 'every hour' is not a cron expression"));
+
+        let err = Config::parse("[jobs.generate_reply]\nprise = 3\n", "f.toml").unwrap_err().to_string();
+        assert!(err.contains("unknown field `prise`"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_keys_and_urls() {
+        let mut cfg = Config::parse(EXAMPLE, "x").unwrap();
+        cfg.apply_env(|k| match k {
+            "GENQ_PROVIDER_LLM_KEYS" => Some("a, b,".to_owned()),
+            "GENQ_PROVIDER_MEDIA_BASE_URL" => Some("ftp://nope".to_owned()),
+            _ => None,
+        });
+        assert_eq!(cfg.providers["llm"].keys, ["a", "b"]);
+        assert_eq!(
+            cfg.validate().unwrap_err().to_string(),
+            "providers.media.base_url: 'ftp://nope' must start with http:// or https://"
+        );
+        cfg.providers.get_mut("media").unwrap().keys.clear();
+        cfg.providers.get_mut("media").unwrap().base_url = "http://x".to_owned();
+        assert!(cfg.validate().unwrap_err().to_string().contains("GENQ_PROVIDER_MEDIA_KEYS"));
+    }
+}
