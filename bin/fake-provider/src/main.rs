@@ -2,7 +2,7 @@
 //! provider of `docs/PROVIDER-PROTOCOLS.md` (`/v1/...` and `/queue/...`), until
 //! Ctrl-C or SIGTERM.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{io::IsTerminal, net::SocketAddr, time::Duration};
 
 use anyhow::Context;
 use clap::Parser;
@@ -35,6 +35,7 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let fake = FakeProvider::start_on(cli.addr)
         .await

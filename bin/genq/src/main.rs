@@ -31,6 +31,23 @@ struct Cli {
     /// Route job types to other queues: type=queue,type=queue.
     #[arg(long, env = "GENQ_ROUTES", global = true)]
     routes: Option<String>,
+    /// Configuration file (TOML); see config/genq.example.toml.
+    #[arg(long, env = "GENQ_CONFIG", global = true)]
+    config: Option<std::path::PathBuf>,
+}
+
+/// The configuration and routes every command builds its job types from.
+struct Setup {
+    config: genq_config::Config,
+    routes: Option<String>,
+}
+
+impl Setup {
+    /// The configured job types, for a process that does not run them (push, settle).
+    fn registry(&self, queue: &RedisQueue) -> anyhow::Result<genq_core::Registry> {
+        let build = genq_catalog::registry_builder(self.config.clone(), self.routes.clone());
+        build(queue, &prometheus::Registry::new()).map_err(anyhow::Error::msg)
+    }
 }
 
 /// PostgreSQL settings.
@@ -95,6 +112,11 @@ enum Command {
         db: DatabaseArgs,
         #[command(flatten)]
         redis: RedisArgs,
+    },
+    /// Store a file (e.g. a photo to upscale) as an artifact; prints its key.
+    PutArtifact {
+        /// The file.
+        path: std::path::PathBuf,
     },
     /// Apply pending database migrations.
     Migrate {
@@ -185,17 +207,14 @@ fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
 }
 
 /// Every queue a job type is routed to, and every queue Redis has seen.
-async fn served_queues(
-    registry: &genq_core::Registry,
-    queue: &RedisQueue,
-) -> anyhow::Result<Vec<String>> {
-    let mut all = registry.queues();
+async fn served_queues(setup: &Setup, queue: &RedisQueue) -> anyhow::Result<Vec<String>> {
+    let mut all = setup.registry(queue)?.queues();
     all.extend(queue.queues().await?);
     Ok(all.into_iter().collect())
 }
 
 /// Workers, and (unless `--no-database`) the relay and the settler, until SIGTERM.
-async fn run_all(args: RunArgs, registry: genq_core::Registry) -> anyhow::Result<()> {
+async fn run_all(args: RunArgs, setup: Setup) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     let mut seam = Vec::new();
     if !args.no_database {
@@ -205,7 +224,7 @@ async fn run_all(args: RunArgs, registry: genq_core::Registry) -> anyhow::Result
             .await
             .context("set GENQ_DATABASE_URL, or pass --no-database to run only the workers")?;
         let queue = connect(&args.worker.redis).await?;
-        let queues = served_queues(&registry, &queue).await?;
+        let queues = served_queues(&setup, &queue).await?;
         seam.push(tokio::spawn(
             Relay::new(store.clone(), queue.clone()).run(stop.clone()),
         ));
@@ -217,7 +236,9 @@ async fn run_all(args: RunArgs, registry: genq_core::Registry) -> anyhow::Result
             }
         }));
     }
-    let result = run_worker(args.worker, registry).await;
+    let schedules = genq_catalog::schedules(&setup.config)?;
+    let build = genq_catalog::registry_builder(setup.config, setup.routes);
+    let result = run_worker(args.worker, build, schedules).await;
     stop.cancel();
     for task in seam {
         let _ = task.await;
@@ -229,7 +250,10 @@ async fn run_all(args: RunArgs, registry: genq_core::Registry) -> anyhow::Result
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing();
-    let registry = genq_catalog::registry(cli.routes.as_deref())?;
+    let setup = Setup {
+        config: genq_config::Config::load(cli.config.as_deref())?,
+        routes: cli.routes,
+    };
     let command = match cli.command {
         Some(c) => c,
         None => match Cli::parse_from(["genq", "run"]).command {
@@ -238,7 +262,7 @@ async fn main() -> anyhow::Result<()> {
         },
     };
     match command {
-        Command::Run(args) => run_all(args, registry).await?,
+        Command::Run(args) => run_all(args, setup).await?,
         Command::Relay { db, redis } => {
             let relay = Relay::new(db.open().await?, connect(&redis).await?);
             let stop = CancellationToken::new();
@@ -249,13 +273,25 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Settle { db, redis } => {
             let queue = connect(&redis).await?;
-            let queues = served_queues(&registry, &queue).await?;
+            let queues = served_queues(&setup, &queue).await?;
             let settler = Settler::new(db.open().await?, queue, queues);
             let stop = CancellationToken::new();
             let task = tokio::spawn(settler.run(stop.clone()));
             shutdown_signal().await;
             stop.cancel();
             task.await??;
+        }
+        Command::PutArtifact { path } => {
+            use genq_artifacts::ArtifactStore;
+            let store = genq_artifacts::LocalArtifacts::new(&setup.config.artifacts.dir)?;
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            let ext = path
+                .extension()
+                .and_then(|e| e.to_str())
+                .unwrap_or("bin")
+                .to_ascii_lowercase();
+            print_json(&store.put(bytes, &ext, "application/octet-stream").await?)?;
         }
         Command::Migrate { db } => {
             db.open().await?;
@@ -270,7 +306,9 @@ async fn main() -> anyhow::Result<()> {
             wait,
             redis,
         } => {
-            let client = JobClient::new(connect(&redis).await?, Arc::new(registry));
+            let redis_queue = connect(&redis).await?;
+            let registry = setup.registry(&redis_queue)?;
+            let client = JobClient::new(redis_queue, Arc::new(registry));
             let opts = EnqueueOptions {
                 delay: delay_ms.map(Duration::from_millis),
                 idempotency_key: key,

@@ -15,13 +15,22 @@ struct Cli {
     /// Route job types to other queues: type=queue,type=queue.
     #[arg(long, env = "GENQ_ROUTES")]
     routes: Option<String>,
+    /// Configuration file (TOML); see config/genq.example.toml.
+    #[arg(long, env = "GENQ_CONFIG")]
+    config: Option<std::path::PathBuf>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing();
-    let registry = genq_catalog::registry(cli.routes.as_deref())?;
-    run_worker(cli.worker, registry).await?;
+    let config = genq_config::Config::load(cli.config.as_deref())?;
+    let schedules = genq_catalog::schedules(&config)?;
+    run_worker(
+        cli.worker,
+        genq_catalog::registry_builder(config, cli.routes),
+        schedules,
+    )
+    .await?;
     Ok(())
 }

@@ -24,7 +24,10 @@ pub enum ArtifactError {
     #[error("artifact '{key}' is {bytes} bytes, over the {limit}-byte limit")]
     TooLarge { key: String, bytes: u64, limit: u64 },
     #[error("artifact store I/O on '{path}': {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// A stored artifact.
@@ -45,14 +48,24 @@ pub struct Freed {
 /// Where artifacts live. Object-safe: jobs hold an `Arc<dyn ArtifactStore>`.
 pub trait ArtifactStore: Send + Sync {
     /// Stores bytes under a new key ending in `.{ext}`.
-    fn put(&self, bytes: Vec<u8>, ext: &str, content_type: &str) -> BoxFuture<'_, Result<ArtifactRef, ArtifactError>>;
+    fn put(
+        &self,
+        bytes: Vec<u8>,
+        ext: &str,
+        content_type: &str,
+    ) -> BoxFuture<'_, Result<ArtifactRef, ArtifactError>>;
     /// Reads an artifact, refusing ones over `limit` bytes.
     fn get(&self, key: &str, limit: u64) -> BoxFuture<'_, Result<Vec<u8>, ArtifactError>>;
     /// A local path for tools that need one (ffmpeg); stores without local files
     /// download to a temporary path.
     fn local_path(&self, key: &str) -> BoxFuture<'_, Result<PathBuf, ArtifactError>>;
     /// Stores a file already on local disk (moved in when possible).
-    fn put_file(&self, path: PathBuf, ext: &str, content_type: &str) -> BoxFuture<'_, Result<ArtifactRef, ArtifactError>>;
+    fn put_file(
+        &self,
+        path: PathBuf,
+        ext: &str,
+        content_type: &str,
+    ) -> BoxFuture<'_, Result<ArtifactRef, ArtifactError>>;
     /// Deletes artifacts older than `age`.
     fn delete_older_than(&self, age: Duration) -> BoxFuture<'_, Result<Freed, ArtifactError>>;
 }
@@ -75,7 +88,9 @@ impl LocalArtifacts {
     pub fn new(root: impl Into<PathBuf>) -> Result<Self, ArtifactError> {
         let root = root.into();
         std::fs::create_dir_all(&root).map_err(|e| io(&root, e))?;
-        Ok(Self { root: Arc::new(root) })
+        Ok(Self {
+            root: Arc::new(root),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -88,7 +103,9 @@ impl LocalArtifacts {
         let safe = !key.is_empty()
             && key.len() <= 200
             && rel.components().all(|c| matches!(c, Component::Normal(_)))
-            && key.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b));
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b));
         if !safe {
             return Err(ArtifactError::InvalidKey(key.to_owned()));
         }
@@ -101,19 +118,35 @@ impl LocalArtifacts {
         }
         let day = ulid::Ulid::new();
         let date = day.datetime();
-        let secs = date.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        Ok(format!("d{}/{}.{ext}", secs / 86_400, day.to_string().to_lowercase()))
+        let secs = date
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        Ok(format!(
+            "d{}/{}.{ext}",
+            secs / 86_400,
+            day.to_string().to_lowercase()
+        ))
     }
 
-    async fn write_new(&self, ext: &str, content_type: &str, write: impl AsyncWriteSource) -> Result<ArtifactRef, ArtifactError> {
+    async fn write_new(
+        &self,
+        ext: &str,
+        content_type: &str,
+        write: impl AsyncWriteSource,
+    ) -> Result<ArtifactRef, ArtifactError> {
         let key = Self::new_key(ext)?;
         let path = self.path_of(&key)?;
         if let Some(dir) = path.parent() {
-            tokio::fs::create_dir_all(dir).await.map_err(|e| io(dir, e))?;
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| io(dir, e))?;
         }
         let tmp = path.with_extension(format!("{ext}.tmp"));
         let bytes = write.write_to(&tmp).await.map_err(|e| io(&tmp, e))?;
-        tokio::fs::rename(&tmp, &path).await.map_err(|e| io(&path, e))?;
+        tokio::fs::rename(&tmp, &path)
+            .await
+            .map_err(|e| io(&path, e))?;
         Ok(ArtifactRef {
             key,
             content_type: content_type.to_owned(),
@@ -150,12 +183,22 @@ impl AsyncWriteSource for File {
 }
 
 impl ArtifactStore for LocalArtifacts {
-    fn put(&self, bytes: Vec<u8>, ext: &str, content_type: &str) -> BoxFuture<'_, Result<ArtifactRef, ArtifactError>> {
+    fn put(
+        &self,
+        bytes: Vec<u8>,
+        ext: &str,
+        content_type: &str,
+    ) -> BoxFuture<'_, Result<ArtifactRef, ArtifactError>> {
         let (ext, ct) = (ext.to_owned(), content_type.to_owned());
         async move { self.write_new(&ext, &ct, Bytes(bytes)).await }.boxed()
     }
 
-    fn put_file(&self, path: PathBuf, ext: &str, content_type: &str) -> BoxFuture<'_, Result<ArtifactRef, ArtifactError>> {
+    fn put_file(
+        &self,
+        path: PathBuf,
+        ext: &str,
+        content_type: &str,
+    ) -> BoxFuture<'_, Result<ArtifactRef, ArtifactError>> {
         let (ext, ct) = (ext.to_owned(), content_type.to_owned());
         async move { self.write_new(&ext, &ct, File(path)).await }.boxed()
     }
@@ -164,10 +207,12 @@ impl ArtifactStore for LocalArtifacts {
         let key = key.to_owned();
         async move {
             let path = self.path_of(&key)?;
-            let meta = tokio::fs::metadata(&path).await.map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => ArtifactError::NotFound(key.clone()),
-                _ => io(&path, e),
-            })?;
+            let meta = tokio::fs::metadata(&path)
+                .await
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::NotFound => ArtifactError::NotFound(key.clone()),
+                    _ => io(&path, e),
+                })?;
             if meta.len() > limit {
                 return Err(ArtifactError::TooLarge {
                     key,
@@ -196,7 +241,9 @@ impl ArtifactStore for LocalArtifacts {
     fn delete_older_than(&self, age: Duration) -> BoxFuture<'_, Result<Freed, ArtifactError>> {
         async move {
             let root = self.root.as_ref().clone();
-            let cutoff = SystemTime::now().checked_sub(age).unwrap_or(SystemTime::UNIX_EPOCH);
+            let cutoff = SystemTime::now()
+                .checked_sub(age)
+                .unwrap_or(SystemTime::UNIX_EPOCH);
             tokio::task::spawn_blocking(move || sweep(&root, cutoff))
                 .await
                 .map_err(|e| io(self.root.as_ref(), std::io::Error::other(e)))?
@@ -238,14 +285,26 @@ mod tests {
     async fn put_get_and_refuse_escaping_keys() {
         let dir = std::env::temp_dir().join(format!("genq-artifacts-{}", ulid::Ulid::new()));
         let store = LocalArtifacts::new(&dir).unwrap();
-        let r = store.put(b"hello".to_vec(), "txt", "text/plain").await.unwrap();
+        let r = store
+            .put(b"hello".to_vec(), "txt", "text/plain")
+            .await
+            .unwrap();
         assert_eq!(r.bytes, 5);
         assert_eq!(store.get(&r.key, 100).await.unwrap(), b"hello");
-        assert!(matches!(store.get(&r.key, 2).await, Err(ArtifactError::TooLarge { .. })));
+        assert!(matches!(
+            store.get(&r.key, 2).await,
+            Err(ArtifactError::TooLarge { .. })
+        ));
         for bad in ["../etc/passwd", "/etc/passwd", "a/../../b", "", "a b"] {
-            assert!(matches!(store.get(bad, 100).await, Err(ArtifactError::InvalidKey(_))), "{bad}");
+            assert!(
+                matches!(store.get(bad, 100).await, Err(ArtifactError::InvalidKey(_))),
+                "{bad}"
+            );
         }
-        assert!(matches!(store.get("d1/none.png", 100).await, Err(ArtifactError::NotFound(_))));
+        assert!(matches!(
+            store.get("d1/none.png", 100).await,
+            Err(ArtifactError::NotFound(_))
+        ));
         let freed = store.delete_older_than(Duration::ZERO).await.unwrap();
         assert_eq!(freed, Freed { files: 1, bytes: 5 });
         let _ = std::fs::remove_dir_all(dir);

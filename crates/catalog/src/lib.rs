@@ -1,25 +1,266 @@
-//! The job types genq ships. A new job type is a crate under `jobs/` plus one line
-//! in [`registry`]; nothing else in the framework changes.
+//! The job types genq ships, built from configuration. A new job type is a crate
+//! under `jobs/` plus one line in [`build`]; nothing else in the framework changes.
 
-use genq_core::{Registry, RegistryError};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-/// Every shipped job type on its default queue, then `routes` applied
-/// (`type=queue,...`, e.g. from `GENQ_ROUTES`).
-pub fn registry(routes: Option<&str>) -> Result<Registry, RegistryError> {
+use genq_artifacts::{ArtifactStore, LocalArtifacts};
+use genq_config::{Config, JobSettings, Protocol};
+use genq_core::{Job, Registry, RegistryError};
+use genq_jobkit::{MediaDeps, retry_policy};
+use genq_media::ImageLimits;
+use genq_metrics::ProviderMetrics;
+use genq_providers::{KeyPool, OpenAiClient, ProviderConfig, ProviderError, TaskClient};
+
+use genq_job_cleanup::{Cleanup, CleanupCounters};
+use genq_job_face_swap::FaceSwap;
+use genq_job_generate_image::{GenerateImage, ImageProvider};
+use genq_job_generate_image_prompt::GenerateImagePrompt;
+use genq_job_generate_reply::GenerateReply;
+use genq_job_generate_video::GenerateVideo;
+use genq_job_probe::ProbeJob;
+use genq_job_upscale::{Upscale, Upscaler};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("provider: {0}")]
+    Provider(#[from] ProviderError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] genq_metrics::MetricsError),
+    #[error("metrics: {0}")]
+    Prometheus(#[from] prometheus::Error),
+    #[error("artifacts: {0}")]
+    Artifacts(#[from] genq_artifacts::ArtifactError),
+}
+
+/// What the job types are built with.
+pub struct CatalogDeps<'a> {
+    /// genq's shared Redis connection and key prefix (key cool-downs live there).
+    pub redis: redis::aio::ConnectionManager,
+    pub prefix: String,
+    /// Where provider and cleanup metrics are registered.
+    pub metrics: &'a prometheus::Registry,
+}
+
+/// One client per configured provider, of its protocol.
+struct Clients {
+    openai: BTreeMap<String, OpenAiClient>,
+    queue: BTreeMap<String, TaskClient>,
+}
+
+fn clients(cfg: &Config, deps: &CatalogDeps<'_>) -> Result<Clients, CatalogError> {
+    let metrics = ProviderMetrics::new(deps.metrics)?;
+    let mut out = Clients {
+        openai: BTreeMap::new(),
+        queue: BTreeMap::new(),
+    };
+    for (name, p) in &cfg.providers {
+        let keys = KeyPool::new(
+            name,
+            &p.keys,
+            deps.redis.clone(),
+            &deps.prefix,
+            metrics.clone(),
+        )?
+        .with_cool_downs(
+            Duration::from_secs(p.rate_limit_cooldown_secs),
+            Duration::from_secs(p.billing_cooldown_secs),
+        );
+        let pc = ProviderConfig {
+            name: name.clone(),
+            base_url: p.base_url.clone(),
+            keys: p.keys.clone(),
+            timeout: Duration::from_secs(p.timeout_secs),
+        };
+        match p.protocol {
+            Protocol::Openai => {
+                out.openai
+                    .insert(name.clone(), OpenAiClient::new(&pc, keys, metrics.clone())?);
+            }
+            Protocol::Queue => {
+                out.queue
+                    .insert(name.clone(), TaskClient::new(&pc, keys, metrics.clone())?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn timeout(s: &JobSettings, default: Duration) -> Duration {
+    s.timeout_secs.map_or(default, Duration::from_secs)
+}
+
+fn poll(s: &JobSettings) -> Duration {
+    Duration::from_millis(s.poll_interval_ms.unwrap_or(2000))
+}
+
+fn model(s: &JobSettings, default: &str) -> String {
+    s.model.clone().unwrap_or_else(|| default.to_owned())
+}
+
+fn route<J: Job>(r: &mut Registry, s: &JobSettings) -> Result<(), RegistryError> {
+    if let Some(q) = &s.queue {
+        r.route(J::NAME, q)?;
+    }
+    Ok(())
+}
+
+/// Every job type the configuration enables (validated by `Config::load`), plus the
+/// probe. Job types that need a provider are registered only when one is configured.
+pub fn build(cfg: &Config, deps: &CatalogDeps<'_>) -> Result<Registry, CatalogError> {
+    let clients = clients(cfg, deps)?;
+    let artifacts: Arc<dyn ArtifactStore> = Arc::new(LocalArtifacts::new(&cfg.artifacts.dir)?);
+    let media = MediaDeps {
+        artifacts: artifacts.clone(),
+        limits: ImageLimits {
+            max_input_bytes: (cfg.artifacts.max_input_mb * 1024 * 1024) as usize,
+            ..ImageLimits::default()
+        },
+    };
+    let jobs = &cfg.jobs;
     let mut r = Registry::new();
-    r.register(genq_job_probe::ProbeJob::new())?;
-    if let Some(routes) = routes {
-        r.apply_routes(routes)?;
+    r.register(ProbeJob::new())?;
+
+    let s = &jobs.generate_reply;
+    if let Some(client) = s.provider.as_ref().and_then(|p| clients.openai.get(p)) {
+        r.register(GenerateReply::new(
+            client.clone(),
+            model(s, "gpt-4o-mini"),
+            timeout(s, Duration::from_secs(60)),
+            retry_policy(s.max_attempts),
+        ))?;
+        route::<GenerateReply>(&mut r, s)?;
+    }
+    let s = &jobs.generate_image_prompt;
+    if let Some(client) = s.provider.as_ref().and_then(|p| clients.openai.get(p)) {
+        r.register(GenerateImagePrompt::new(
+            client.clone(),
+            model(s, "gpt-4o-mini"),
+            timeout(s, Duration::from_secs(60)),
+            retry_policy(s.max_attempts),
+        ))?;
+        route::<GenerateImagePrompt>(&mut r, s)?;
+    }
+    let s = &jobs.generate_image;
+    let image_provider = s.provider.as_ref().and_then(|p| {
+        clients
+            .openai
+            .get(p)
+            .map(|c| ImageProvider::OpenAi(c.clone()))
+            .or_else(|| {
+                clients.queue.get(p).map(|c| ImageProvider::Queue {
+                    client: c.clone(),
+                    poll_interval: poll(s),
+                })
+            })
+    });
+    if let Some(provider) = image_provider {
+        r.register(GenerateImage::new(
+            provider,
+            model(s, "gpt-image-1"),
+            media.clone(),
+            timeout(s, Duration::from_secs(180)),
+            retry_policy(s.max_attempts),
+        ))?;
+        route::<GenerateImage>(&mut r, s)?;
+    }
+    let s = &jobs.generate_video;
+    if let Some(client) = s.provider.as_ref().and_then(|p| clients.queue.get(p)) {
+        r.register(GenerateVideo::new(
+            client.clone(),
+            model(s, "video-1"),
+            media.clone(),
+            poll(s),
+            timeout(s, Duration::from_secs(900)),
+            retry_policy(s.max_attempts),
+        ))?;
+        route::<GenerateVideo>(&mut r, s)?;
+    }
+    let s = &jobs.face_swap;
+    if let Some(client) = s.provider.as_ref().and_then(|p| clients.queue.get(p)) {
+        r.register(FaceSwap::new(
+            client.clone(),
+            model(s, "faceswap-1"),
+            media.clone(),
+            poll(s),
+            timeout(s, Duration::from_secs(300)),
+            retry_policy(s.max_attempts),
+        ))?;
+        route::<FaceSwap>(&mut r, s)?;
+    }
+    let s = &jobs.upscale;
+    let upscaler = match s.provider.as_ref().and_then(|p| clients.queue.get(p)) {
+        Some(client) => Upscaler::Provider {
+            client: client.clone(),
+            model: model(s, "upscale-1"),
+            poll_interval: poll(s),
+        },
+        None => Upscaler::Local,
+    };
+    r.register(Upscale::new(
+        upscaler,
+        media.clone(),
+        timeout(s, Duration::from_secs(300)),
+        retry_policy(s.max_attempts),
+    ))?;
+    route::<Upscale>(&mut r, s)?;
+
+    let c = &jobs.cleanup;
+    let counters = CleanupCounters {
+        files: prometheus::IntCounter::new(
+            "genq_cleanup_freed_files_total",
+            "Artifact files deleted by cleanup",
+        )?,
+        bytes: prometheus::IntCounter::new(
+            "genq_cleanup_freed_bytes_total",
+            "Artifact bytes deleted by cleanup",
+        )?,
+    };
+    deps.metrics.register(Box::new(counters.files.clone()))?;
+    deps.metrics.register(Box::new(counters.bytes.clone()))?;
+    r.register(Cleanup::new(
+        artifacts,
+        Duration::from_secs(c.max_age_hours * 3600),
+        counters,
+    ))?;
+    if let Some(q) = &c.queue {
+        r.route(<Cleanup as Job>::NAME, q)?;
     }
     Ok(r)
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn ships_the_probe_and_applies_routes() {
-        let r = super::registry(Some("probe=img")).unwrap();
-        assert_eq!(r.queue_of("probe").unwrap(), "img");
-        assert!(super::registry(Some("nope=img")).is_err());
-    }
+/// The registry builder a worker process runs once Redis is connected: the
+/// configured job types, then `routes` (`type=queue,...`) applied.
+pub fn registry_builder(cfg: Config, routes: Option<String>) -> genq_runtime::BuildRegistry {
+    Box::new(
+        move |queue: &genq_redis::RedisQueue, metrics: &prometheus::Registry| {
+            let deps = CatalogDeps {
+                redis: queue.connection(),
+                prefix: queue.config().prefix.clone(),
+                metrics,
+            };
+            let mut r = build(&cfg, &deps).map_err(|e| e.to_string())?;
+            if let Some(routes) = routes.as_deref() {
+                r.apply_routes(routes).map_err(|e| e.to_string())?;
+            }
+            Ok(r)
+        },
+    )
+}
+
+/// The periodic jobs: Cleanup on its configured cron schedule.
+pub fn schedules(cfg: &Config) -> Result<Vec<genq_runtime::Scheduled>, CatalogError> {
+    use std::str::FromStr;
+    let schedule = cron::Schedule::from_str(&cfg.jobs.cleanup.schedule).map_err(|e| {
+        CatalogError::Registry(RegistryError::InvalidRoute(format!(
+            "cleanup schedule '{}': {e}",
+            cfg.jobs.cleanup.schedule
+        )))
+    })?;
+    Ok(vec![genq_runtime::Scheduled {
+        job_type: <Cleanup as Job>::NAME.to_owned(),
+        payload: "{}".to_owned(),
+        schedule,
+    }])
 }

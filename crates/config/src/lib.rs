@@ -13,7 +13,10 @@ use serde::Deserialize;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("config file {path}: {message}")]
     Parse { path: String, message: String },
     #[error("{setting}: {problem}")]
@@ -84,10 +87,24 @@ pub struct ProviderSection {
     pub keys: Vec<String>,
     #[serde(default = "default_provider_timeout")]
     pub timeout_secs: u64,
+    /// How long a rate-limited key is skipped (every host).
+    #[serde(default = "default_rate_limit_cooldown")]
+    pub rate_limit_cooldown_secs: u64,
+    /// How long a key with a billing error is skipped (every host).
+    #[serde(default = "default_billing_cooldown")]
+    pub billing_cooldown_secs: u64,
 }
 
 fn default_provider_timeout() -> u64 {
     60
+}
+
+fn default_rate_limit_cooldown() -> u64 {
+    3600
+}
+
+fn default_billing_cooldown() -> u64 {
+    24 * 3600
 }
 
 /// Settings every job type has (all optional: the job type's defaults apply).
@@ -167,12 +184,54 @@ impl JobsSection {
     fn provider_jobs(&self) -> [(&JobSettings, Needs); 6] {
         use Protocol::*;
         [
-            (&self.generate_reply, Needs { name: "generate_reply", protocols: &[Openai], required: true }),
-            (&self.generate_image_prompt, Needs { name: "generate_image_prompt", protocols: &[Openai], required: true }),
-            (&self.generate_image, Needs { name: "generate_image", protocols: &[Openai, Queue], required: true }),
-            (&self.generate_video, Needs { name: "generate_video", protocols: &[Queue], required: true }),
-            (&self.face_swap, Needs { name: "face_swap", protocols: &[Queue], required: true }),
-            (&self.upscale, Needs { name: "upscale", protocols: &[Queue], required: false }),
+            (
+                &self.generate_reply,
+                Needs {
+                    name: "generate_reply",
+                    protocols: &[Openai],
+                    required: true,
+                },
+            ),
+            (
+                &self.generate_image_prompt,
+                Needs {
+                    name: "generate_image_prompt",
+                    protocols: &[Openai],
+                    required: true,
+                },
+            ),
+            (
+                &self.generate_image,
+                Needs {
+                    name: "generate_image",
+                    protocols: &[Openai, Queue],
+                    required: true,
+                },
+            ),
+            (
+                &self.generate_video,
+                Needs {
+                    name: "generate_video",
+                    protocols: &[Queue],
+                    required: true,
+                },
+            ),
+            (
+                &self.face_swap,
+                Needs {
+                    name: "face_swap",
+                    protocols: &[Queue],
+                    required: true,
+                },
+            ),
+            (
+                &self.upscale,
+                Needs {
+                    name: "upscale",
+                    protocols: &[Queue],
+                    required: false,
+                },
+            ),
         ]
     }
 }
@@ -208,7 +267,11 @@ impl Config {
         for (name, p) in self.providers.iter_mut() {
             let var = name.to_uppercase().replace('-', "_");
             if let Some(keys) = get(&format!("GENQ_PROVIDER_{var}_KEYS")) {
-                p.keys = keys.split(',').map(|k| k.trim().to_owned()).filter(|k| !k.is_empty()).collect();
+                p.keys = keys
+                    .split(',')
+                    .map(|k| k.trim().to_owned())
+                    .filter(|k| !k.is_empty())
+                    .collect();
             }
             if let Some(url) = get(&format!("GENQ_PROVIDER_{var}_BASE_URL")) {
                 p.base_url = url;
@@ -221,44 +284,68 @@ impl Config {
         for (name, p) in &self.providers {
             let at = format!("providers.{name}");
             if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
-                return Err(invalid(format!("{at}.base_url"), format!("'{}' must start with http:// or https://", p.base_url)));
+                return Err(invalid(
+                    format!("{at}.base_url"),
+                    format!("'{}' must start with http:// or https://", p.base_url),
+                ));
             }
             if p.keys.is_empty() || p.keys.iter().any(|k| k.trim().is_empty()) {
                 let var = name.to_uppercase().replace('-', "_");
-                return Err(invalid(format!("{at}.keys"), format!("no API keys (set them in the file or GENQ_PROVIDER_{var}_KEYS)")));
+                return Err(invalid(
+                    format!("{at}.keys"),
+                    format!("no API keys (set them in the file or GENQ_PROVIDER_{var}_KEYS)"),
+                ));
             }
             if p.timeout_secs == 0 {
                 return Err(invalid(format!("{at}.timeout_secs"), "must be at least 1"));
             }
         }
-        let known = self.providers.keys().cloned().collect::<Vec<_>>().join(", ");
+        let known = self
+            .providers
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
         for (settings, needs) in self.jobs.provider_jobs() {
             let at = format!("jobs.{}", needs.name);
             self.validate_common(&at, settings)?;
             match &settings.provider {
                 Some(p) => {
-                    let provider = self
-                        .providers
-                        .get(p)
-                        .ok_or_else(|| invalid(format!("{at}.provider"), format!("no provider named '{p}' (configured: {known})")))?;
+                    let provider = self.providers.get(p).ok_or_else(|| {
+                        invalid(
+                            format!("{at}.provider"),
+                            format!("no provider named '{p}' (configured: {known})"),
+                        )
+                    })?;
                     if !needs.protocols.contains(&provider.protocol) {
                         return Err(invalid(
                             format!("{at}.provider"),
-                            format!("provider '{p}' speaks {:?}, but {} needs {:?}", provider.protocol, needs.name, needs.protocols),
+                            format!(
+                                "provider '{p}' speaks {:?}, but {} needs {:?}",
+                                provider.protocol, needs.name, needs.protocols
+                            ),
                         ));
                     }
                 }
                 None if needs.required && !self.providers.is_empty() => {
-                    return Err(invalid(format!("{at}.provider"), format!("missing (configured providers: {known})")));
+                    return Err(invalid(
+                        format!("{at}.provider"),
+                        format!("missing (configured providers: {known})"),
+                    ));
                 }
                 None => {}
             }
         }
         let cleanup = &self.jobs.cleanup;
-        cron::Schedule::from_str(&cleanup.schedule)
-            .map_err(|e| invalid("jobs.cleanup.schedule", format!("'{}' is not a cron expression: {e}", cleanup.schedule)))?;
+        cron::Schedule::from_str(&cleanup.schedule).map_err(|e| {
+            invalid(
+                "jobs.cleanup.schedule",
+                format!("'{}' is not a cron expression: {e}", cleanup.schedule),
+            )
+        })?;
         if let Some(q) = &cleanup.queue {
-            genq_core::validate_queue_name(q).map_err(|e| invalid("jobs.cleanup.queue", e.to_string()))?;
+            genq_core::validate_queue_name(q)
+                .map_err(|e| invalid("jobs.cleanup.queue", e.to_string()))?;
         }
         if self.artifacts.max_input_mb == 0 {
             return Err(invalid("artifacts.max_input_mb", "must be at least 1"));
@@ -268,19 +355,26 @@ impl Config {
 
     fn validate_common(&self, at: &str, s: &JobSettings) -> Result<(), ConfigError> {
         if let Some(q) = &s.queue {
-            genq_core::validate_queue_name(q).map_err(|e| invalid(format!("{at}.queue"), e.to_string()))?;
+            genq_core::validate_queue_name(q)
+                .map_err(|e| invalid(format!("{at}.queue"), e.to_string()))?;
         }
         if s.timeout_secs == Some(0) {
             return Err(invalid(format!("{at}.timeout_secs"), "must be at least 1"));
         }
         if s.price < 0 {
-            return Err(invalid(format!("{at}.price"), format!("must not be negative, got {}", s.price)));
+            return Err(invalid(
+                format!("{at}.price"),
+                format!("must not be negative, got {}", s.price),
+            ));
         }
         if s.max_attempts == Some(0) {
             return Err(invalid(format!("{at}.max_attempts"), "must be at least 1"));
         }
         if s.poll_interval_ms == Some(0) {
-            return Err(invalid(format!("{at}.poll_interval_ms"), "must be at least 1"));
+            return Err(invalid(
+                format!("{at}.poll_interval_ms"),
+                "must be at least 1",
+            ));
         }
         if s.provider.is_some() && s.model.as_deref().is_some_and(str::is_empty) {
             return Err(invalid(format!("{at}.model"), "must not be empty"));
@@ -313,17 +407,32 @@ mod tests {
         let mut cfg = Config::parse(EXAMPLE, "x").unwrap();
         cfg.jobs.generate_video.provider = Some("vid".to_owned());
         let err = cfg.validate().unwrap_err().to_string();
-        assert_eq!(err, "jobs.generate_video.provider: no provider named 'vid' (configured: llm, media)");
+        assert_eq!(
+            err,
+            "jobs.generate_video.provider: no provider named 'vid' (configured: llm, media)"
+        );
 
         let mut cfg = Config::parse(EXAMPLE, "x").unwrap();
         cfg.jobs.generate_reply.provider = Some("media".to_owned());
-        assert!(cfg.validate().unwrap_err().to_string().starts_with("jobs.generate_reply.provider: provider 'media' speaks Queue"));
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("jobs.generate_reply.provider: provider 'media' speaks Queue")
+        );
 
         let mut cfg = Config::parse(EXAMPLE, "x").unwrap();
         cfg.jobs.cleanup.schedule = "every hour".to_owned();
-        assert!(cfg.validate().unwrap_err().to_string().starts_with("jobs.cleanup.schedule: 'every hour' is not a cron expression"));
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("jobs.cleanup.schedule: 'every hour' is not a cron expression")
+        );
 
-        let err = Config::parse("[jobs.generate_reply]\nprise = 3\n", "f.toml").unwrap_err().to_string();
+        let err = Config::parse("[jobs.generate_reply]\nprise = 3\n", "f.toml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown field `prise`"), "{err}");
     }
 
@@ -342,6 +451,11 @@ mod tests {
         );
         cfg.providers.get_mut("media").unwrap().keys.clear();
         cfg.providers.get_mut("media").unwrap().base_url = "http://x".to_owned();
-        assert!(cfg.validate().unwrap_err().to_string().contains("GENQ_PROVIDER_MEDIA_KEYS"));
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("GENQ_PROVIDER_MEDIA_KEYS")
+        );
     }
 }

@@ -51,7 +51,11 @@ pub trait ProgressSink: Send + Sync {
     fn report(&self, job_id: &str, progress: Progress) -> BoxFuture<'static, Result<(), String>>;
 
     /// Stores a checkpoint (JSON) on the running job, replacing the previous one.
-    fn save_checkpoint(&self, job_id: &str, checkpoint: String) -> BoxFuture<'static, Result<(), String>>;
+    fn save_checkpoint(
+        &self,
+        job_id: &str,
+        checkpoint: String,
+    ) -> BoxFuture<'static, Result<(), String>>;
 
     /// The job's last checkpoint, if a run stored one.
     fn load_checkpoint(&self, job_id: &str) -> BoxFuture<'static, Result<Option<String>, String>>;
@@ -63,7 +67,12 @@ pub trait ProgressSink: Send + Sync {
 pub trait JobSpawner: Send + Sync {
     /// Pushes `payload` (JSON) as a job of `job_type`, deduped on `idempotency_key`;
     /// the new (or existing) job's id.
-    fn spawn(&self, job_type: &str, payload: String, idempotency_key: String) -> BoxFuture<'static, Result<String, JobError>>;
+    fn spawn(
+        &self,
+        job_type: &str,
+        payload: String,
+        idempotency_key: String,
+    ) -> BoxFuture<'static, Result<String, JobError>>;
 }
 
 /// What a running handler knows about its run.
@@ -116,13 +125,23 @@ impl JobContext {
 
     /// Pushes a follow-up job. Its idempotency key is this job's id plus `step`, so a
     /// re-run of this job does not push it twice.
-    pub async fn enqueue<T: serde::Serialize>(&self, job_type: &str, payload: &T, step: &str) -> Result<String, JobError> {
+    pub async fn enqueue<T: serde::Serialize>(
+        &self,
+        job_type: &str,
+        payload: &T,
+        step: &str,
+    ) -> Result<String, JobError> {
         let Some(spawner) = &self.spawner else {
-            return Err(JobError::transient("this worker cannot push follow-up jobs"));
+            return Err(JobError::transient(
+                "this worker cannot push follow-up jobs",
+            ));
         };
-        let json = serde_json::to_string(payload)
-            .map_err(|e| JobError::transient(format!("follow-up payload could not be encoded: {e}")))?;
-        spawner.spawn(job_type, json, format!("{}:{step}", self.id)).await
+        let json = serde_json::to_string(payload).map_err(|e| {
+            JobError::transient(format!("follow-up payload could not be encoded: {e}"))
+        })?;
+        spawner
+            .spawn(job_type, json, format!("{}:{step}", self.id))
+            .await
     }
 
     pub fn with_progress_sink(mut self, sink: Arc<dyn ProgressSink>) -> Self {
@@ -165,7 +184,10 @@ impl JobContext {
     /// the provider's task id before waiting on it, so a re-run resumes that task
     /// instead of paying for a new one). An error means it was not stored: a handler
     /// that must not repeat the step should fail transiently rather than go on.
-    pub async fn save_checkpoint<T: serde::Serialize>(&self, checkpoint: &T) -> Result<(), JobError> {
+    pub async fn save_checkpoint<T: serde::Serialize>(
+        &self,
+        checkpoint: &T,
+    ) -> Result<(), JobError> {
         let Some(sink) = &self.progress else {
             return Ok(());
         };

@@ -15,7 +15,9 @@ where
             "{what} panicked: {}",
             panic_message(join.into_panic())
         ))),
-        Err(join) => Err(MediaError::Internal(format!("{what} was cancelled: {join}"))),
+        Err(join) => Err(MediaError::Internal(format!(
+            "{what} was cancelled: {join}"
+        ))),
     }
 }
 

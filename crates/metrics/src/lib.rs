@@ -168,12 +168,18 @@ impl ProviderMetrics {
     pub fn new(registry: &Registry) -> Result<Self, MetricsError> {
         let m = Self {
             calls_total: IntCounterVec::new(
-                Opts::new("genq_provider_calls_total", "Provider calls by operation and outcome"),
+                Opts::new(
+                    "genq_provider_calls_total",
+                    "Provider calls by operation and outcome",
+                ),
                 &["provider", "operation", "outcome"],
             )?,
             call_duration_seconds: HistogramVec::new(
-                HistogramOpts::new("genq_provider_call_duration_seconds", "Provider call latency")
-                    .buckets(DURATION_BUCKETS.to_vec()),
+                HistogramOpts::new(
+                    "genq_provider_call_duration_seconds",
+                    "Provider call latency",
+                )
+                .buckets(DURATION_BUCKETS.to_vec()),
                 &["provider", "operation"],
             )?,
             keys_cooling: IntGaugeVec::new(

@@ -24,12 +24,19 @@ pub(crate) struct Caller {
 }
 
 impl Caller {
-    pub(crate) fn new(cfg: &ProviderConfig, keys: KeyPool, metrics: ProviderMetrics) -> Result<Self, ProviderError> {
+    pub(crate) fn new(
+        cfg: &ProviderConfig,
+        keys: KeyPool,
+        metrics: ProviderMetrics,
+    ) -> Result<Self, ProviderError> {
         let base_url = cfg.base_url.trim_end_matches('/').to_owned();
         if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
             return Err(ProviderError::new(
                 ProviderErrorKind::BadInput,
-                format!("provider '{}': base URL '{}' must start with http:// or https://", cfg.name, cfg.base_url),
+                format!(
+                    "provider '{}': base URL '{}' must start with http:// or https://",
+                    cfg.name, cfg.base_url
+                ),
             ));
         }
         Ok(Self {
@@ -48,7 +55,11 @@ impl Caller {
     /// Sends with the next healthy key; a key that is rate limited or hits a billing
     /// error cools down (for every host) and the next healthy key is tried, at most
     /// one try per key. Returns the key that succeeded and the body.
-    pub(crate) async fn send<F>(&self, operation: &str, build: F) -> Result<(ApiKey, Vec<u8>), ProviderError>
+    pub(crate) async fn send<F>(
+        &self,
+        operation: &str,
+        build: F,
+    ) -> Result<(ApiKey, Vec<u8>), ProviderError>
     where
         F: Fn(&reqwest::Client, &ApiKey) -> reqwest::RequestBuilder,
     {
@@ -72,16 +83,25 @@ impl Caller {
                 }
             }
         }
-        Err(last.unwrap_or_else(|| ProviderError::transient(format!("provider '{}' has no keys", self.name))))
+        Err(last.unwrap_or_else(|| {
+            ProviderError::transient(format!("provider '{}' has no keys", self.name))
+        }))
     }
 
     /// Sends with a given key (e.g. polling a task with the key that submitted it).
-    pub(crate) async fn send_with<F>(&self, operation: &str, key: &ApiKey, build: F) -> Result<Vec<u8>, ProviderError>
+    pub(crate) async fn send_with<F>(
+        &self,
+        operation: &str,
+        key: &ApiKey,
+        build: F,
+    ) -> Result<Vec<u8>, ProviderError>
     where
         F: Fn(&reqwest::Client, &ApiKey) -> reqwest::RequestBuilder,
     {
         let started = Instant::now();
-        let result = self.exchange(operation, build(&self.http, key).bearer_auth(key.secret())).await;
+        let result = self
+            .exchange(operation, build(&self.http, key).bearer_auth(key.secret()))
+            .await;
         let outcome = match &result {
             Ok(_) => "ok",
             Err(e) => e.class().as_str(),
@@ -97,17 +117,30 @@ impl Caller {
         result
     }
 
-    async fn exchange(&self, operation: &str, request: reqwest::RequestBuilder) -> Result<Vec<u8>, ProviderError> {
-        let response = request.send().await.map_err(|e| transport_error(operation, e))?;
+    async fn exchange(
+        &self,
+        operation: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Vec<u8>, ProviderError> {
+        let response = request
+            .send()
+            .await
+            .map_err(|e| transport_error(operation, e))?;
         let status = response.status();
         let headers = response.headers().clone();
-        if response.content_length().is_some_and(|n| n as usize > MAX_BODY_BYTES) {
+        if response
+            .content_length()
+            .is_some_and(|n| n as usize > MAX_BODY_BYTES)
+        {
             return Err(ProviderError::transient(format!(
                 "{operation}: response of {} bytes is over the {MAX_BODY_BYTES}-byte limit",
                 response.content_length().unwrap_or(0)
             )));
         }
-        let body = response.bytes().await.map_err(|e| transport_error(operation, e))?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| transport_error(operation, e))?;
         if status.is_success() {
             Ok(body.to_vec())
         } else {
@@ -117,7 +150,11 @@ impl Caller {
 }
 
 /// Decodes a success body; a body that is not what the protocol says is transient.
-pub(crate) fn decode<T: DeserializeOwned>(provider: &str, operation: &str, body: &[u8]) -> Result<T, ProviderError> {
+pub(crate) fn decode<T: DeserializeOwned>(
+    provider: &str,
+    operation: &str,
+    body: &[u8],
+) -> Result<T, ProviderError> {
     serde_json::from_slice(body).map_err(|e| {
         ProviderError::transient(format!(
             "provider '{provider}' {operation}: malformed response ({e}): {}",

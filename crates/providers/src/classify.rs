@@ -34,8 +34,13 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 
 /// Classifies a non-success response (see docs/PROVIDER-PROTOCOLS.md's table).
 pub fn classify_response(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> ProviderError {
-    let detail = serde_json::from_slice::<ErrorBody>(body).ok().map(|b| b.error);
-    let code = detail.as_ref().and_then(|d| d.code.clone()).unwrap_or_default();
+    let detail = serde_json::from_slice::<ErrorBody>(body)
+        .ok()
+        .map(|b| b.error);
+    let code = detail
+        .as_ref()
+        .and_then(|d| d.code.clone())
+        .unwrap_or_default();
     let said = detail
         .map(|d| d.message)
         .filter(|m| !m.is_empty())
@@ -47,7 +52,9 @@ pub fn classify_response(status: StatusCode, headers: &HeaderMap, body: &[u8]) -
         },
         401..=403 => ProviderErrorKind::Billing,
         _ if code == "insufficient_quota" => ProviderErrorKind::Billing,
-        _ if code == "content_policy_violation" || code == "content_policy" => ProviderErrorKind::ContentPolicy,
+        _ if code == "content_policy_violation" || code == "content_policy" => {
+            ProviderErrorKind::ContentPolicy
+        }
         400 | 413 | 415 | 422 => ProviderErrorKind::BadInput,
         _ => ProviderErrorKind::Transient,
     };
@@ -75,24 +82,52 @@ mod tests {
     fn classify(status: u16, body: &str, retry: Option<&str>) -> ProviderError {
         let mut headers = HeaderMap::new();
         if let Some(r) = retry {
-            headers.insert(reqwest::header::RETRY_AFTER, HeaderValue::from_str(r).unwrap());
+            headers.insert(
+                reqwest::header::RETRY_AFTER,
+                HeaderValue::from_str(r).unwrap(),
+            );
         }
-        classify_response(StatusCode::from_u16(status).unwrap(), &headers, body.as_bytes())
+        classify_response(
+            StatusCode::from_u16(status).unwrap(),
+            &headers,
+            body.as_bytes(),
+        )
     }
 
     #[test]
     fn statuses_and_codes_map_to_classes() {
-        let e = classify(429, r#"{"error":{"message":"slow down","code":"rate_limit_exceeded"}}"#, Some("7"));
-        assert_eq!(e.kind, ProviderErrorKind::RateLimited { retry_after: Some(Duration::from_secs(7)) });
-        assert_eq!(e.message, "provider answered 429 Too Many Requests: slow down");
+        let e = classify(
+            429,
+            r#"{"error":{"message":"slow down","code":"rate_limit_exceeded"}}"#,
+            Some("7"),
+        );
+        assert_eq!(
+            e.kind,
+            ProviderErrorKind::RateLimited {
+                retry_after: Some(Duration::from_secs(7))
+            }
+        );
+        assert_eq!(
+            e.message,
+            "provider answered 429 Too Many Requests: slow down"
+        );
         let policy = r#"{"error":{"message":"refused","code":"content_policy_violation"}}"#;
-        assert_eq!(classify(400, policy, None).kind, ProviderErrorKind::ContentPolicy);
+        assert_eq!(
+            classify(400, policy, None).kind,
+            ProviderErrorKind::ContentPolicy
+        );
         assert_eq!(classify(402, "{}", None).kind, ProviderErrorKind::Billing);
         assert_eq!(classify(401, "nope", None).kind, ProviderErrorKind::Billing);
         let quota = r#"{"error":{"message":"quota","code":"insufficient_quota"}}"#;
         assert_eq!(classify(400, quota, None).kind, ProviderErrorKind::Billing);
-        assert_eq!(classify(400, r#"{"error":{"message":"bad size"}}"#, None).kind, ProviderErrorKind::BadInput);
-        assert_eq!(classify(503, "<html>", None).kind, ProviderErrorKind::Transient);
+        assert_eq!(
+            classify(400, r#"{"error":{"message":"bad size"}}"#, None).kind,
+            ProviderErrorKind::BadInput
+        );
+        assert_eq!(
+            classify(503, "<html>", None).kind,
+            ProviderErrorKind::Transient
+        );
         assert!(classify(503, "<html>", None).message.contains("<html>"));
     }
 }

@@ -114,7 +114,9 @@ impl KeyPool {
         if keys.is_empty() || keys.iter().any(|k| k.trim().is_empty()) {
             return Err(ProviderError::new(
                 ProviderErrorKind::Billing,
-                format!("provider '{provider}' has no API keys configured (empty keys are not allowed)"),
+                format!(
+                    "provider '{provider}' has no API keys configured (empty keys are not allowed)"
+                ),
             ));
         }
         Ok(Self {
@@ -143,7 +145,9 @@ impl KeyPool {
             billing_cool: billing,
             metrics: self.inner.metrics.clone(),
         };
-        Self { inner: Arc::new(inner) }
+        Self {
+            inner: Arc::new(inner),
+        }
     }
 
     pub fn provider(&self) -> &str {
@@ -159,12 +163,19 @@ impl KeyPool {
     }
 
     fn cool_key(&self, fingerprint: &str) -> String {
-        format!("{}:provider:{{{}}}:cool:{fingerprint}", self.inner.prefix, self.inner.provider)
+        format!(
+            "{}:provider:{{{}}}:cool:{fingerprint}",
+            self.inner.prefix, self.inner.provider
+        )
     }
 
     /// The key with this fingerprint (to poll a task with the key that submitted it).
     pub fn by_fingerprint(&self, fingerprint: &str) -> Option<ApiKey> {
-        self.inner.keys.iter().find(|k| k.fingerprint == fingerprint).cloned()
+        self.inner
+            .keys
+            .iter()
+            .find(|k| k.fingerprint == fingerprint)
+            .cloned()
     }
 
     /// The next healthy key, round-robin. When every key cools down: a billing error
@@ -208,7 +219,9 @@ impl KeyPool {
                 ProviderErrorKind::RateLimited {
                     retry_after: Some(Duration::from_secs(secs.max(1))),
                 },
-                format!("all {n} keys of provider '{provider}' are cooling down; the first is back in {secs} s"),
+                format!(
+                    "all {n} keys of provider '{provider}' are cooling down; the first is back in {secs} s"
+                ),
             ),
             None => ProviderError::new(
                 ProviderErrorKind::Billing,
@@ -224,8 +237,13 @@ impl KeyPool {
         let mut cmd = redis::cmd("SET");
         cmd.arg(&cool_key).arg(reason.as_str());
         match reason {
-            CoolReason::Billing => cmd.arg("PX").arg(self.inner.billing_cool.as_millis() as u64),
-            CoolReason::RateLimited => cmd.arg("PX").arg(self.inner.rate_limit_cool.as_millis() as u64).arg("NX"),
+            CoolReason::Billing => cmd
+                .arg("PX")
+                .arg(self.inner.billing_cool.as_millis() as u64),
+            CoolReason::RateLimited => cmd
+                .arg("PX")
+                .arg(self.inner.rate_limit_cool.as_millis() as u64)
+                .arg("NX"),
         };
         let mut con = self.inner.redis.clone();
         let _: Option<String> = cmd

@@ -49,5 +49,10 @@ pub(crate) fn http_client(timeout: Duration) -> Result<reqwest::Client, Provider
         .tcp_keepalive(Duration::from_secs(30))
         .user_agent(concat!("genq/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| ProviderError::new(ProviderErrorKind::Transient, format!("HTTP client could not be built: {e}")))
+        .map_err(|e| {
+            ProviderError::new(
+                ProviderErrorKind::Transient,
+                format!("HTTP client could not be built: {e}"),
+            )
+        })
 }

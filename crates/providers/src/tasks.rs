@@ -35,8 +35,13 @@ pub struct ProviderTask {
 /// Where a task stands.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TaskStatus {
-    Pending { progress: Option<u8> },
-    Succeeded { url: String, content_type: Option<String> },
+    Pending {
+        progress: Option<u8>,
+    },
+    Succeeded {
+        url: String,
+        content_type: Option<String>,
+    },
     Failed(ProviderError),
 }
 
@@ -79,12 +84,18 @@ pub struct TaskClient {
 
 impl std::fmt::Debug for TaskClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TaskClient").field("provider", &self.caller.name).finish()
+        f.debug_struct("TaskClient")
+            .field("provider", &self.caller.name)
+            .finish()
     }
 }
 
 impl TaskClient {
-    pub fn new(cfg: &ProviderConfig, keys: KeyPool, metrics: ProviderMetrics) -> Result<Self, ProviderError> {
+    pub fn new(
+        cfg: &ProviderConfig,
+        keys: KeyPool,
+        metrics: ProviderMetrics,
+    ) -> Result<Self, ProviderError> {
         Ok(Self {
             caller: Arc::new(Caller::new(cfg, keys, metrics)?),
         })
@@ -99,10 +110,18 @@ impl TaskClient {
     }
 
     /// Submits a task (a paid call).
-    pub async fn submit(&self, model: &str, kind: TaskKind, input: serde_json::Value) -> Result<ProviderTask, ProviderError> {
+    pub async fn submit(
+        &self,
+        model: &str,
+        kind: TaskKind,
+        input: serde_json::Value,
+    ) -> Result<ProviderTask, ProviderError> {
         let url = self.caller.url("/tasks");
         let body = serde_json::json!({ "model": model, "kind": kind, "input": input });
-        let (key, raw) = self.caller.send("submit", |http, _| http.post(&url).json(&body)).await?;
+        let (key, raw) = self
+            .caller
+            .send("submit", |http, _| http.post(&url).json(&body))
+            .await?;
         let submitted: Submitted = decode(&self.caller.name, "submit", &raw)?;
         Ok(ProviderTask {
             provider: self.caller.name.clone(),
@@ -115,7 +134,10 @@ impl TaskClient {
         self.caller.keys.by_fingerprint(&task.key).ok_or_else(|| {
             ProviderError::new(
                 ProviderErrorKind::Billing,
-                format!("the key {} that submitted task {} is no longer configured", task.key, task.id),
+                format!(
+                    "the key {} that submitted task {} is no longer configured",
+                    task.key, task.id
+                ),
             )
         })
     }
@@ -124,16 +146,24 @@ impl TaskClient {
     pub async fn status(&self, task: &ProviderTask) -> Result<TaskStatus, ProviderError> {
         let key = self.key_of(task)?;
         let url = self.caller.url(&format!("/tasks/{}", task.id));
-        let raw = self.caller.send_with("poll", &key, |http, _| http.get(&url)).await?;
+        let raw = self
+            .caller
+            .send_with("poll", &key, |http, _| http.get(&url))
+            .await?;
         let polled: Polled = decode(&self.caller.name, "poll", &raw)?;
         Ok(match polled.status.as_str() {
-            "queued" | "running" => TaskStatus::Pending { progress: polled.progress },
+            "queued" | "running" => TaskStatus::Pending {
+                progress: polled.progress,
+            },
             "succeeded" => match polled.result {
                 Some(r) => TaskStatus::Succeeded {
                     url: r.url,
                     content_type: r.content_type,
                 },
-                None => TaskStatus::Failed(ProviderError::transient(format!("task {} succeeded without a result", task.id))),
+                None => TaskStatus::Failed(ProviderError::transient(format!(
+                    "task {} succeeded without a result",
+                    task.id
+                ))),
             },
             "failed" => {
                 let e = polled.error.unwrap_or(PolledError {
@@ -141,13 +171,21 @@ impl TaskClient {
                     message: String::new(),
                 });
                 let kind = match e.code.as_str() {
-                    "content_policy" | "content_policy_violation" => ProviderErrorKind::ContentPolicy,
+                    "content_policy" | "content_policy_violation" => {
+                        ProviderErrorKind::ContentPolicy
+                    }
                     "bad_input" | "invalid_request" => ProviderErrorKind::BadInput,
                     _ => ProviderErrorKind::Transient,
                 };
-                TaskStatus::Failed(ProviderError::new(kind, format!("task {} failed ({}): {}", task.id, e.code, e.message)))
+                TaskStatus::Failed(ProviderError::new(
+                    kind,
+                    format!("task {} failed ({}): {}", task.id, e.code, e.message),
+                ))
             }
-            other => TaskStatus::Failed(ProviderError::transient(format!("task {} has unknown status '{other}'", task.id))),
+            other => TaskStatus::Failed(ProviderError::transient(format!(
+                "task {} has unknown status '{other}'",
+                task.id
+            ))),
         })
     }
 
@@ -175,6 +213,8 @@ impl TaskClient {
     /// Downloads a result with the task's key.
     pub async fn download(&self, task: &ProviderTask, url: &str) -> Result<Vec<u8>, ProviderError> {
         let key = self.key_of(task)?;
-        self.caller.send_with("file", &key, |http, _| http.get(url)).await
+        self.caller
+            .send_with("file", &key, |http, _| http.get(url))
+            .await
     }
 }

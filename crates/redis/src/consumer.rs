@@ -380,7 +380,11 @@ impl QueueConsumer {
 }
 
 impl ProgressSink for QueueConsumer {
-    fn save_checkpoint(&self, job_id: &str, checkpoint: String) -> BoxFuture<'static, Result<(), String>> {
+    fn save_checkpoint(
+        &self,
+        job_id: &str,
+        checkpoint: String,
+    ) -> BoxFuture<'static, Result<(), String>> {
         let this = self.clone();
         let id = job_id.to_owned();
         async move {

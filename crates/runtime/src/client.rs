@@ -133,7 +133,9 @@ impl genq_core::JobSpawner for JobClient {
             match client.enqueue_json(&job_type, &payload, opts).await {
                 Ok(pushed) => Ok(pushed.id),
                 Err(ClientError::Payload(e)) => Err(e),
-                Err(e) => Err(JobError::transient(format!("follow-up job could not be pushed: {e}"))),
+                Err(e) => Err(JobError::transient(format!(
+                    "follow-up job could not be pushed: {e}"
+                ))),
             }
         })
     }

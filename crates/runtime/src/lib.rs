@@ -14,9 +14,11 @@ pub mod config;
 pub mod http;
 pub mod middleware;
 pub mod process;
+pub mod schedule;
 pub mod worker;
 
 pub use client::{ClientError, EnqueueOptions, JobClient};
 pub use config::{RedisArgs, init_tracing};
-pub use process::{ProcessError, WorkerArgs, run_worker, shutdown_signal};
+pub use process::{BuildRegistry, ProcessError, WorkerArgs, run_worker, shutdown_signal};
+pub use schedule::{Scheduled, run_schedules};
 pub use worker::{WorkerError, WorkerRuntime, WorkerSettings};

@@ -118,7 +118,11 @@ pub struct JobService {
 }
 
 impl JobService {
-    pub fn new(registry: Arc<Registry>, progress: Arc<dyn ProgressSink>, spawner: Arc<dyn JobSpawner>) -> Self {
+    pub fn new(
+        registry: Arc<Registry>,
+        progress: Arc<dyn ProgressSink>,
+        spawner: Arc<dyn JobSpawner>,
+    ) -> Self {
         Self {
             registry,
             progress,
@@ -141,7 +145,8 @@ impl Service<Task<RawJob>> for JobService {
         match self.registry.get(&job.job_type) {
             Ok(handler) => handler.run(
                 &job.payload,
-                job.context(self.progress.clone()).with_spawner(self.spawner.clone()),
+                job.context(self.progress.clone())
+                    .with_spawner(self.spawner.clone()),
             ),
             Err(e) => futures::future::ready(Err(JobError::bad_input(format!(
                 "this worker cannot run the job: {e}"

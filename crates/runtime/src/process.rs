@@ -10,7 +10,10 @@ use genq_redis::RedisQueue;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::{RedisArgs, WorkerError, WorkerRuntime, WorkerSettings, http};
+use crate::{
+    JobClient, RedisArgs, Scheduled, WorkerError, WorkerRuntime, WorkerSettings, http,
+    run_schedules,
+};
 
 #[derive(Debug, Clone, Args)]
 pub struct WorkerArgs {
@@ -30,8 +33,14 @@ pub struct WorkerArgs {
     pub redis: RedisArgs,
 }
 
+/// Builds the process's job registry once Redis and the metrics registry exist.
+pub type BuildRegistry =
+    Box<dyn FnOnce(&RedisQueue, &prometheus::Registry) -> Result<Registry, String> + Send>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
+    #[error("job types: {0}")]
+    Registry(String),
     #[error("invalid setting: {0}")]
     Config(String),
     #[error("cannot listen on {addr} for metrics: {source}")]
@@ -73,10 +82,21 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Runs a worker process until SIGTERM/Ctrl-C.
-pub async fn run_worker(args: WorkerArgs, registry: Registry) -> Result<(), ProcessError> {
+/// Runs a worker process until SIGTERM/Ctrl-C: the job types `build` makes, and the
+/// `schedules` whose job types go to a served queue.
+pub async fn run_worker(
+    args: WorkerArgs,
+    build: BuildRegistry,
+    schedules: Vec<Scheduled>,
+) -> Result<(), ProcessError> {
     let cfg = args.redis.to_config().map_err(ProcessError::Config)?;
-    let queues = if args.queues.is_empty() {
+    let url = cfg.url.clone();
+    let queue = RedisQueue::connect(cfg)
+        .await
+        .map_err(|source| ProcessError::Connect { url, source })?;
+    let prom = prometheus::Registry::new();
+    let registry = build(&queue, &prom).map_err(ProcessError::Registry)?;
+    let queues: Vec<String> = if args.queues.is_empty() {
         registry.queues().into_iter().collect()
     } else {
         args.queues
@@ -85,11 +105,6 @@ pub async fn run_worker(args: WorkerArgs, registry: Registry) -> Result<(), Proc
             .filter(|q| !q.is_empty())
             .collect()
     };
-    let url = cfg.url.clone();
-    let queue = RedisQueue::connect(cfg)
-        .await
-        .map_err(|source| ProcessError::Connect { url, source })?;
-    let prom = prometheus::Registry::new();
     let metrics = WorkerMetrics::new(&prom)?;
     metrics.process_start_time_seconds.set(
         std::time::SystemTime::now()
@@ -97,10 +112,19 @@ pub async fn run_worker(args: WorkerArgs, registry: Registry) -> Result<(), Proc
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0),
     );
-    let mut settings = WorkerSettings::new(queues);
+    let mut settings = WorkerSettings::new(queues.clone());
     settings.concurrency = args.concurrency;
     settings.grace = Duration::from_secs(args.grace_secs);
-    let runtime = WorkerRuntime::start(Arc::new(registry), queue, metrics, settings).await?;
+    let registry = Arc::new(registry);
+    let schedules: Vec<Scheduled> = schedules
+        .into_iter()
+        .filter(|s| {
+            registry
+                .queue_of(&s.job_type)
+                .is_ok_and(|q| queues.iter().any(|served| served == q))
+        })
+        .collect();
+    let runtime = WorkerRuntime::start(registry.clone(), queue.clone(), metrics, settings).await?;
 
     let stop = CancellationToken::new();
     let server_stop = stop.clone();
@@ -118,8 +142,14 @@ pub async fn run_worker(args: WorkerArgs, registry: Registry) -> Result<(), Proc
         concurrency = runtime.settings().concurrency,
         "worker started"
     );
+    let scheduler = tokio::spawn(run_schedules(
+        JobClient::new(queue, registry),
+        schedules,
+        stop.clone(),
+    ));
     runtime.run(shutdown_signal()).await?;
     stop.cancel();
     let _ = server.await;
+    let _ = scheduler.await;
     Ok(())
 }

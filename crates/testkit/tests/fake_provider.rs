@@ -326,7 +326,7 @@ async fn latency_delays_every_call() {
 #[tokio::test]
 async fn a_video_task_runs_then_succeeds_with_an_mp4() {
     let s = Setup::new().await;
-    s.fake.set_task_duration(Duration::from_millis(600));
+    s.fake.set_task_duration(Duration::from_millis(1500));
     let id = s
         .submit(
             "video",
@@ -341,11 +341,11 @@ async fn a_video_task_runs_then_succeeds_with_an_mp4() {
         first["status"] == "queued" || first["status"] == "running",
         "{first}"
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let running = s.poll(&id).await;
     assert_eq!(running["status"], "running");
     let early = running["progress"].as_u64().unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let later = s.poll(&id).await["progress"].as_u64().unwrap_or(100);
     assert!(later > early, "progress grows: {early} then {later}");
 
@@ -509,4 +509,23 @@ async fn bad_json_is_400_naming_the_problem() {
             .contains("messages"),
         "{body}"
     );
+}
+
+#[tokio::test]
+async fn a_dropped_provider_stops_serving() {
+    let s = Setup::new().await;
+    assert_eq!(s.chat(KEY, "a").await.status(), StatusCode::OK);
+    let url = s.url("/v1/chat/completions");
+    drop(s.fake);
+    let stopped = genq_testkit::wait_until(Duration::from_secs(5), || async {
+        let sent = reqwest::Client::new()
+            .post(&url)
+            .bearer_auth(KEY)
+            .json(&json!({"messages": [{"role": "user", "content": "a"}]}))
+            .send()
+            .await;
+        sent.is_err().then_some(())
+    })
+    .await;
+    assert!(stopped.is_some(), "still serving after drop");
 }

@@ -49,14 +49,13 @@ pub async fn normalize_for_telegram(
 fn normalize_image(image: DynamicImage, max_bytes: usize) -> Result<EncodedImage, MediaError> {
     let (image, transparent) = prepare(image);
     let image = fit_side_sum(image)?;
-    if transparent {
-        let png = encode_png(&image, CompressionType::Default)?;
-        return downscale_until_fits(&image, max_bytes, png, ImageFormat::Png);
-    }
-    if pixels(&image) <= SMALL_PIXELS {
+    if transparent || pixels(&image) <= SMALL_PIXELS {
         let png = encode_png(&image, CompressionType::Default)?;
         if png.len() <= max_bytes {
             return Ok(encoded(png, ImageFormat::Png, &image));
+        }
+        if transparent {
+            return downscale_until_fits(&image, max_bytes, png, ImageFormat::Png);
         }
     }
     let (jpeg, fits) = jpeg_quality_ladder(&image, max_bytes)?;
@@ -77,7 +76,10 @@ fn fit_side_sum(image: DynamicImage) -> Result<DynamicImage, MediaError> {
     // Rounding may add a pixel per side; take one more off to stay within the sum.
     let (w, h) = scaled(width, height, factor);
     let (w, h) = (w.saturating_sub(1).max(1), h.saturating_sub(1).max(1));
-    debug!(width, height, w, h, "downscaling to Telegram's width + height limit");
+    debug!(
+        width,
+        height, w, h, "downscaling to Telegram's width + height limit"
+    );
     resize(&image, w, h)
 }
 

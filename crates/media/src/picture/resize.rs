@@ -35,5 +35,7 @@ pub(crate) fn scaled(width: u32, height: u32, factor: f64) -> (u32, u32) {
 /// One side scaled by `factor`, rounded, at least 1.
 fn scale_side(side: u32, factor: f64) -> u32 {
     // Saturating float-to-int cast; the clamp keeps it at least 1.
-    (f64::from(side) * factor).round().clamp(1.0, f64::from(u32::MAX)) as u32
+    (f64::from(side) * factor)
+        .round()
+        .clamp(1.0, f64::from(u32::MAX)) as u32
 }

@@ -32,7 +32,10 @@ pub async fn upscale(
             "upscale factor {factor} is not supported (2 or 4)"
         )));
     }
-    run_blocking("image upscale", move || upscale_sync(&bytes, factor, &limits)).await
+    run_blocking("image upscale", move || {
+        upscale_sync(&bytes, factor, &limits)
+    })
+    .await
 }
 
 /// [`upscale`] on the calling thread, with a valid factor.

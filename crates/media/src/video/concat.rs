@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use tracing::info;
 
-use super::probe::{Probe, probe};
 use super::files::remove_quietly;
+use super::probe::{Probe, probe};
 use super::tool::{Args, run_ffmpeg};
 use crate::MediaError;
 
@@ -38,7 +38,11 @@ pub async fn concat_videos(
     let list = list_path(out);
     write_list(&list, segments).await?;
     let args = concat_args(&list, audio, segments_have_audio, out);
-    let what = format!("concatenating {} segments into {}", segments.len(), out.display());
+    let what = format!(
+        "concatenating {} segments into {}",
+        segments.len(),
+        out.display()
+    );
     let result = run_ffmpeg(args.as_slice(), &what).await;
     remove_quietly(&list).await;
     if result.is_err() {
@@ -193,8 +197,14 @@ mod tests {
     fn bad_path_sets_are_refused() {
         let out = Path::new("/tmp/out.mp4");
         let error = check_paths(&[], None, out).unwrap_err();
-        assert_eq!(error.to_string(), "unsupported input: no segments to concatenate");
+        assert_eq!(
+            error.to_string(),
+            "unsupported input: no segments to concatenate"
+        );
         let error = check_paths(&[out.to_path_buf()], None, out).unwrap_err();
-        assert!(error.to_string().contains("also one of the inputs"), "{error}");
+        assert!(
+            error.to_string().contains("also one of the inputs"),
+            "{error}"
+        );
     }
 }

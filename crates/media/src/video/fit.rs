@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use tracing::info;
 
-use super::probe::{Probe, probe};
 use super::files::{file_len, remove_quietly};
+use super::probe::{Probe, probe};
 use super::tool::{Args, run_ffmpeg};
 use crate::MediaError;
 
@@ -218,7 +218,10 @@ mod tests {
     fn a_small_budget_lowers_bitrate_audio_and_resolution() {
         let plan = Plan::new(&probe(10.0, 1920, 1080, true), 300 * 1024, Path::new("a")).unwrap();
         assert_eq!(plan.audio_kbps, Some(AUDIO_KBPS_TIGHT));
-        assert!(plan.video_kbps > MIN_VIDEO_KBPS && plan.video_kbps < 300, "{plan:?}");
+        assert!(
+            plan.video_kbps > MIN_VIDEO_KBPS && plan.video_kbps < 300,
+            "{plan:?}"
+        );
         assert_eq!(plan.scale, Some((640, 360)));
     }
 
@@ -232,10 +235,17 @@ mod tests {
 
     #[test]
     fn an_impossible_budget_is_refused_before_encoding() {
-        let error = Plan::new(&probe(600.0, 640, 480, true), 100 * 1024, Path::new("long.mp4"))
-            .unwrap_err();
+        let error = Plan::new(
+            &probe(600.0, 640, 480, true),
+            100 * 1024,
+            Path::new("long.mp4"),
+        )
+        .unwrap_err();
         assert!(matches!(error, MediaError::TooLarge(_)), "{error}");
-        assert!(error.to_string().contains("long.mp4 is 600.0 s long"), "{error}");
+        assert!(
+            error.to_string().contains("long.mp4 is 600.0 s long"),
+            "{error}"
+        );
     }
 
     #[test]

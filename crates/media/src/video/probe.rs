@@ -81,7 +81,10 @@ impl StreamJson {
     /// A real video stream: not the cover art of an audio file.
     fn is_video(&self) -> bool {
         self.codec_type.as_deref() == Some("video")
-            && self.disposition.as_ref().is_none_or(|d| d.attached_pic == 0)
+            && self
+                .disposition
+                .as_ref()
+                .is_none_or(|d| d.attached_pic == 0)
     }
 
     fn is_audio(&self) -> bool {
@@ -117,7 +120,10 @@ fn parse(json: &[u8], path: &Path) -> Result<Probe, MediaError> {
             duration_secs,
             width,
             height,
-            codec: video.codec_name.clone().unwrap_or_else(|| "unknown".to_owned()),
+            codec: video
+                .codec_name
+                .clone()
+                .unwrap_or_else(|| "unknown".to_owned()),
         },
         has_audio: probe.streams.iter().any(StreamJson::is_audio),
     })
@@ -164,7 +170,10 @@ mod tests {
         let json = r#"{"streams": [{"codec_type": "audio", "codec_name": "mp3"}],
                        "format": {"duration": "3.0"}}"#;
         let error = parse(json.as_bytes(), Path::new("song.mp3")).unwrap_err();
-        assert_eq!(error.to_string(), "unsupported input: song.mp3: no video stream");
+        assert_eq!(
+            error.to_string(),
+            "unsupported input: song.mp3: no video stream"
+        );
     }
 
     #[test]

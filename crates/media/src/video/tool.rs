@@ -71,7 +71,11 @@ pub(crate) fn stderr_tail(stderr: &[u8]) -> String {
         .nth(STDERR_TAIL_CHARS)
         .map_or(0, |(index, _)| index);
     let tail = text[start..].lines().collect::<Vec<_>>().join(" | ");
-    if start > 0 { format!("...{tail}") } else { tail }
+    if start > 0 {
+        format!("...{tail}")
+    } else {
+        tail
+    }
 }
 
 /// A command line being built: flags as text, paths as they are (not necessarily
