@@ -95,6 +95,10 @@ fn poll(s: &JobSettings) -> Duration {
     Duration::from_millis(s.poll_interval_ms.unwrap_or(2000))
 }
 
+fn policy(s: &JobSettings) -> genq_core::RetryPolicy {
+    retry_policy(s.max_attempts, s.backoff_base_ms.map(Duration::from_millis))
+}
+
 fn model(s: &JobSettings, default: &str) -> String {
     s.model.clone().unwrap_or_else(|| default.to_owned())
 }
@@ -128,7 +132,7 @@ pub fn build(cfg: &Config, deps: &CatalogDeps<'_>) -> Result<Registry, CatalogEr
             client.clone(),
             model(s, "gpt-4o-mini"),
             timeout(s, Duration::from_secs(60)),
-            retry_policy(s.max_attempts),
+            policy(s),
         ))?;
         route::<GenerateReply>(&mut r, s)?;
     }
@@ -138,7 +142,7 @@ pub fn build(cfg: &Config, deps: &CatalogDeps<'_>) -> Result<Registry, CatalogEr
             client.clone(),
             model(s, "gpt-4o-mini"),
             timeout(s, Duration::from_secs(60)),
-            retry_policy(s.max_attempts),
+            policy(s),
         ))?;
         route::<GenerateImagePrompt>(&mut r, s)?;
     }
@@ -161,7 +165,7 @@ pub fn build(cfg: &Config, deps: &CatalogDeps<'_>) -> Result<Registry, CatalogEr
             model(s, "gpt-image-1"),
             media.clone(),
             timeout(s, Duration::from_secs(180)),
-            retry_policy(s.max_attempts),
+            policy(s),
         ))?;
         route::<GenerateImage>(&mut r, s)?;
     }
@@ -173,7 +177,7 @@ pub fn build(cfg: &Config, deps: &CatalogDeps<'_>) -> Result<Registry, CatalogEr
             media.clone(),
             poll(s),
             timeout(s, Duration::from_secs(900)),
-            retry_policy(s.max_attempts),
+            policy(s),
         ))?;
         route::<GenerateVideo>(&mut r, s)?;
     }
@@ -185,7 +189,7 @@ pub fn build(cfg: &Config, deps: &CatalogDeps<'_>) -> Result<Registry, CatalogEr
             media.clone(),
             poll(s),
             timeout(s, Duration::from_secs(300)),
-            retry_policy(s.max_attempts),
+            policy(s),
         ))?;
         route::<FaceSwap>(&mut r, s)?;
     }
@@ -202,7 +206,7 @@ pub fn build(cfg: &Config, deps: &CatalogDeps<'_>) -> Result<Registry, CatalogEr
         upscaler,
         media.clone(),
         timeout(s, Duration::from_secs(300)),
-        retry_policy(s.max_attempts),
+        policy(s),
     ))?;
     route::<Upscale>(&mut r, s)?;
 

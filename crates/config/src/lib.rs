@@ -120,6 +120,8 @@ pub struct JobSettings {
     pub price: i64,
     /// Runs in all for transient failures and timeouts.
     pub max_attempts: Option<u32>,
+    /// First retry delay for transient failures and timeouts (doubles each run); default 10 000.
+    pub backoff_base_ms: Option<u64>,
     /// Queue-style jobs: how often the provider task is polled.
     pub poll_interval_ms: Option<u64>,
 }
@@ -369,6 +371,12 @@ impl Config {
         }
         if s.max_attempts == Some(0) {
             return Err(invalid(format!("{at}.max_attempts"), "must be at least 1"));
+        }
+        if s.backoff_base_ms == Some(0) {
+            return Err(invalid(
+                format!("{at}.backoff_base_ms"),
+                "must be at least 1",
+            ));
         }
         if s.poll_interval_ms == Some(0) {
             return Err(invalid(

@@ -118,17 +118,18 @@ pub async fn run_task(
     }
 }
 
-/// The default retry policy with a different number of runs for transient failures
-/// and timeouts (from configuration).
-pub fn retry_policy(max_attempts: Option<u32>) -> RetryPolicy {
+/// The default retry policy, with the number of runs and the first delay for
+/// transient failures and timeouts taken from configuration when given.
+pub fn retry_policy(max_attempts: Option<u32>, backoff_base: Option<Duration>) -> RetryPolicy {
     let policy = RetryPolicy::default();
-    match max_attempts {
-        None => policy,
-        Some(n) => {
+    match (max_attempts, backoff_base) {
+        (None, None) => policy,
+        (n, base) => {
+            let base = base.unwrap_or(Duration::from_secs(10));
             let backoff = ClassRule::Backoff {
-                max_attempts: n,
-                base: Duration::from_secs(10),
-                max: Duration::from_secs(40),
+                max_attempts: n.unwrap_or(3),
+                base,
+                max: base * 4,
                 jitter: 0.2,
             };
             policy
@@ -158,7 +159,7 @@ mod tests {
 
     #[test]
     fn configured_attempts_change_transient_only() {
-        let p = retry_policy(Some(5));
+        let p = retry_policy(Some(5), None);
         assert_eq!(p.max_attempts(), 5);
         assert_eq!(p.rule(FailureClass::BadInput), &ClassRule::Never);
     }

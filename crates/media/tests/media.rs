@@ -17,14 +17,17 @@ use image::{DynamicImage, GrayImage, ImageBuffer, Rgb, RgbImage, Rgba, RgbaImage
 
 /// Deterministic noise: nothing for an encoder to compress.
 fn noise(width: u32, height: u32, mut seed: u64) -> RgbImage {
-    ImageBuffer::from_fn(width, height, |_, _| {
+    let len = (width * height * 3) as usize;
+    let mut bytes = Vec::with_capacity(len + 8);
+    while bytes.len() < len {
         // xorshift64
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let [r, g, b, ..] = seed.to_le_bytes();
-        Rgb([r, g, b])
-    })
+        bytes.extend_from_slice(&seed.to_le_bytes());
+    }
+    bytes.truncate(len);
+    RgbImage::from_raw(width, height, bytes).unwrap()
 }
 
 /// A smooth gradient, like a photo or a generated picture.
@@ -36,7 +39,8 @@ fn gradient(width: u32, height: u32) -> RgbImage {
 
 fn png(image: &DynamicImage) -> Vec<u8> {
     let mut bytes = Vec::new();
-    let encoder = PngEncoder::new_with_quality(&mut bytes, CompressionType::Fast, FilterType::Sub);
+    let encoder =
+        PngEncoder::new_with_quality(&mut bytes, CompressionType::Fast, FilterType::NoFilter);
     image.write_with_encoder(encoder).unwrap();
     bytes
 }

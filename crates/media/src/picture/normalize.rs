@@ -11,10 +11,13 @@ use super::{EncodedImage, ImageFormat, ImageLimits};
 use crate::MediaError;
 use crate::blocking::run_blocking;
 
-/// JPEG qualities tried at full size, best first.
-const JPEG_QUALITIES: [u8; 4] = [90, 80, 70, 60];
-/// When a JPEG is more than this many times the budget, the intermediate qualities
-/// cannot bring it under (90 → 60 saves about half), so the ladder jumps to the last.
+/// JPEG qualities tried at full size, best first, before [`JPEG_MIN_QUALITY`].
+const JPEG_QUALITIES: [u8; 3] = [90, 80, 70];
+/// The last quality tried at full size, and the quality of every downscaled JPEG.
+const JPEG_MIN_QUALITY: u8 = 60;
+/// When a JPEG is more than this many times the budget, no lower quality can bring
+/// it under (90 → 60 saves a half to two thirds), so the ladder stops there and
+/// takes a third of its size as the quality-60 size.
 const HOPELESS_RATIO: usize = 3;
 /// Each downscale step multiplies both sides by this.
 const DOWNSCALE_STEP: f64 = 0.8;
@@ -28,7 +31,7 @@ const MIN_SIDE: u32 = 32;
 /// Normalises to PNG (if it has transparency or is small) or JPEG, and shrinks
 /// (JPEG quality 90→60, then downscale by 0.8 steps) until it fits `max_bytes`.
 ///
-/// The input is decoded under `limits` (see [`super::decode`]); the output is
+/// The input is decoded under `limits` (see [`decode`](crate::decode)); the output is
 /// upright (EXIF orientation applied, metadata dropped), 8 bits a channel, and at
 /// most 10,000 px in width + height, as Telegram requires of photos. A transparent
 /// image stays PNG and only downscales. Fails with [`MediaError::TooLarge`] when
@@ -55,14 +58,15 @@ fn normalize_image(image: DynamicImage, max_bytes: usize) -> Result<EncodedImage
             return Ok(encoded(png, ImageFormat::Png, &image));
         }
         if transparent {
-            return downscale_until_fits(&image, max_bytes, png, ImageFormat::Png);
+            return downscale_until_fits(&image, max_bytes, png.len(), ImageFormat::Png);
         }
     }
-    let (jpeg, fits) = jpeg_quality_ladder(&image, max_bytes)?;
-    if fits {
-        return Ok(encoded(jpeg, ImageFormat::Jpeg, &image));
+    match jpeg_quality_ladder(&image, max_bytes)? {
+        Ladder::Fits(jpeg) => Ok(encoded(jpeg, ImageFormat::Jpeg, &image)),
+        Ladder::TooBig { q60_len } => {
+            downscale_until_fits(&image, max_bytes, q60_len, ImageFormat::Jpeg)
+        }
     }
-    downscale_until_fits(&image, max_bytes, jpeg, ImageFormat::Jpeg)
 }
 
 /// Downscales `image` so that width + height is within Telegram's photo limit.
@@ -83,42 +87,59 @@ fn fit_side_sum(image: DynamicImage) -> Result<DynamicImage, MediaError> {
     resize(&image, w, h)
 }
 
-/// Encodes `image` as JPEG at falling qualities until one fits `max_bytes`. Returns
-/// the last encoding and whether it fits.
-fn jpeg_quality_ladder(
-    image: &DynamicImage,
-    max_bytes: usize,
-) -> Result<(Vec<u8>, bool), MediaError> {
-    let mut index = 0;
-    loop {
-        let quality = JPEG_QUALITIES[index];
+/// How the full-size JPEG attempts ended.
+enum Ladder {
+    /// This encoding fits.
+    Fits(Vec<u8>),
+    /// None fits; the quality-60 encoding is (or, when it was skipped, would be at
+    /// least) this many bytes.
+    TooBig { q60_len: usize },
+}
+
+/// Encodes `image` as JPEG at falling qualities until one fits `max_bytes`. An
+/// encoding over [`HOPELESS_RATIO`] times the budget ends the ladder early: no
+/// lower quality can fit, and each full-size encode of a large image is costly.
+fn jpeg_quality_ladder(image: &DynamicImage, max_bytes: usize) -> Result<Ladder, MediaError> {
+    for quality in JPEG_QUALITIES {
         let jpeg = encode_jpeg(image, quality)?;
         debug!(quality, bytes = jpeg.len(), max_bytes, "JPEG at full size");
-        let last = JPEG_QUALITIES.len() - 1;
-        if jpeg.len() <= max_bytes || index == last {
-            let fits = jpeg.len() <= max_bytes;
-            return Ok((jpeg, fits));
+        if jpeg.len() <= max_bytes {
+            return Ok(Ladder::Fits(jpeg));
         }
-        index = if jpeg.len() > max_bytes.saturating_mul(HOPELESS_RATIO) {
-            last
-        } else {
-            index + 1
-        };
+        if jpeg.len() > max_bytes.saturating_mul(HOPELESS_RATIO) {
+            return Ok(Ladder::TooBig {
+                q60_len: jpeg.len() / HOPELESS_RATIO,
+            });
+        }
     }
+    let jpeg = encode_jpeg(image, JPEG_MIN_QUALITY)?;
+    debug!(
+        quality = JPEG_MIN_QUALITY,
+        bytes = jpeg.len(),
+        max_bytes,
+        "JPEG at full size"
+    );
+    if jpeg.len() <= max_bytes {
+        return Ok(Ladder::Fits(jpeg));
+    }
+    Ok(Ladder::TooBig {
+        q60_len: jpeg.len(),
+    })
 }
 
 /// Downscales `image` by 0.8 steps (from the original each time, so quality does not
-/// compound) until its encoding in `format` fits `max_bytes`. `encoded_full` is the
-/// full-size encoding already made; the byte counts so far predict how many steps
-/// are needed, so steps that cannot fit are skipped rather than encoded.
+/// compound) until its encoding in `format` fits `max_bytes`. `full_len` is the
+/// size of the full-size encoding (or a lower bound of it); the byte counts so far
+/// predict how many steps are needed, so steps that cannot fit are skipped rather
+/// than encoded.
 fn downscale_until_fits(
     image: &DynamicImage,
     max_bytes: usize,
-    encoded_full: Vec<u8>,
+    full_len: usize,
     format: ImageFormat,
 ) -> Result<EncodedImage, MediaError> {
     let (width, height) = image.dimensions();
-    let mut last = (width, height, encoded_full.len());
+    let mut last = (width, height, full_len);
     let mut steps = 0;
     loop {
         steps += steps_needed(last.2, max_bytes);
@@ -153,7 +174,7 @@ fn steps_needed(len: usize, max_bytes: usize) -> i32 {
 fn encode_as(image: &DynamicImage, format: ImageFormat) -> Result<Vec<u8>, MediaError> {
     match format {
         ImageFormat::Png => encode_png(image, CompressionType::Default),
-        ImageFormat::Jpeg => encode_jpeg(image, JPEG_QUALITIES[JPEG_QUALITIES.len() - 1]),
+        ImageFormat::Jpeg => encode_jpeg(image, JPEG_MIN_QUALITY),
     }
 }
 

@@ -21,7 +21,7 @@ const UPSCALED_JPEG_QUALITY: u8 = 95;
 /// The output size is checked from the input's header before anything is decoded.
 /// The result is a JPEG (quality 95) when the input was an opaque JPEG, otherwise a
 /// PNG, so a lossless input stays lossless. It is not shrunk to any byte budget:
-/// pass it to [`super::normalize_for_telegram`] for that.
+/// pass it to [`normalize_for_telegram`](crate::normalize_for_telegram) for that.
 pub async fn upscale(
     bytes: Vec<u8>,
     factor: u32,

@@ -87,13 +87,12 @@ impl Plan {
     fn new(probe: &Probe, max_bytes: u64, path: &Path) -> Result<Plan, MediaError> {
         let duration = probe.info.duration_secs;
         let total_kbps = total_kbps(max_bytes, duration);
-        let audio_kbps = probe.has_audio.then(|| {
-            if total_kbps < TIGHT_TOTAL_KBPS {
-                AUDIO_KBPS_TIGHT
-            } else {
-                AUDIO_KBPS
-            }
-        });
+        let audio_kbps = if total_kbps < TIGHT_TOTAL_KBPS {
+            AUDIO_KBPS_TIGHT
+        } else {
+            AUDIO_KBPS
+        };
+        let audio_kbps = probe.has_audio.then_some(audio_kbps);
         let video_kbps = total_kbps.saturating_sub(audio_kbps.unwrap_or(0));
         if video_kbps < MIN_VIDEO_KBPS {
             return Err(MediaError::TooLarge(format!(
