@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure the local Redis (127.0.0.1:6379) and PostgreSQL (127.0.0.1:5432) that
-# genq runs on are up: starts them if installed, installs them (Debian) if not.
+# genq runs on are up, starting them if installed and installing them (Debian) if
+# not; and that ffmpeg/ffprobe (video jobs) are installed.
 set -euo pipefail
 
 log() { printf '[services] %s\n' "$*" >&2; }
@@ -47,5 +48,11 @@ ensure_postgres() {
   log "PostgreSQL did not come up"; exit 1
 }
 
+ensure_ffmpeg() {
+  command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null && return
+  apt_install ffmpeg
+}
+
 ensure_redis
 ensure_postgres
+ensure_ffmpeg

@@ -9,6 +9,7 @@
 
 mod baseline;
 mod genq_side;
+mod images_side;
 mod store_side;
 
 use std::{
@@ -65,6 +66,18 @@ enum ChildRun {
         /// Charges per user.
         #[arg(long, default_value_t = 2000)]
         per_user: usize,
+    },
+    /// GenerateImage jobs through one worker against the fake provider at a fixed latency.
+    Images {
+        /// Redis to run against; a private redis-server when absent.
+        #[arg(long)]
+        redis: Option<String>,
+        #[arg(long, default_value_t = 5000)]
+        jobs: usize,
+        #[arg(long, default_value_t = 1000)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 2000)]
+        latency_ms: u64,
     },
     /// (internal) one sleep drain in this process; prints JSON.
     #[command(hide = true)]
@@ -329,8 +342,62 @@ async fn run_store_bench(database_url: &str, per_user: usize) -> anyhow::Result<
     schema.drop().await
 }
 
+async fn run_images_bench(
+    redis: Option<String>,
+    jobs: usize,
+    concurrency: usize,
+    latency: Duration,
+) -> anyhow::Result<()> {
+    let private = match &redis {
+        Some(_) => None,
+        None => Some(
+            genq_testkit::PrivateRedis::start()
+                .await
+                .context("starting a private redis-server")?,
+        ),
+    };
+    let url = redis
+        .or_else(|| private.as_ref().map(|p| p.url()))
+        .unwrap_or_default();
+    let ns = format!("genqbench-images-{}", now_us());
+    let f = images_side::run(&url, &ns, jobs, concurrency, latency).await?;
+    if private.is_none() {
+        genq_testkit::cleanup_prefix(&url, &ns).await;
+    }
+    println!("GenerateImage, fake provider at {latency:?}, 1 worker, concurrency {concurrency}");
+    println!("{:<36}{:>12}", "jobs", f.jobs);
+    println!("{:<36}{:>12.2}", "drain time (s)", f.drain.as_secs_f64());
+    println!("{:<36}{:>12.2}", "ideal (s)", f.ideal.as_secs_f64());
+    println!(
+        "{:<36}{:>11.1}%",
+        "time vs ideal",
+        100.0 * f.drain.as_secs_f64() / f.ideal.as_secs_f64()
+    );
+    println!(
+        "{:<36}{:>12}",
+        "provider image calls (= jobs?)", f.provider_calls
+    );
+    println!("{:<36}{:>12}", "failed jobs", f.failed);
+    anyhow::ensure!(
+        f.provider_calls == f.jobs,
+        "provider calls {} != jobs {}",
+        f.provider_calls,
+        f.jobs
+    );
+    Ok(())
+}
+
 async fn run_child(child: ChildRun) -> anyhow::Result<()> {
     let (backend, redis, ns, n, sleep_ms, concurrency) = match child {
+        ChildRun::Images {
+            redis,
+            jobs,
+            concurrency,
+            latency_ms,
+        } => {
+            return run_images_bench(redis, jobs, concurrency, Duration::from_millis(latency_ms))
+                .await;
+        }
         ChildRun::Store {
             database_url,
             per_user,

@@ -179,7 +179,6 @@ pub struct JobsSection {
 struct Needs {
     name: &'static str,
     protocols: &'static [Protocol],
-    required: bool,
 }
 
 impl JobsSection {
@@ -191,7 +190,6 @@ impl JobsSection {
                 Needs {
                     name: "generate_reply",
                     protocols: &[Openai],
-                    required: true,
                 },
             ),
             (
@@ -199,7 +197,6 @@ impl JobsSection {
                 Needs {
                     name: "generate_image_prompt",
                     protocols: &[Openai],
-                    required: true,
                 },
             ),
             (
@@ -207,7 +204,6 @@ impl JobsSection {
                 Needs {
                     name: "generate_image",
                     protocols: &[Openai, Queue],
-                    required: true,
                 },
             ),
             (
@@ -215,7 +211,6 @@ impl JobsSection {
                 Needs {
                     name: "generate_video",
                     protocols: &[Queue],
-                    required: true,
                 },
             ),
             (
@@ -223,7 +218,6 @@ impl JobsSection {
                 Needs {
                     name: "face_swap",
                     protocols: &[Queue],
-                    required: true,
                 },
             ),
             (
@@ -231,7 +225,6 @@ impl JobsSection {
                 Needs {
                     name: "upscale",
                     protocols: &[Queue],
-                    required: false,
                 },
             ),
         ]
@@ -329,12 +322,7 @@ impl Config {
                         ));
                     }
                 }
-                None if needs.required && !self.providers.is_empty() => {
-                    return Err(invalid(
-                        format!("{at}.provider"),
-                        format!("missing (configured providers: {known})"),
-                    ));
-                }
+                // without a provider the job type is not offered (the worker logs which are)
                 None => {}
             }
         }

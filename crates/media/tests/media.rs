@@ -321,32 +321,21 @@ fn have_ffmpeg() -> bool {
     have
 }
 
-/// Runs ffmpeg quietly with `args`, overwriting its output.
-fn ffmpeg(args: &[&str]) {
+/// Runs ffmpeg quietly with `args` (split at whitespace), writing `out`.
+fn ffmpeg(args: &str, out: &Path) {
     let status = Command::new("ffmpeg")
         .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-y"])
-        .args(args)
+        .args(args.split_whitespace())
+        .arg(out)
         .status()
         .unwrap();
-    assert!(status.success(), "ffmpeg {args:?} failed");
+    assert!(status.success(), "ffmpeg {args} {} failed", out.display());
 }
 
 /// A `secs`-second 640x480 25 fps H.264 test pattern, no audio.
 fn test_video(path: &Path, secs: u32) {
     let source = format!("testsrc=duration={secs}:size=640x480:rate=25");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        &source,
-        "-pix_fmt",
-        "yuv420p",
-        path_str(path),
-    ]);
-}
-
-fn path_str(path: &Path) -> &str {
-    path.to_str().unwrap()
+    ffmpeg(&format!("-f lavfi -i {source} -pix_fmt yuv420p"), path);
 }
 
 /// The codec types of `path`'s streams, as ffprobe lists them.
@@ -416,28 +405,12 @@ async fn fits_a_video_under_a_small_limit() {
     let dir = Scratch::new("fit");
     let video = dir.path("big.mp4");
     // Lossless H.264 with AAC audio: about 200 KB for 2 s.
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc=duration=2:size=640x480:rate=25",
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:duration=2",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-qp",
-        "0",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:a",
-        "aac",
-        "-shortest",
-        path_str(&video),
-    ]);
+    ffmpeg(
+        "-f lavfi -i testsrc=duration=2:size=640x480:rate=25 \
+         -f lavfi -i sine=frequency=440:duration=2 \
+         -c:v libx264 -preset ultrafast -qp 0 -pix_fmt yuv420p -c:a aac -shortest",
+        &video,
+    );
     let max_bytes = 100 * 1024;
     let before = std::fs::metadata(&video).unwrap().len();
     assert!(before > max_bytes, "input is only {before} bytes");
@@ -495,15 +468,7 @@ async fn concatenates_segments_with_and_without_an_audio_track() {
     assert_eq!(stream_types(&joined), ["video"]);
 
     let music = dir.path("music.m4a");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=220:duration=5",
-        "-c:a",
-        "aac",
-        path_str(&music),
-    ]);
+    ffmpeg("-f lavfi -i sine=frequency=220:duration=5 -c:a aac", &music);
     let scored = dir.path("scored.mp4");
     concat_videos(&segments, Some(&music), &scored)
         .await
@@ -517,6 +482,37 @@ async fn concatenates_segments_with_and_without_an_audio_track() {
 }
 
 #[tokio::test]
+async fn mixes_a_short_track_into_segments_that_have_sound() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let dir = Scratch::new("concat-mix");
+    let segments: Vec<PathBuf> = (1..=2)
+        .map(|n| {
+            let path = dir.path(&format!("voiced{n}.mp4"));
+            ffmpeg(
+                "-f lavfi -i testsrc=duration=1:size=320x240:rate=25 \
+                 -f lavfi -i sine=frequency=300:duration=1 \
+                 -pix_fmt yuv420p -c:a aac -shortest",
+                &path,
+            );
+            path
+        })
+        .collect();
+    let music = dir.path("jingle.m4a");
+    ffmpeg(
+        "-f lavfi -i sine=frequency=220:duration=0.5 -c:a aac",
+        &music,
+    );
+    let out = dir.path("mixed.mp4");
+
+    concat_videos(&segments, Some(&music), &out).await.unwrap();
+
+    assert_near(probe_video(&out).await.unwrap().duration_secs, 2.0, 0.15);
+    assert_eq!(stream_types(&out), ["video", "audio"]);
+}
+
+#[tokio::test]
 async fn concat_refuses_segments_that_do_not_match() {
     if !have_ffmpeg() {
         return;
@@ -525,15 +521,10 @@ async fn concat_refuses_segments_that_do_not_match() {
     let first = dir.path("a.mp4");
     test_video(&first, 1);
     let small = dir.path("b.mp4");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc=duration=1:size=320x240:rate=25",
-        "-pix_fmt",
-        "yuv420p",
-        path_str(&small),
-    ]);
+    ffmpeg(
+        "-f lavfi -i testsrc=duration=1:size=320x240:rate=25 -pix_fmt yuv420p",
+        &small,
+    );
     let out = dir.path("out.mp4");
     let error = concat_videos(&[first, small], None, &out)
         .await

@@ -137,6 +137,7 @@ pub async fn run_worker(
         source,
     })?;
     info!(
+        job_types = %registry.job_types().join(","),
         instance = %runtime.settings().instance_id,
         queues = %runtime.settings().queues.join(","),
         concurrency = runtime.settings().concurrency,

@@ -2,7 +2,7 @@
 
 use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
-use image::{DynamicImage, GenericImageView};
+use image::{ColorType, DynamicImage, GenericImageView};
 
 use super::{EncodedImage, ImageFormat};
 use crate::MediaError;
@@ -12,21 +12,26 @@ use crate::MediaError;
 /// opaque). The result is one of Luma8, LumaA8, Rgb8, Rgba8: what both encoders and
 /// the resizer take.
 pub(crate) fn prepare(image: DynamicImage) -> (DynamicImage, bool) {
-    if has_transparency(&image) {
-        let image = match image {
-            DynamicImage::ImageRgba8(_) | DynamicImage::ImageLumaA8(_) => image,
-            other => DynamicImage::ImageRgba8(other.to_rgba8()),
-        };
-        return (image, true);
+    let color = image.color();
+    let transparent = has_transparency(&image);
+    let eight_bit = matches!(
+        color,
+        ColorType::L8 | ColorType::La8 | ColorType::Rgb8 | ColorType::Rgba8
+    );
+    if eight_bit && color.has_alpha() == transparent {
+        return (image, transparent);
     }
-    let image = match image {
-        DynamicImage::ImageRgb8(_) | DynamicImage::ImageLuma8(_) => image,
-        DynamicImage::ImageLumaA8(_) | DynamicImage::ImageLuma16(_) => {
-            DynamicImage::ImageLuma8(image.to_luma8())
-        }
-        other => DynamicImage::ImageRgb8(other.to_rgb8()),
+    let grey = matches!(
+        color,
+        ColorType::L8 | ColorType::La8 | ColorType::L16 | ColorType::La16
+    );
+    let prepared = match (grey, transparent) {
+        (true, true) => DynamicImage::ImageLumaA8(image.to_luma_alpha8()),
+        (true, false) => DynamicImage::ImageLuma8(image.to_luma8()),
+        (false, true) => DynamicImage::ImageRgba8(image.to_rgba8()),
+        (false, false) => DynamicImage::ImageRgb8(image.to_rgb8()),
     };
-    (image, false)
+    (prepared, transparent)
 }
 
 /// True when some pixel is not fully opaque.
@@ -80,4 +85,38 @@ fn encode_error(image: &DynamicImage, format: &str, error: &image::ImageError) -
         image.height(),
         image.color()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{ImageBuffer, LumaA, Rgba};
+
+    #[test]
+    fn an_unused_alpha_channel_is_dropped() {
+        let opaque = DynamicImage::ImageRgba8(ImageBuffer::from_pixel(4, 4, Rgba([1, 2, 3, 255])));
+        let (prepared, transparent) = prepare(opaque);
+        assert!(!transparent);
+        assert_eq!(prepared.color(), ColorType::Rgb8);
+
+        let grey = DynamicImage::ImageLumaA16(ImageBuffer::from_pixel(4, 4, LumaA([9, u16::MAX])));
+        let (prepared, transparent) = prepare(grey);
+        assert!(!transparent);
+        assert_eq!(prepared.color(), ColorType::L8);
+
+        let grey = DynamicImage::ImageLumaA8(ImageBuffer::from_pixel(4, 4, LumaA([9, 0])));
+        let (prepared, transparent) = prepare(grey);
+        assert!(transparent);
+        assert_eq!(prepared.color(), ColorType::La8);
+    }
+
+    #[test]
+    fn transparency_is_kept_at_eight_bits() {
+        let mut image = ImageBuffer::from_pixel(4, 4, Rgba([1u16, 2, 3, u16::MAX]));
+        image.put_pixel(1, 1, Rgba([1, 2, 3, 0]));
+        let (prepared, transparent) = prepare(DynamicImage::ImageRgba16(image));
+        assert!(transparent);
+        assert_eq!(prepared.color(), ColorType::Rgba8);
+        assert!(encode_png(&prepared, CompressionType::Fast).is_ok());
+    }
 }

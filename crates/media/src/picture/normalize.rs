@@ -203,6 +203,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn width_plus_height_is_brought_within_telegrams_limit() {
+        let wide = DynamicImage::ImageRgb8(image::RgbImage::new(9990, 20));
+        let fitted = fit_side_sum(wide).unwrap();
+        assert!(fitted.width() + fitted.height() <= TELEGRAM_MAX_SIDE_SUM);
+        assert!(fitted.width() >= 9970, "{}", fitted.width());
+
+        let fine = DynamicImage::ImageRgb8(image::RgbImage::new(8000, 2000));
+        assert_eq!(fit_side_sum(fine).unwrap().dimensions(), (8000, 2000));
+    }
+
+    #[test]
     fn steps_follow_the_pixel_ratio() {
         assert_eq!(steps_needed(1000, 1000), 1);
         assert_eq!(steps_needed(1500, 1000), 1);
