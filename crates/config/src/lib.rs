@@ -304,26 +304,23 @@ impl Config {
         for (settings, needs) in self.jobs.provider_jobs() {
             let at = format!("jobs.{}", needs.name);
             self.validate_common(&at, settings)?;
-            match &settings.provider {
-                Some(p) => {
-                    let provider = self.providers.get(p).ok_or_else(|| {
-                        invalid(
-                            format!("{at}.provider"),
-                            format!("no provider named '{p}' (configured: {known})"),
-                        )
-                    })?;
-                    if !needs.protocols.contains(&provider.protocol) {
-                        return Err(invalid(
-                            format!("{at}.provider"),
-                            format!(
-                                "provider '{p}' speaks {:?}, but {} needs {:?}",
-                                provider.protocol, needs.name, needs.protocols
-                            ),
-                        ));
-                    }
+            // without a provider the job type is not offered (the worker logs which are)
+            if let Some(p) = &settings.provider {
+                let provider = self.providers.get(p).ok_or_else(|| {
+                    invalid(
+                        format!("{at}.provider"),
+                        format!("no provider named '{p}' (configured: {known})"),
+                    )
+                })?;
+                if !needs.protocols.contains(&provider.protocol) {
+                    return Err(invalid(
+                        format!("{at}.provider"),
+                        format!(
+                            "provider '{p}' speaks {:?}, but {} needs {:?}",
+                            provider.protocol, needs.name, needs.protocols
+                        ),
+                    ));
                 }
-                // without a provider the job type is not offered (the worker logs which are)
-                None => {}
             }
         }
         let cleanup = &self.jobs.cleanup;
