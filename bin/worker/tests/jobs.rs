@@ -171,3 +171,39 @@ async fn cleanup_removes_old_artifacts_and_reports_what_it_freed() {
     );
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upscale_works_locally_without_a_provider() {
+    let setup = ProviderSetup {
+        local_upscale: true,
+        ..ProviderSetup::default()
+    };
+    let env = JobsEnv::start("localupscale", setup).await;
+    let _worker = env.worker();
+    let small = env.put_input("small.png", &png(90, 60));
+    let id = env
+        .push("img", "upscale", json!({ "image": small, "factor": 2 }))
+        .await;
+    let s = env.wait_final("img", &id).await;
+    assert_eq!(s.status, JobStatus::Succeeded, "{s:?}");
+    let key = s.result.unwrap()["artifact"]["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(decoded_dims(&env.artifact_path(&key)), (180, 120));
+    assert_eq!(env.fake.submits(), 0, "no provider was called");
+
+    let huge = env.put_input("huge.png", &png(3000, 20));
+    let id = env
+        .push("img", "upscale", json!({ "image": huge, "factor": 4 }))
+        .await;
+    let s = env.wait_final("img", &id).await;
+    assert_eq!((s.status, s.attempts), (JobStatus::Failed, 1));
+    assert!(
+        s.error
+            .unwrap()
+            .contains("would be 12000x80, over the 8192 px side"),
+        "clear size error"
+    );
+    env.cleanup().await;
+}

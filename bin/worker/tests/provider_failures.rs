@@ -193,3 +193,24 @@ async fn a_video_worker_killed_while_polling_is_resumed_without_a_second_submit(
     );
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_slower_than_its_timeout_is_a_transient_failure() {
+    let setup = ProviderSetup {
+        timeout_secs: 1,
+        ..ProviderSetup::default()
+    };
+    let env = JobsEnv::start("slowprovider", setup).await;
+    let _worker = env.worker();
+    env.fake.set_latency(Duration::from_millis(2500));
+    let id = env.push("text", "generate_reply", reply_payload()).await;
+    let waiting = env
+        .wait_for("text", &id, |s| s.status == JobStatus::Scheduled)
+        .await;
+    assert_eq!(waiting.error_class, Some(FailureClass::Transient));
+    assert!(waiting.error.unwrap().contains("timed out"));
+    env.fake.set_latency(Duration::ZERO);
+    let s = env.wait_final("text", &id).await;
+    assert_eq!((s.status, s.attempts), (JobStatus::Succeeded, 2), "{s:?}");
+    env.cleanup().await;
+}

@@ -19,6 +19,10 @@ pub struct ProviderSetup {
     /// Keys of the queue-style provider `media`.
     pub media_keys: Vec<&'static str>,
     pub rate_limit_cooldown_secs: u64,
+    /// Upscale locally instead of through `media`.
+    pub local_upscale: bool,
+    /// Per-request timeout of the providers.
+    pub timeout_secs: u64,
 }
 
 impl Default for ProviderSetup {
@@ -27,6 +31,8 @@ impl Default for ProviderSetup {
             llm_keys: vec!["llm-key-a", "llm-key-b"],
             media_keys: vec!["media-key-a"],
             rate_limit_cooldown_secs: 3600,
+            local_upscale: false,
+            timeout_secs: 30,
         }
     }
 }
@@ -66,12 +72,14 @@ protocol = "openai"
 base_url = "{base}/v1"
 keys = [{llm_keys}]
 rate_limit_cooldown_secs = {rl}
+timeout_secs = {timeout}
 
 [providers.media]
 protocol = "queue"
 base_url = "{base}/queue"
 keys = [{media_keys}]
 rate_limit_cooldown_secs = {rl}
+timeout_secs = {timeout}
 
 [jobs.generate_reply]
 provider = "llm"
@@ -93,13 +101,19 @@ provider = "media"
 poll_interval_ms = 100
 
 [jobs.upscale]
-provider = "media"
+{upscale_provider}
 poll_interval_ms = 100
 "#,
             artifacts = artifacts.display(),
             llm_keys = keys(&setup.llm_keys),
             media_keys = keys(&setup.media_keys),
             rl = setup.rate_limit_cooldown_secs,
+            timeout = setup.timeout_secs,
+            upscale_provider = if setup.local_upscale {
+                ""
+            } else {
+                "provider = \"media\""
+            },
         );
         std::fs::write(&config, text).expect("write config");
         let queue = RedisQueue::connect(RedisConfig::with_url(redis_url()).prefix(&prefix))

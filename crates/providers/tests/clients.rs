@@ -1,0 +1,115 @@
+//! The provider clients against the fake provider over HTTP, with key pools in real Redis.
+
+use std::time::Duration;
+
+use genq_metrics::ProviderMetrics;
+use genq_providers::{
+    ChatMessage, CoolReason, KeyPool, OpenAiClient, ProviderConfig, ProviderErrorKind, TaskClient,
+    TaskKind, TaskStatus,
+};
+use genq_testkit::{FakeFailure, FakeProvider, cleanup_prefix, redis_url, unique_prefix};
+
+async fn pool(prefix: &str, keys: &[&str], metrics: &ProviderMetrics) -> KeyPool {
+    let client = redis::Client::open(redis_url()).unwrap();
+    let con = redis::aio::ConnectionManager::new(client).await.unwrap();
+    let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+    KeyPool::new("fake", &keys, con, prefix, metrics.clone()).unwrap()
+}
+
+fn cfg(fake: &FakeProvider, path: &str) -> ProviderConfig {
+    ProviderConfig {
+        name: "fake".to_owned(),
+        base_url: format!("{}{path}", fake.base_url()),
+        keys: vec![],
+        timeout: Duration::from_secs(10),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_calls_rotate_keys_and_count_metrics() {
+    let fake = FakeProvider::start().await;
+    let prefix = unique_prefix("clients");
+    let prom = prometheus::Registry::new();
+    let metrics = ProviderMetrics::new(&prom).unwrap();
+    let keys = pool(&prefix, &["k1", "k2"], &metrics).await;
+    let client = OpenAiClient::new(&cfg(&fake, "/v1"), keys.clone(), metrics).unwrap();
+
+    let reply = client
+        .chat("m", &[ChatMessage::new("user", "ping")], None)
+        .await
+        .unwrap();
+    assert_eq!(reply, "Echo: ping");
+    assert_eq!(
+        client
+            .transcribe("whisper", vec![1, 2, 3, 4], "voice.ogg")
+            .await
+            .unwrap(),
+        "transcribed 4 bytes"
+    );
+    let wav = client.speech("tts", "hello", "alloy").await.unwrap();
+    assert_eq!(&wav[..4], b"RIFF");
+    assert_eq!(fake.keys_seen().len(), 2, "round-robin over both keys");
+
+    // a rate-limited key cools for every holder of the pool, and the call moves on
+    fake.fail_next(
+        1,
+        FakeFailure::RateLimited {
+            retry_after_secs: Some(30),
+        },
+    );
+    assert_eq!(
+        client
+            .chat("m", &[ChatMessage::new("user", "again")], None)
+            .await
+            .unwrap(),
+        "Echo: again"
+    );
+    let cooling = keys.cooling().await.unwrap();
+    assert_eq!(cooling.len(), 1);
+    assert_eq!(cooling[0].reason, CoolReason::RateLimited);
+    assert!(cooling[0].fingerprint.starts_with("key-") && !cooling[0].fingerprint.contains("k1"));
+
+    let text = genq_metrics::render(&prom).unwrap();
+    assert!(text.contains(r#"genq_provider_calls_total{operation="chat",outcome="rate_limited",provider="fake"} 1"#), "{text}");
+    assert!(text.contains(r#"genq_provider_keys_cooling{provider="fake"}"#));
+    cleanup_prefix(&redis_url(), &prefix).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_submit_poll_and_download_with_the_submitting_key() {
+    let fake = FakeProvider::start().await;
+    fake.set_task_duration(Duration::from_millis(200));
+    let prefix = unique_prefix("tasks");
+    let metrics = ProviderMetrics::new(&prometheus::Registry::new()).unwrap();
+    let client = TaskClient::new(
+        &cfg(&fake, "/queue"),
+        pool(&prefix, &["t1"], &metrics).await,
+        metrics,
+    )
+    .unwrap();
+    let task = client
+        .submit(
+            "img",
+            TaskKind::Image,
+            serde_json::json!({ "prompt": "x", "width": 64, "height": 32 }),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        client.status(&task).await.unwrap(),
+        TaskStatus::Pending { .. }
+    ));
+    let (url, _) = client
+        .wait(&task, Duration::from_millis(50), |_| {})
+        .await
+        .unwrap();
+    let png = client.download(&task, &url).await.unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+
+    let err = client
+        .submit("v", TaskKind::Video, serde_json::json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ProviderErrorKind::BadInput, "{err}");
+    cleanup_prefix(&redis_url(), &prefix).await;
+}
