@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure the local Redis (127.0.0.1:6379) and PostgreSQL (127.0.0.1:5432) that
 # genq runs on are up, starting them if installed and installing them (Debian) if
-# not; and that ffmpeg/ffprobe (video jobs) are installed.
+# not; and that ffmpeg/ffprobe (video jobs) and promtool (tests/deploy checks the
+# Prometheus config and alerts with it) are installed.
 set -euo pipefail
 
 log() { printf '[services] %s\n' "$*" >&2; }
@@ -53,6 +54,29 @@ ensure_ffmpeg() {
   apt_install ffmpeg
 }
 
+# promtool comes with Debian's `prometheus` package, whose install would start a
+# Prometheus daemon on :9090 (the port the admin uses): policy-rc.d forbids starting
+# services during the install, and a daemon started anyway is stopped.
+ensure_promtool() {
+  command -v promtool >/dev/null && return
+  local policy=/usr/sbin/policy-rc.d own_policy="" rc=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null
+    as_root chmod +x "$policy"
+    own_policy=1
+  fi
+  apt_install --no-install-recommends prometheus || rc=$?
+  if [ -n "$own_policy" ]; then as_root rm -f "$policy"; fi
+  local pidfile=/run/prometheus/prometheus.pid
+  if [ -f "$pidfile" ]; then
+    log "stopping the prometheus daemon the package started"
+    as_root kill "$(cat "$pidfile")" 2>/dev/null || true
+    as_root rm -f "$pidfile"
+  fi
+  return "$rc"
+}
+
 ensure_redis
 ensure_postgres
 ensure_ffmpeg
+ensure_promtool

@@ -16,7 +16,7 @@ use genq_relay::{Relay, Settler};
 use genq_runtime::{
     EnqueueOptions, JobClient, RedisArgs, WorkerArgs, init_tracing, run_worker, shutdown_signal,
 };
-use genq_store::{Store, StoreConfig};
+use genq_store::{DatabaseArgs, Store};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
@@ -50,38 +50,11 @@ impl Setup {
     }
 }
 
-/// PostgreSQL settings.
-#[derive(Debug, Clone, clap::Args)]
-struct DatabaseArgs {
-    /// PostgreSQL URL.
-    #[arg(
-        long = "database-url",
-        env = "GENQ_DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    url: String,
-    /// Schema (search_path) to use instead of the user's default.
-    #[arg(long = "database-schema", env = "GENQ_DATABASE_SCHEMA")]
-    schema: Option<String>,
-    /// Pooled connections.
-    #[arg(
-        long = "database-max-connections",
-        env = "GENQ_DATABASE_MAX_CONNECTIONS",
-        default_value_t = 20
-    )]
-    max_connections: u32,
-}
-
-impl DatabaseArgs {
-    /// Connects and applies pending migrations.
-    async fn open(&self) -> anyhow::Result<Store> {
-        let mut cfg = StoreConfig::new(&self.url);
-        cfg.schema = self.schema.clone().filter(|s| !s.is_empty());
-        cfg.max_connections = self.max_connections;
-        Store::open(&cfg)
-            .await
-            .with_context(|| format!("cannot open the PostgreSQL database at {}", self.url))
-    }
+/// Opens the store, naming the database in the error.
+async fn open_store(db: &DatabaseArgs) -> anyhow::Result<Store> {
+    db.open()
+        .await
+        .with_context(|| format!("cannot open the PostgreSQL database at {}", db.url))
 }
 
 #[derive(Debug, clap::Args)]
@@ -218,9 +191,7 @@ async fn run_all(args: RunArgs, setup: Setup) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     let mut seam = Vec::new();
     if !args.no_database {
-        let store = args
-            .db
-            .open()
+        let store = open_store(&args.db)
             .await
             .context("set GENQ_DATABASE_URL, or pass --no-database to run only the workers")?;
         let queue = connect(&args.worker.redis).await?;
@@ -264,7 +235,7 @@ async fn main() -> anyhow::Result<()> {
     match command {
         Command::Run(args) => run_all(args, setup).await?,
         Command::Relay { db, redis } => {
-            let relay = Relay::new(db.open().await?, connect(&redis).await?);
+            let relay = Relay::new(open_store(&db).await?, connect(&redis).await?);
             let stop = CancellationToken::new();
             let task = tokio::spawn(relay.run(stop.clone()));
             shutdown_signal().await;
@@ -274,7 +245,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Settle { db, redis } => {
             let queue = connect(&redis).await?;
             let queues = served_queues(&setup, &queue).await?;
-            let settler = Settler::new(db.open().await?, queue, queues);
+            let settler = Settler::new(open_store(&db).await?, queue, queues);
             let stop = CancellationToken::new();
             let task = tokio::spawn(settler.run(stop.clone()));
             shutdown_signal().await;
@@ -294,7 +265,7 @@ async fn main() -> anyhow::Result<()> {
             print_json(&store.put(bytes, &ext, "application/octet-stream").await?)?;
         }
         Command::Migrate { db } => {
-            db.open().await?;
+            open_store(&db).await?;
             println!("database is at the latest migration");
         }
         Command::Push {

@@ -49,6 +49,34 @@ struct Clients {
     queue: BTreeMap<String, TaskClient>,
 }
 
+fn key_pool(
+    name: &str,
+    p: &genq_config::ProviderSection,
+    deps: &CatalogDeps<'_>,
+    metrics: &ProviderMetrics,
+) -> Result<KeyPool, CatalogError> {
+    Ok(KeyPool::new(
+        name,
+        &p.keys,
+        deps.redis.clone(),
+        &deps.prefix,
+        metrics.clone(),
+    )?
+    .with_cool_downs(
+        Duration::from_secs(p.rate_limit_cooldown_secs),
+        Duration::from_secs(p.billing_cooldown_secs),
+    ))
+}
+
+/// Every configured provider's key pool (the admin shows their cool-downs).
+pub fn key_pools(cfg: &Config, deps: &CatalogDeps<'_>) -> Result<Vec<KeyPool>, CatalogError> {
+    let metrics = ProviderMetrics::new(deps.metrics)?;
+    cfg.providers
+        .iter()
+        .map(|(name, p)| key_pool(name, p, deps, &metrics))
+        .collect()
+}
+
 fn clients(cfg: &Config, deps: &CatalogDeps<'_>) -> Result<Clients, CatalogError> {
     let metrics = ProviderMetrics::new(deps.metrics)?;
     let mut out = Clients {
@@ -56,17 +84,7 @@ fn clients(cfg: &Config, deps: &CatalogDeps<'_>) -> Result<Clients, CatalogError
         queue: BTreeMap::new(),
     };
     for (name, p) in &cfg.providers {
-        let keys = KeyPool::new(
-            name,
-            &p.keys,
-            deps.redis.clone(),
-            &deps.prefix,
-            metrics.clone(),
-        )?
-        .with_cool_downs(
-            Duration::from_secs(p.rate_limit_cooldown_secs),
-            Duration::from_secs(p.billing_cooldown_secs),
-        );
+        let keys = key_pool(name, p, deps, &metrics)?;
         let pc = ProviderConfig {
             name: name.clone(),
             base_url: p.base_url.clone(),

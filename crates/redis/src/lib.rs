@@ -27,5 +27,6 @@ pub use consumer::{ConsumerOptions, QueueConsumer};
 pub use error::QueueError;
 pub use events::{EventFollower, EventStart};
 pub use queue::{
-    CancelOutcome, NewJob, Outcome, Pushed, QueueStats, RedisQueue, WorkerInfo, now_ms,
+    CancelOutcome, DeleteOutcome, JobList, NewJob, Outcome, Pushed, QueueStats, RedisQueue,
+    WorkerInfo, now_ms,
 };

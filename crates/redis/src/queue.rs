@@ -168,6 +168,45 @@ pub struct QueueStats {
     pub recovered: u64,
 }
 
+/// Which of a queue's lists to page through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobList {
+    /// Waiting to run, oldest first.
+    Ready,
+    /// Delayed or waiting for a retry, soonest first.
+    Scheduled,
+    /// Running, by lease deadline.
+    Running,
+    /// Dead letters, newest first.
+    Dead,
+}
+
+impl std::str::FromStr for JobList {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "ready" => Ok(JobList::Ready),
+            "scheduled" => Ok(JobList::Scheduled),
+            "running" => Ok(JobList::Running),
+            "dead" => Ok(JobList::Dead),
+            other => Err(format!(
+                "unknown list '{other}' (expected ready, scheduled, running or dead)"
+            )),
+        }
+    }
+}
+
+/// What a delete did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeleteOutcome {
+    Deleted,
+    /// Refused: a running job is cancelled, not deleted.
+    Running,
+    NotFound,
+}
+
 /// A worker's heartbeat record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerInfo {
@@ -473,6 +512,67 @@ impl RedisQueue {
             }
         }
         Ok(out)
+    }
+
+    /// A page of one of a queue's lists, and the list's length.
+    pub async fn list_jobs(
+        &self,
+        queue: &str,
+        list: JobList,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<JobState>, u64), QueueError> {
+        validate_queue_name(queue)?;
+        let base = self.base_key(queue);
+        let (start, stop) = (offset as isize, (offset + limit.max(1)) as isize - 1);
+        let mut c = self.conn.clone();
+        let (ids, total): (Vec<String>, u64) = match list {
+            JobList::Ready => {
+                let key = format!("{base}:ready");
+                let len: u64 = c.llen(&key).await?;
+                // the oldest is at the tail
+                let ids: Vec<String> = c.lrange(&key, -(stop + 1), -(start + 1)).await?;
+                (ids.into_iter().rev().collect(), len)
+            }
+            JobList::Scheduled | JobList::Running => {
+                let key = format!(
+                    "{base}:{}",
+                    if list == JobList::Scheduled {
+                        "scheduled"
+                    } else {
+                        "running"
+                    }
+                );
+                (c.zrange(&key, start, stop).await?, c.zcard(&key).await?)
+            }
+            JobList::Dead => {
+                let key = format!("{base}:dead");
+                (c.zrevrange(&key, start, stop).await?, c.zcard(&key).await?)
+            }
+        };
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(state) = self.job(queue, &id).await? {
+                out.push(state);
+            }
+        }
+        Ok((out, total))
+    }
+
+    /// Deletes a job that is not running (from whatever list holds it, with its data).
+    pub async fn delete(&self, queue: &str, id: &str) -> Result<DeleteOutcome, QueueError> {
+        validate_queue_name(queue)?;
+        let mut c = self.conn.clone();
+        let reply: String = scripts::DELETE
+            .key(self.base_key(queue))
+            .arg(id)
+            .invoke_async(&mut c)
+            .await?;
+        Ok(match reply.as_str() {
+            "deleted" => DeleteOutcome::Deleted,
+            "running" => DeleteOutcome::Running,
+            _ => DeleteOutcome::NotFound,
+        })
     }
 
     /// Puts one dead-lettered job back on its queue. False if it is not a dead letter.

@@ -24,3 +24,4 @@ script!(PROGRESS, "lua/progress.lua");
 script!(CHECKPOINT, "lua/checkpoint.lua");
 script!(STATS, "lua/stats.lua");
 script!(PAUSE, "lua/pause.lua");
+script!(DELETE, "lua/delete.lua");

@@ -6,6 +6,7 @@
 //! a failed or cancelled job is refunded at most once (a unique index says so).
 //! See ARCHITECTURE.md, "Credits".
 
+mod args;
 mod credits;
 mod dialogs;
 mod error;
@@ -21,6 +22,7 @@ use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions},
 };
 
+pub use args::DatabaseArgs;
 pub use credits::{Charged, PaidJob};
 pub use dialogs::{Dialog, Message, Persona, Role};
 pub use error::StoreError;

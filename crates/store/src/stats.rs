@@ -45,6 +45,19 @@ pub struct DailyJobs {
 }
 
 impl Store {
+    /// Credits charged and refunded on `day` (UTC), as positive numbers.
+    pub async fn credits_on(&self, day: NaiveDate) -> Result<(i64, i64), StoreError> {
+        let row = sqlx::query(
+            "SELECT COALESCE(-sum(amount) FILTER (WHERE kind = 'charge'), 0)::BIGINT AS charged,
+                    COALESCE(sum(amount) FILTER (WHERE kind = 'refund'), 0)::BIGINT AS refunded
+             FROM credit_ledger WHERE (created_at AT TIME ZONE 'UTC')::date = $1",
+        )
+        .bind(day)
+        .fetch_one(self.pool())
+        .await?;
+        Ok((row.try_get("charged")?, row.try_get("refunded")?))
+    }
+
     pub async fn user_stats(&self, today: NaiveDate) -> Result<UserStats, StoreError> {
         let row = sqlx::query(
             "SELECT (SELECT count(*) FROM users) AS total,

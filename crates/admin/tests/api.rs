@@ -1,0 +1,475 @@
+//! The admin API over real HTTP, on real Redis and PostgreSQL: auth, each
+//! endpoint's happy path and its bad-input answers.
+
+use std::{sync::Arc, time::Duration};
+
+use genq_admin_api::{AdminMetrics, AdminState};
+use genq_core::{JobStatus, Registry};
+use genq_job_probe::ProbeJob;
+use genq_redis::{ConsumerOptions, QueueConsumer, RedisConfig, RedisQueue};
+use genq_runtime::JobClient;
+use genq_store::{Store, StoreConfig};
+use genq_testkit::{TestSchema, cleanup_prefix, redis_url, unique_prefix};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+const TOKEN: &str = "test-token-0123456789";
+
+struct Admin {
+    base: String,
+    http: reqwest::Client,
+    queue: RedisQueue,
+    store: Store,
+    prefix: String,
+    schema: Option<TestSchema>,
+}
+
+impl Admin {
+    async fn start(test: &str) -> Self {
+        let prefix = unique_prefix(test);
+        let queue = RedisQueue::connect(RedisConfig::with_url(redis_url()).prefix(&prefix))
+            .await
+            .unwrap();
+        let schema = TestSchema::create(test).await.unwrap();
+        let store = Store::open(&StoreConfig::new(&schema.url).schema(&schema.name))
+            .await
+            .unwrap();
+        let mut registry = Registry::new();
+        registry.register(ProbeJob::new()).unwrap();
+        let prom = prometheus::Registry::new();
+        let state = Arc::new(AdminState {
+            client: JobClient::new(queue.clone(), Arc::new(registry)),
+            queue: queue.clone(),
+            store: Some(store.clone()),
+            keys: Vec::new(),
+            token: Some(TOKEN.to_owned()),
+            metrics: AdminMetrics::new(&prom).unwrap(),
+            prom,
+        });
+        let (router, _) = genq_admin_api::router(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        Self {
+            base: format!("http://{addr}"),
+            http: reqwest::Client::new(),
+            queue,
+            store,
+            prefix,
+            schema: Some(schema),
+        }
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(TOKEN);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        let text = res.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, None).await
+    }
+
+    async fn post(&self, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.call(Method::POST, path, body).await
+    }
+
+    async fn push(&self, payload: Value) -> String {
+        let (status, body) = self
+            .post(
+                "/api/jobs",
+                Some(json!({ "job_type": "probe", "payload": payload })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn stop(mut self) {
+        cleanup_prefix(&redis_url(), &self.prefix).await;
+        if let Some(s) = self.schema.take() {
+            s.drop().await;
+        }
+    }
+}
+
+/// A dead letter made for real: one run of a job that fails with bad input.
+async fn make_dead(admin: &Admin) -> String {
+    let id = admin
+        .push(json!({ "fail": { "class": "bad_input" } }))
+        .await;
+    let consumer = QueueConsumer::start(
+        admin.queue.clone(),
+        "default",
+        "test-worker",
+        ConsumerOptions::default(),
+    )
+    .await
+    .unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let c = consumer.clone();
+    let monitor = apalis_core::monitor::Monitor::new().register(move |_| {
+        apalis_core::worker::builder::WorkerBuilder::new("t")
+            .backend(c.backend())
+            .build(|_job: genq_redis::RawJob| async {
+                Err::<(), _>(genq_core::JobError::bad_input("told to fail"))
+            })
+    });
+    let run = tokio::spawn(monitor.run_with_signal(async move {
+        let _ = rx.await;
+        Ok(())
+    }));
+    genq_testkit::wait_until(Duration::from_secs(20), || async {
+        (admin.queue.job("default", &id).await.ok()??.status == JobStatus::Failed).then_some(())
+    })
+    .await
+    .expect("job dead-lettered");
+    let _ = tx.send(());
+    let _ = run.await;
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_requires_the_token() {
+    let admin = Admin::start("auth").await;
+    for token in [None, Some("wrong-token-000000000")] {
+        let mut req = admin.http.get(format!("{}/api/queues", admin.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        let body: Value = res.json().await.unwrap();
+        assert!(body["error"].as_str().unwrap().contains("bearer token"));
+    }
+    assert_eq!(admin.get("/api/queues").await.0, StatusCode::OK);
+    // health, readiness, page and OpenAPI need no token
+    for path in ["/healthz", "/readyz", "/", "/api/openapi.json"] {
+        let res = admin
+            .http
+            .get(format!("{}{path}", admin.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{path}");
+    }
+    admin.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queues_jobs_and_their_bad_inputs() {
+    let admin = Admin::start("jobs").await;
+    let id = admin.push(json!({ "echo": 1 })).await;
+    let (_, queues) = admin.get("/api/queues").await;
+    let default = queues
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["queue"] == "default")
+        .unwrap();
+    assert_eq!(default["ready"], 1);
+
+    let (status, page) = admin
+        .get("/api/queues/default/jobs?list=ready&limit=10")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(
+        (page["total"].as_u64(), page["jobs"][0]["id"].as_str()),
+        (Some(1), Some(id.as_str()))
+    );
+
+    let (status, detail) = admin.get(&format!("/api/queues/default/jobs/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(detail["job"]["payload"], r#"{"echo":1}"#);
+    assert_eq!(detail["timeline"][0]["event"], "enqueued");
+
+    for (path, status, says) in [
+        (
+            "/api/queues/default/jobs?list=done",
+            StatusCode::BAD_REQUEST,
+            "unknown list 'done'",
+        ),
+        (
+            "/api/queues/default/jobs?list=ready&limit=0",
+            StatusCode::BAD_REQUEST,
+            "limit must be 1-500",
+        ),
+        (
+            "/api/queues/default/jobs?list=ready&offset=-1",
+            StatusCode::BAD_REQUEST,
+            "query string",
+        ),
+        (
+            "/api/queues/nosuch/jobs?list=ready",
+            StatusCode::NOT_FOUND,
+            "unknown queue 'nosuch'",
+        ),
+        (
+            "/api/queues/Bad%20Q/jobs?list=ready",
+            StatusCode::BAD_REQUEST,
+            "invalid queue name",
+        ),
+        (
+            "/api/queues/default/jobs/01NOSUCHJOB",
+            StatusCode::NOT_FOUND,
+            "no job 01NOSUCHJOB",
+        ),
+        (
+            "/api/queues/default/jobs/bad%20id",
+            StatusCode::BAD_REQUEST,
+            "is not a job id",
+        ),
+        ("/api/nothing", StatusCode::NOT_FOUND, "no such endpoint"),
+    ] {
+        let (got, body) = admin.get(path).await;
+        assert_eq!(got, status, "{path}: {body}");
+        assert!(
+            body["error"].as_str().unwrap_or_default().contains(says),
+            "{path}: {body}"
+        );
+    }
+    admin.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enqueue_cancel_delete_pause_and_their_bad_inputs() {
+    let admin = Admin::start("actions").await;
+    let (status, body) = admin
+        .post("/api/jobs", Some(json!({ "job_type": "probe", "payload": {}, "delay_ms": 60000, "idempotency_key": "k1" })))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    let (status, again) = admin
+        .post(
+            "/api/jobs",
+            Some(json!({ "job_type": "probe", "payload": {}, "idempotency_key": "k1" })),
+        )
+        .await;
+    assert_eq!(
+        (status, again["id"].as_str(), again["created"].as_bool()),
+        (StatusCode::OK, Some(id.as_str()), Some(false))
+    );
+
+    for (body, status, says) in [
+        (
+            json!({ "job_type": "nosuch", "payload": {} }),
+            StatusCode::BAD_REQUEST,
+            "unknown job type 'nosuch'",
+        ),
+        (
+            json!({ "job_type": "probe", "payload": { "sleep_ms": "x" } }),
+            StatusCode::BAD_REQUEST,
+            "payload for job type 'probe' is not valid",
+        ),
+        (
+            json!({ "job_type": "probe" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "missing field `payload`",
+        ),
+        (
+            json!({ "job_type": "probe", "payload": {}, "colour": 1 }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown field `colour`",
+        ),
+    ] {
+        let (got, answer) = admin.post("/api/jobs", Some(body.clone())).await;
+        assert_eq!(got, status, "{body}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains(says),
+            "{body}: {answer}"
+        );
+    }
+    let huge = "x".repeat(300 * 1024);
+    let (got, answer) = admin
+        .post(
+            "/api/jobs",
+            Some(json!({ "job_type": "probe", "payload": { "echo": huge } })),
+        )
+        .await;
+    assert_eq!(got, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+    assert!(answer["error"].is_string());
+
+    let (status, _) = admin
+        .post(&format!("/api/queues/default/jobs/{id}/cancel"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = admin
+        .post(&format!("/api/queues/default/jobs/{id}/cancel"), None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, _) = admin
+        .call(
+            Method::DELETE,
+            &format!("/api/queues/default/jobs/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = admin
+        .call(
+            Method::DELETE,
+            &format!("/api/queues/default/jobs/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    assert_eq!(
+        admin.post("/api/queues/default/pause", None).await.0,
+        StatusCode::OK
+    );
+    assert!(admin.queue.stats("default").await.unwrap().paused);
+    assert_eq!(
+        admin.post("/api/queues/default/resume", None).await.0,
+        StatusCode::OK
+    );
+    assert!(!admin.queue.stats("default").await.unwrap().paused);
+    assert_eq!(
+        admin.post("/api/queues/nosuch/pause", None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    admin.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_retry_one_and_all() {
+    let admin = Admin::start("dead").await;
+    let first = make_dead(&admin).await;
+    let (status, page) = admin.get("/api/queues/default/dead?limit=5").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["jobs"][0]["error_class"], "bad_input");
+    let (status, _) = admin
+        .post(&format!("/api/queues/default/jobs/{first}/retry"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        admin
+            .queue
+            .job("default", &first)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        JobStatus::Queued
+    );
+    let (status, body) = admin
+        .post(&format!("/api/queues/default/jobs/{first}/retry"), None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+
+    let _second = make_dead(&admin).await;
+    let (status, body) = admin.post("/api/queues/default/dead/retry", None).await;
+    assert_eq!(
+        (status, body["requeued"].as_u64()),
+        (StatusCode::OK, Some(1))
+    );
+    let (status, body) = admin.get("/api/queues/default/dead?limit=9999").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    admin.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_keys_user_stats_metrics_and_openapi() {
+    let admin = Admin::start("misc").await;
+    let _consumer = QueueConsumer::start(
+        admin.queue.clone(),
+        "default",
+        "worker-abc",
+        ConsumerOptions {
+            concurrency: 7,
+            queues: vec!["default".to_owned()],
+            host: "host-1".to_owned(),
+            pid: 42,
+        },
+    )
+    .await
+    .unwrap();
+    let (status, workers) = admin.get("/api/workers").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(workers["default"][0]["instance"], "worker-abc");
+    assert_eq!(workers["default"][0]["concurrency"], 7);
+
+    let (status, keys) = admin.get("/api/keys").await;
+    assert_eq!((status, keys), (StatusCode::OK, json!([])));
+
+    let user = admin.store.upsert_user(555, "en").await.unwrap();
+    admin.store.grant(user.id, 5, "test").await.unwrap();
+    let (status, stats) = admin.get("/api/stats/users?days=7").await;
+    assert_eq!(status, StatusCode::OK, "{stats}");
+    assert_eq!(
+        (
+            stats["users"]["total"].as_i64(),
+            stats["users"]["active_1d"].as_i64()
+        ),
+        (Some(1), Some(1))
+    );
+    let (status, body) = admin.get("/api/stats/users?days=0").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = admin.get("/api/stats/users?today=yesterday").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    let text = admin
+        .http
+        .get(format!("{}/metrics", admin.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(r#"genq_admin_workers_alive{queue="default"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"genq_admin_queue_depth{queue="default",state="ready"} 0"#));
+    assert!(text.contains("genq_admin_users_active{window=\"1d\"} 1"));
+
+    let doc: Value = admin
+        .http
+        .get(format!("{}/api/openapi.json", admin.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let paths: Vec<&str> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for p in [
+        "/api/queues",
+        "/api/queues/{queue}/jobs",
+        "/api/queues/{queue}/jobs/{id}",
+        "/api/jobs",
+        "/api/queues/{queue}/jobs/{id}/retry",
+        "/api/queues/{queue}/jobs/{id}/cancel",
+        "/api/queues/{queue}/dead",
+        "/api/queues/{queue}/dead/retry",
+        "/api/queues/{queue}/pause",
+        "/api/queues/{queue}/resume",
+        "/api/workers",
+        "/api/keys",
+        "/api/stats/users",
+    ] {
+        assert!(
+            paths.contains(&p),
+            "{p} missing from the OpenAPI document: {paths:?}"
+        );
+    }
+    assert!(doc["paths"]["/api/queues/{queue}/jobs/{id}"]["delete"].is_object());
+    admin.stop().await;
+}
