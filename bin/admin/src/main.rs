@@ -3,9 +3,9 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Parser;
-use genq_admin_api::{AdminMetrics, AdminState};
+use genq_admin_api::AdminState;
 use genq_catalog::CatalogDeps;
 use genq_redis::RedisQueue;
 use genq_runtime::{JobClient, RedisArgs, init_tracing, shutdown_signal};
@@ -39,26 +39,12 @@ struct Cli {
     db: DatabaseArgs,
 }
 
-/// The token, checked against where the admin listens.
-fn token(cli: &Cli) -> anyhow::Result<Option<String>> {
-    match cli.token.as_deref().map(str::trim) {
-        Some("") | None if !cli.addr.ip().is_loopback() => bail!(
-            "refusing to serve the admin API on {} without a token: set GENQ_ADMIN_TOKEN (or --token), or listen on 127.0.0.1",
-            cli.addr
-        ),
-        Some("") | None => Ok(None),
-        Some(t) if t.len() < 16 => {
-            bail!("GENQ_ADMIN_TOKEN is too short: use at least 16 characters")
-        }
-        Some(t) => Ok(Some(t.to_owned())),
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing();
-    let token = token(&cli)?;
+    let token =
+        genq_admin_api::check_token(cli.addr, cli.token.as_deref()).map_err(anyhow::Error::msg)?;
     let config = genq_config::Config::load(cli.config.as_deref())?;
     let redis_cfg = cli.redis.to_config().map_err(anyhow::Error::msg)?;
     let url = redis_cfg.url.clone();
@@ -74,7 +60,6 @@ async fn main() -> anyhow::Result<()> {
             )
         })?),
     };
-    let prom = prometheus::Registry::new();
     let deps = CatalogDeps {
         redis: queue.connection(),
         prefix: queue.config().prefix.clone(),
@@ -86,22 +71,11 @@ async fn main() -> anyhow::Result<()> {
         &prometheus::Registry::new(),
     )
     .map_err(anyhow::Error::msg)?;
-    let state = Arc::new(AdminState {
-        client: JobClient::new(queue.clone(), Arc::new(registry)),
-        queue,
-        store,
-        keys,
-        token,
-        metrics: AdminMetrics::new(&prom)?,
-        prom,
-    });
-    let (router, _) = genq_admin_api::router(state);
-    let listener = tokio::net::TcpListener::bind(cli.addr)
+    let client = JobClient::new(queue.clone(), Arc::new(registry));
+    let state = Arc::new(AdminState::new(queue, client, store, keys, token)?);
+    let server = genq_admin_api::serve(cli.addr, state, shutdown_signal())
         .await
         .with_context(|| format!("cannot listen on {}", cli.addr))?;
-    tracing::info!(addr = %cli.addr, "admin on http://{}/", cli.addr);
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    server.await?;
     Ok(())
 }

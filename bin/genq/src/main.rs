@@ -66,6 +66,15 @@ struct RunArgs {
     /// Run only the workers (no relay or settler; nothing touches PostgreSQL).
     #[arg(long, env = "GENQ_NO_DATABASE")]
     no_database: bool,
+    /// Where the admin API, page and cluster metrics listen.
+    #[arg(long, env = "GENQ_ADMIN_ADDR", default_value = "127.0.0.1:9090")]
+    admin_addr: std::net::SocketAddr,
+    /// Bearer token of the admin API (required unless it listens on loopback).
+    #[arg(long = "admin-token", env = "GENQ_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Do not serve the admin in this process.
+    #[arg(long)]
+    no_admin: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -186,16 +195,52 @@ async fn served_queues(setup: &Setup, queue: &RedisQueue) -> anyhow::Result<Vec<
     Ok(all.into_iter().collect())
 }
 
-/// Workers, and (unless `--no-database`) the relay and the settler, until SIGTERM.
+/// Serves the admin (API, page, cluster metrics) in this process until `stop`.
+async fn start_admin(
+    args: &RunArgs,
+    setup: &Setup,
+    store: Option<Store>,
+    stop: CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let token = genq_admin_api::check_token(args.admin_addr, args.admin_token.as_deref())
+        .map_err(anyhow::Error::msg)?;
+    let queue = connect(&args.worker.redis).await?;
+    let deps = genq_catalog::CatalogDeps {
+        redis: queue.connection(),
+        prefix: queue.config().prefix.clone(),
+        metrics: &prometheus::Registry::new(),
+    };
+    let keys = genq_catalog::key_pools(&setup.config, &deps)?;
+    let client = JobClient::new(queue.clone(), Arc::new(setup.registry(&queue)?));
+    let state = Arc::new(genq_admin_api::AdminState::new(
+        queue, client, store, keys, token,
+    )?);
+    genq_admin_api::serve(
+        args.admin_addr,
+        state,
+        async move { stop.cancelled().await },
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "cannot listen on {} for the admin (GENQ_ADMIN_ADDR)",
+            args.admin_addr
+        )
+    })
+}
+
+/// Workers, the admin, and (unless `--no-database`) the relay and the settler, until SIGTERM.
 async fn run_all(args: RunArgs, setup: Setup) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     let mut seam = Vec::new();
+    let mut store_for_admin = None;
     if !args.no_database {
         let store = open_store(&args.db)
             .await
             .context("set GENQ_DATABASE_URL, or pass --no-database to run only the workers")?;
         let queue = connect(&args.worker.redis).await?;
         let queues = served_queues(&setup, &queue).await?;
+        store_for_admin = Some(store.clone());
         seam.push(tokio::spawn(
             Relay::new(store.clone(), queue.clone()).run(stop.clone()),
         ));
@@ -206,6 +251,9 @@ async fn run_all(args: RunArgs, setup: Setup) -> anyhow::Result<()> {
                 tracing::error!(error = %e, "settler stopped with an error");
             }
         }));
+    }
+    if !args.no_admin {
+        seam.push(start_admin(&args, &setup, store_for_admin, stop.clone()).await?);
     }
     let schedules = genq_catalog::schedules(&setup.config)?;
     let build = genq_catalog::registry_builder(setup.config, setup.routes);

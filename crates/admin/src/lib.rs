@@ -48,6 +48,65 @@ pub struct AdminState {
     pub prom: prometheus::Registry,
 }
 
+impl AdminState {
+    /// The state, with its metrics registered in a registry of its own.
+    pub fn new(
+        queue: RedisQueue,
+        client: JobClient,
+        store: Option<Store>,
+        keys: Vec<KeyPool>,
+        token: Option<String>,
+    ) -> Result<Self, prometheus::Error> {
+        let prom = prometheus::Registry::new();
+        Ok(Self {
+            queue,
+            client,
+            store,
+            keys,
+            token,
+            metrics: AdminMetrics::new(&prom)?,
+            prom,
+        })
+    }
+}
+
+/// Checks the token against where the admin listens: without one, only a loopback
+/// address is allowed; a token has at least 16 characters.
+pub fn check_token(
+    addr: std::net::SocketAddr,
+    token: Option<&str>,
+) -> Result<Option<String>, String> {
+    match token.map(str::trim) {
+        Some("") | None if !addr.ip().is_loopback() => Err(format!(
+            "refusing to serve the admin API on {addr} without a token: set GENQ_ADMIN_TOKEN (or --token), or listen on 127.0.0.1"
+        )),
+        Some("") | None => Ok(None),
+        Some(t) if t.len() < 16 => {
+            Err("GENQ_ADMIN_TOKEN is too short: use at least 16 characters".to_owned())
+        }
+        Some(t) => Ok(Some(t.to_owned())),
+    }
+}
+
+/// Binds `addr` (failing at once if it cannot) and serves the admin until `shutdown`.
+pub async fn serve(
+    addr: std::net::SocketAddr,
+    state: Arc<AdminState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let (router, _) = router(state);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "admin on http://{addr}/");
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "admin server stopped");
+        }
+    }))
+}
+
 /// The whole router and the OpenAPI description generated from its `/api` handlers.
 pub fn router(state: Arc<AdminState>) -> (Router, utoipa::openapi::OpenApi) {
     let (api, openapi) = api::routes().with_state(state.clone()).split_for_parts();

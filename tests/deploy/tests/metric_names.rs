@@ -194,11 +194,10 @@ async fn start_admin(
     cfg: &genq_config::Config,
     schema: &TestSchema,
 ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
-    let store = genq_store::Store::open(
-        &genq_store::StoreConfig::new(&schema.url).schema(&schema.name),
-    )
-    .await
-    .expect("PostgreSQL (scripts/services.sh starts it)");
+    let store =
+        genq_store::Store::open(&genq_store::StoreConfig::new(&schema.url).schema(&schema.name))
+            .await
+            .expect("PostgreSQL (scripts/services.sh starts it)");
     let provider_metrics =
         genq_metrics::ProviderMetrics::new(&prometheus::Registry::new()).expect("metrics");
     let keys = cfg
@@ -261,7 +260,9 @@ async fn every_metric_the_alerts_and_the_dashboard_use_is_exported_live() {
     let (admin_addr, admin_stop) = start_admin(&worker, &cfg, &schema).await;
 
     // a success, a retry (transient failure on the first run), a provider call
-    worker.push("probe", serde_json::json!({"echo": "ok"})).await;
+    worker
+        .push("probe", serde_json::json!({"echo": "ok"}))
+        .await;
     worker
         .push(
             "probe",
@@ -278,7 +279,8 @@ async fn every_metric_the_alerts_and_the_dashboard_use_is_exported_live() {
         )
         .await;
 
-    let exported = |w: &BTreeMap<String, BTreeSet<String>>, a: &BTreeMap<String, BTreeSet<String>>| {
+    let exported = |w: &BTreeMap<String, BTreeSet<String>>,
+                    a: &BTreeMap<String, BTreeSet<String>>| {
         let mut all = w.clone();
         for (k, v) in a {
             all.entry(k.clone()).or_default().extend(v.iter().cloned());
@@ -291,17 +293,14 @@ async fn every_metric_the_alerts_and_the_dashboard_use_is_exported_live() {
             .cloned()
             .collect()
     };
-    let mut all = BTreeMap::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let w = scrape(worker.addr).await;
-        let a = scrape(admin_addr).await;
-        all = exported(&w, &a);
+    let all = loop {
+        let all = exported(&scrape(worker.addr).await, &scrape(admin_addr).await);
         if missing(&all).is_empty() || tokio::time::Instant::now() > deadline {
-            break;
+            break all;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    };
     let _ = admin_stop.send(());
     worker.stop().await;
     schema.drop().await;
