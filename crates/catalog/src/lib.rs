@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use genq_artifacts::{ArtifactStore, LocalArtifacts};
 use genq_config::{Config, JobSettings, Protocol};
 use genq_core::{Job, Registry, RegistryError};
-use genq_jobkit::{MediaDeps, retry_policy};
+use genq_jobkit::{MediaDeps, RunSettings, retry_policy};
 use genq_media::ImageLimits;
 use genq_metrics::ProviderMetrics;
 use genq_providers::{KeyPool, OpenAiClient, ProviderConfig, ProviderError, TaskClient};
@@ -105,16 +105,16 @@ fn clients(cfg: &Config, deps: &CatalogDeps<'_>) -> Result<Clients, CatalogError
     Ok(out)
 }
 
-fn timeout(s: &JobSettings, default: Duration) -> Duration {
-    s.timeout_secs.map_or(default, Duration::from_secs)
-}
-
 fn poll(s: &JobSettings) -> Duration {
     Duration::from_millis(s.poll_interval_ms.unwrap_or(2000))
 }
 
-fn policy(s: &JobSettings) -> genq_core::RetryPolicy {
-    retry_policy(s.max_attempts, s.backoff_base_ms.map(Duration::from_millis))
+/// The run settings of a job type: its configured timeout (else `default`) and retries.
+fn run(s: &JobSettings, default: Duration) -> RunSettings {
+    RunSettings::new(
+        s.timeout_secs.map_or(default, Duration::from_secs),
+        retry_policy(s.max_attempts, s.backoff_base_ms.map(Duration::from_millis)),
+    )
 }
 
 fn model(s: &JobSettings, default: &str) -> String {
@@ -149,8 +149,7 @@ pub fn build(cfg: &Config, deps: &CatalogDeps<'_>) -> Result<Registry, CatalogEr
         r.register(GenerateReply::new(
             client.clone(),
             model(s, "gpt-4o-mini"),
-            timeout(s, Duration::from_secs(60)),
-            policy(s),
+            run(s, Duration::from_secs(60)),
         ))?;
         route::<GenerateReply>(&mut r, s)?;
     }
@@ -159,8 +158,7 @@ pub fn build(cfg: &Config, deps: &CatalogDeps<'_>) -> Result<Registry, CatalogEr
         r.register(GenerateImagePrompt::new(
             client.clone(),
             model(s, "gpt-4o-mini"),
-            timeout(s, Duration::from_secs(60)),
-            policy(s),
+            run(s, Duration::from_secs(60)),
         ))?;
         route::<GenerateImagePrompt>(&mut r, s)?;
     }
@@ -182,8 +180,7 @@ pub fn build(cfg: &Config, deps: &CatalogDeps<'_>) -> Result<Registry, CatalogEr
             provider,
             model(s, "gpt-image-1"),
             media.clone(),
-            timeout(s, Duration::from_secs(180)),
-            policy(s),
+            run(s, Duration::from_secs(180)),
         ))?;
         route::<GenerateImage>(&mut r, s)?;
     }
@@ -194,8 +191,7 @@ pub fn build(cfg: &Config, deps: &CatalogDeps<'_>) -> Result<Registry, CatalogEr
             model(s, "video-1"),
             media.clone(),
             poll(s),
-            timeout(s, Duration::from_secs(900)),
-            policy(s),
+            run(s, Duration::from_secs(900)),
         ))?;
         route::<GenerateVideo>(&mut r, s)?;
     }
@@ -206,8 +202,7 @@ pub fn build(cfg: &Config, deps: &CatalogDeps<'_>) -> Result<Registry, CatalogEr
             model(s, "faceswap-1"),
             media.clone(),
             poll(s),
-            timeout(s, Duration::from_secs(300)),
-            policy(s),
+            run(s, Duration::from_secs(300)),
         ))?;
         route::<FaceSwap>(&mut r, s)?;
     }
@@ -223,8 +218,7 @@ pub fn build(cfg: &Config, deps: &CatalogDeps<'_>) -> Result<Registry, CatalogEr
     r.register(Upscale::new(
         upscaler,
         media.clone(),
-        timeout(s, Duration::from_secs(300)),
-        policy(s),
+        run(s, Duration::from_secs(300)),
     ))?;
     route::<Upscale>(&mut r, s)?;
 

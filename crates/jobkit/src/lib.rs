@@ -139,6 +139,19 @@ pub fn retry_policy(max_attempts: Option<u32>, backoff_base: Option<Duration>) -
     }
 }
 
+/// How long one run may take and what each failure class gets (from configuration).
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    pub timeout: Duration,
+    pub policy: RetryPolicy,
+}
+
+impl RunSettings {
+    pub fn new(timeout: Duration, policy: RetryPolicy) -> Self {
+        Self { timeout, policy }
+    }
+}
+
 /// Cuts `text` to at most `max` characters (on a character boundary).
 pub fn truncate_chars(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {

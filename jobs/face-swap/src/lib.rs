@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use genq_core::{Job, JobContext, JobError, RetryPolicy};
-use genq_jobkit::{ImageOutput, MediaDeps, base64, load_input, run_task, store_image};
+use genq_jobkit::{ImageOutput, MediaDeps, RunSettings, base64, load_input, run_task, store_image};
 use genq_providers::{TaskClient, TaskKind};
 use serde::{Deserialize, Serialize};
 
@@ -22,8 +22,7 @@ pub struct FaceSwap {
     model: String,
     media: MediaDeps,
     poll_interval: Duration,
-    timeout: Duration,
-    policy: RetryPolicy,
+    run: RunSettings,
 }
 
 impl FaceSwap {
@@ -32,16 +31,14 @@ impl FaceSwap {
         model: impl Into<String>,
         media: MediaDeps,
         poll_interval: Duration,
-        timeout: Duration,
-        policy: RetryPolicy,
+        run: RunSettings,
     ) -> Self {
         Self {
             client,
             model: model.into(),
             media,
             poll_interval,
-            timeout,
-            policy,
+            run,
         }
     }
 }
@@ -53,11 +50,11 @@ impl Job for FaceSwap {
     const DEFAULT_QUEUE: &'static str = "img";
 
     fn timeout(&self) -> Duration {
-        self.timeout
+        self.run.timeout
     }
 
     fn retry_policy(&self) -> RetryPolicy {
-        self.policy.clone()
+        self.run.policy.clone()
     }
 
     async fn run(&self, p: FaceSwapRequest, ctx: JobContext) -> Result<ImageOutput, JobError> {

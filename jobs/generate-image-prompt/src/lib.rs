@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use genq_core::{Job, JobContext, JobError, RetryPolicy};
+use genq_jobkit::RunSettings;
 use genq_providers::{ChatMessage, OpenAiClient};
 use serde::{Deserialize, Serialize};
 
@@ -36,22 +37,15 @@ pub struct ImagePrompt {
 pub struct GenerateImagePrompt {
     client: OpenAiClient,
     model: String,
-    timeout: Duration,
-    policy: RetryPolicy,
+    run: RunSettings,
 }
 
 impl GenerateImagePrompt {
-    pub fn new(
-        client: OpenAiClient,
-        model: impl Into<String>,
-        timeout: Duration,
-        policy: RetryPolicy,
-    ) -> Self {
+    pub fn new(client: OpenAiClient, model: impl Into<String>, run: RunSettings) -> Self {
         Self {
             client,
             model: model.into(),
-            timeout,
-            policy,
+            run,
         }
     }
 }
@@ -71,11 +65,11 @@ impl Job for GenerateImagePrompt {
     const DEFAULT_QUEUE: &'static str = "text";
 
     fn timeout(&self) -> Duration {
-        self.timeout
+        self.run.timeout
     }
 
     fn retry_policy(&self) -> RetryPolicy {
-        self.policy.clone()
+        self.run.policy.clone()
     }
 
     fn validate(&self, p: &ImagePromptRequest) -> Result<(), JobError> {

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use genq_core::{Job, JobContext, JobError, RetryPolicy};
-use genq_jobkit::{ImageOutput, MediaDeps, run_task, store_image};
+use genq_jobkit::{ImageOutput, MediaDeps, RunSettings, run_task, store_image};
 use genq_providers::{OpenAiClient, TaskClient, TaskKind};
 use serde::{Deserialize, Serialize};
 
@@ -36,8 +36,7 @@ pub struct GenerateImage {
     provider: ImageProvider,
     model: String,
     media: MediaDeps,
-    timeout: Duration,
-    policy: RetryPolicy,
+    run: RunSettings,
 }
 
 impl GenerateImage {
@@ -45,15 +44,13 @@ impl GenerateImage {
         provider: ImageProvider,
         model: impl Into<String>,
         media: MediaDeps,
-        timeout: Duration,
-        policy: RetryPolicy,
+        run: RunSettings,
     ) -> Self {
         Self {
             provider,
             model: model.into(),
             media,
-            timeout,
-            policy,
+            run,
         }
     }
 }
@@ -65,11 +62,11 @@ impl Job for GenerateImage {
     const DEFAULT_QUEUE: &'static str = "img";
 
     fn timeout(&self) -> Duration {
-        self.timeout
+        self.run.timeout
     }
 
     fn retry_policy(&self) -> RetryPolicy {
-        self.policy.clone()
+        self.run.policy.clone()
     }
 
     fn validate(&self, p: &ImageRequest) -> Result<(), JobError> {

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use genq_core::{Job, JobContext, JobError, RetryPolicy};
+use genq_jobkit::RunSettings;
 use genq_providers::{ChatMessage, OpenAiClient};
 use serde::{Deserialize, Serialize};
 
@@ -28,22 +29,15 @@ pub struct Reply {
 pub struct GenerateReply {
     client: OpenAiClient,
     model: String,
-    timeout: Duration,
-    policy: RetryPolicy,
+    run: RunSettings,
 }
 
 impl GenerateReply {
-    pub fn new(
-        client: OpenAiClient,
-        model: impl Into<String>,
-        timeout: Duration,
-        policy: RetryPolicy,
-    ) -> Self {
+    pub fn new(client: OpenAiClient, model: impl Into<String>, run: RunSettings) -> Self {
         Self {
             client,
             model: model.into(),
-            timeout,
-            policy,
+            run,
         }
     }
 }
@@ -55,11 +49,11 @@ impl Job for GenerateReply {
     const DEFAULT_QUEUE: &'static str = "text";
 
     fn timeout(&self) -> Duration {
-        self.timeout
+        self.run.timeout
     }
 
     fn retry_policy(&self) -> RetryPolicy {
-        self.policy.clone()
+        self.run.policy.clone()
     }
 
     fn validate(&self, p: &ReplyRequest) -> Result<(), JobError> {

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use genq_artifacts::ArtifactRef;
 use genq_core::{Job, JobContext, JobError, RetryPolicy};
-use genq_jobkit::{MediaDeps, artifact_error, base64, load_input, media_error, run_task};
+use genq_jobkit::{
+    MediaDeps, RunSettings, artifact_error, base64, load_input, media_error, run_task,
+};
 use genq_media::TELEGRAM_FILE_LIMIT;
 use genq_providers::{TaskClient, TaskKind};
 use serde::{Deserialize, Serialize};
@@ -52,8 +54,7 @@ pub struct GenerateVideo {
     model: String,
     media: MediaDeps,
     poll_interval: Duration,
-    timeout: Duration,
-    policy: RetryPolicy,
+    run: RunSettings,
 }
 
 impl GenerateVideo {
@@ -62,16 +63,14 @@ impl GenerateVideo {
         model: impl Into<String>,
         media: MediaDeps,
         poll_interval: Duration,
-        timeout: Duration,
-        policy: RetryPolicy,
+        run: RunSettings,
     ) -> Self {
         Self {
             client,
             model: model.into(),
             media,
             poll_interval,
-            timeout,
-            policy,
+            run,
         }
     }
 
@@ -95,11 +94,11 @@ impl Job for GenerateVideo {
     const DEFAULT_QUEUE: &'static str = "video";
 
     fn timeout(&self) -> Duration {
-        self.timeout
+        self.run.timeout
     }
 
     fn retry_policy(&self) -> RetryPolicy {
-        self.policy.clone()
+        self.run.policy.clone()
     }
 
     fn validate(&self, p: &VideoRequest) -> Result<(), JobError> {

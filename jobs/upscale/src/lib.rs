@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use genq_core::{Job, JobContext, JobError, RetryPolicy};
-use genq_jobkit::{ImageOutput, MediaDeps, base64, load_input, media_error, run_task, store_image};
+use genq_jobkit::{
+    ImageOutput, MediaDeps, RunSettings, base64, load_input, media_error, run_task, store_image,
+};
 use genq_providers::{TaskClient, TaskKind};
 use serde::{Deserialize, Serialize};
 
@@ -31,22 +33,15 @@ pub enum Upscaler {
 pub struct Upscale {
     upscaler: Upscaler,
     media: MediaDeps,
-    timeout: Duration,
-    policy: RetryPolicy,
+    run: RunSettings,
 }
 
 impl Upscale {
-    pub fn new(
-        upscaler: Upscaler,
-        media: MediaDeps,
-        timeout: Duration,
-        policy: RetryPolicy,
-    ) -> Self {
+    pub fn new(upscaler: Upscaler, media: MediaDeps, run: RunSettings) -> Self {
         Self {
             upscaler,
             media,
-            timeout,
-            policy,
+            run,
         }
     }
 }
@@ -58,11 +53,11 @@ impl Job for Upscale {
     const DEFAULT_QUEUE: &'static str = "img";
 
     fn timeout(&self) -> Duration {
-        self.timeout
+        self.run.timeout
     }
 
     fn retry_policy(&self) -> RetryPolicy {
-        self.policy.clone()
+        self.run.policy.clone()
     }
 
     fn validate(&self, p: &UpscaleRequest) -> Result<(), JobError> {

@@ -8,8 +8,8 @@
 //!   at a fake provider), `WorkerMetrics`, `/metrics` by `genq_runtime::http::serve`;
 //!   it runs a probe that succeeds, one that fails once (a retry) and a
 //!   GenerateReply (a provider call), so every labelled series has a child;
-//! - the admin's router (`genq_admin_api::router`) on the same Redis prefix and a
-//!   PostgreSQL schema of its own, whose `/metrics` reads queues, workers, credits,
+//! - the admin (`genq_admin_api::serve`, built as the `admin` binary does) on the
+//!   same Redis prefix and a PostgreSQL schema of its own; its `/metrics` reads queues, workers, credits,
 //!   users and key cool-downs on each scrape.
 
 mod common;
@@ -188,7 +188,8 @@ impl Worker {
     }
 }
 
-/// The admin's router on a free port, on the worker's Redis prefix.
+/// The admin as the `admin` binary builds it, on a free port and the worker's
+/// Redis prefix.
 async fn start_admin(
     worker: &Worker,
     cfg: &genq_config::Config,
@@ -198,46 +199,27 @@ async fn start_admin(
         genq_store::Store::open(&genq_store::StoreConfig::new(&schema.url).schema(&schema.name))
             .await
             .expect("PostgreSQL (scripts/services.sh starts it)");
-    let provider_metrics =
-        genq_metrics::ProviderMetrics::new(&prometheus::Registry::new()).expect("metrics");
-    let keys = cfg
-        .providers
-        .iter()
-        .map(|(name, p)| {
-            genq_providers::KeyPool::new(
-                name,
-                &p.keys,
-                worker.queue.connection(),
-                &worker.queue.config().prefix,
-                provider_metrics.clone(),
-            )
-            .expect("key pool")
-        })
-        .collect();
-    let prom = prometheus::Registry::new();
-    let metrics = genq_admin_api::AdminMetrics::new(&prom).expect("admin metrics");
-    let state = genq_admin_api::AdminState {
-        queue: worker.queue.clone(),
-        client: worker.client.clone(),
-        store: Some(store),
-        keys,
-        token: Some("deploy-test-token".to_owned()),
-        metrics,
-        prom,
+    let deps = genq_catalog::CatalogDeps {
+        redis: worker.queue.connection(),
+        prefix: worker.queue.config().prefix.clone(),
+        metrics: &prometheus::Registry::new(),
     };
-    let (router, _openapi) = genq_admin_api::router(Arc::new(state));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
+    let keys = genq_catalog::key_pools(cfg, &deps).expect("key pools");
+    let state = genq_admin_api::AdminState::new(
+        worker.queue.clone(),
+        worker.client.clone(),
+        Some(store),
+        keys,
+        Some("deploy-test-token-0123456789".to_owned()),
+    )
+    .expect("admin state");
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await;
-    });
+    genq_admin_api::serve(addr, Arc::new(state), async move {
+        let _ = stopped.await;
+    })
+    .await
+    .expect("admin listens");
     (addr, stop)
 }
 
