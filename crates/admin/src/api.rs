@@ -421,7 +421,7 @@ async fn list_workers(State(state): S) -> ApiResult<serde_json::Value> {
         let workers = state.queue.workers(&q).await?;
         out.insert(
             q,
-            serde_json::to_value(workers).map_err(|e| ApiError::unavailable(e))?,
+            serde_json::to_value(workers).map_err(ApiError::unavailable)?,
         );
     }
     Ok(Json(serde_json::Value::Object(out)))

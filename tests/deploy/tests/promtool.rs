@@ -186,6 +186,7 @@ fn the_dashboard_uses_the_provisioned_datasource_and_is_laid_out() {
     );
     let mut ids = std::collections::BTreeSet::new();
     let mut rows = 0;
+    let mut cells = std::collections::BTreeMap::new();
     for p in d["panels"].as_array().expect("panels") {
         let title = p["title"].as_str().expect("title");
         assert!(
@@ -194,7 +195,15 @@ fn the_dashboard_uses_the_provisioned_datasource_and_is_laid_out() {
         );
         let pos = &p["gridPos"];
         let (x, w) = (pos["x"].as_u64().unwrap(), pos["w"].as_u64().unwrap());
+        let (y, h) = (pos["y"].as_u64().unwrap(), pos["h"].as_u64().unwrap());
         assert!(x + w <= 24, "panel '{title}' is wider than the grid");
+        for cx in x..x + w {
+            for cy in y..y + h {
+                if let Some(other) = cells.insert((cx, cy), title) {
+                    panic!("panels '{title}' and '{other}' overlap");
+                }
+            }
+        }
         if p["type"] == "row" {
             rows += 1;
             continue;
