@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Makes sure the local Redis (127.0.0.1:6379) and PostgreSQL (127.0.0.1:5432) that
 # genq runs on are up, starting them if installed and installing them (Debian) if
-# not; and that ffmpeg/ffprobe (video jobs) and promtool (tests/deploy checks the
-# Prometheus config and alerts with it) are installed.
+# not; and that ffmpeg/ffprobe (video jobs), Chromium and chromedriver (the admin
+# page's browser test) and promtool (tests/deploy checks the Prometheus config and
+# alerts with it) are installed.
 set -euo pipefail
 
 log() { printf '[services] %s\n' "$*" >&2; }
@@ -54,6 +55,13 @@ ensure_ffmpeg() {
   apt_install ffmpeg
 }
 
+# Headless Chromium and its WebDriver for the admin page's browser test
+# (crates/admin/tests/browser.rs).
+ensure_chromium() {
+  [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && return
+  apt_install chromium chromium-driver
+}
+
 # promtool comes with Debian's `prometheus` package, whose install would start a
 # Prometheus daemon on :9090 (the port the admin uses): policy-rc.d forbids starting
 # services during the install, and a daemon started anyway is stopped.
@@ -79,4 +87,5 @@ ensure_promtool() {
 ensure_redis
 ensure_postgres
 ensure_ffmpeg
+ensure_chromium
 ensure_promtool

@@ -236,13 +236,19 @@ async fn page_shows_a_dead_letter_and_retries_it() {
     registry.register(ProbeJob::new()).expect("register probe");
     let registry = Arc::new(registry);
 
+    // In a task of its own, so that a failure still reaches the clean-up below.
     let result = tokio::time::timeout(
         Duration::from_secs(120),
-        run(queue.clone(), registry.clone()),
+        tokio::spawn(run(queue.clone(), registry.clone())),
     )
     .await;
     genq_testkit::cleanup_prefix(&url, &prefix).await;
-    result.expect("the browser test took over 120 s");
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Ok(Err(e)) => panic!("the browser test's task failed: {e}"),
+        Err(_) => panic!("the browser test took over 120 s"),
+    }
 }
 
 async fn run(queue: RedisQueue, registry: Arc<Registry>) {
@@ -313,6 +319,17 @@ async fn drive(browser: &Client, page: &str, id: &str) -> Result<(), fantoccini:
         .await?
         .click()
         .await?;
+    // `loaded` is set at the end of a successful refresh, after the tables are filled.
+    wait_for("a successful refresh (body[data-loaded=yes])", || async {
+        match browser
+            .execute("return document.body.dataset.loaded || null", vec![])
+            .await
+        {
+            Ok(v) if v == json!("yes") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
     wait_for("dead = 1 for the default queue", || async {
         match queue_cell(browser, "dead").await {
             Some(t) if t == "1" => Ok(()),
@@ -320,12 +337,6 @@ async fn drive(browser: &Client, page: &str, id: &str) -> Result<(), fantoccini:
         }
     })
     .await;
-    assert_eq!(
-        browser
-            .execute("return document.body.dataset.loaded || null", vec![])
-            .await?,
-        json!("yes")
-    );
     let row = format!("#dead tr[data-job=\"{id}\"]");
     wait_for("the dead letter's row", || async {
         match text(browser, &row).await {
@@ -361,7 +372,13 @@ async fn drive(browser: &Client, page: &str, id: &str) -> Result<(), fantoccini:
         }
     })
     .await;
-    let status = text(browser, "#status").await.unwrap_or_default();
-    assert!(status.contains("queued again"), "#status = {status:?}");
+    let message = format!("job {id} is queued again");
+    wait_for("the retry's message in #status", || async {
+        match text(browser, "#status").await {
+            Some(t) if t == message => Ok(()),
+            other => Err(format!("#status = {other:?}")),
+        }
+    })
+    .await;
     Ok(())
 }
