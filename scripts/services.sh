@@ -87,5 +87,8 @@ ensure_promtool() {
 ensure_redis
 ensure_postgres
 ensure_ffmpeg
-ensure_chromium
-ensure_promtool
+# what only the tests need: `scripts/services.sh --test`
+if [ "${1:-}" = "--test" ]; then
+  ensure_chromium
+  ensure_promtool
+fi
