@@ -7,6 +7,10 @@
 //! - [`free_port`], [`wait_until`].
 //! - [`FakeProvider`]: a fake AI provider on 127.0.0.1 speaking both protocols of
 //!   `docs/PROVIDER-PROTOCOLS.md`, with scripted failures and call counters.
+//! - [`FakeTelegram`]: a fake Telegram Bot API server on 127.0.0.1 (what teloxide
+//!   calls), with scripted users, 429s, Telegram's limits, and a record of every call.
+//! - [`TestSchema`]: a PostgreSQL schema of the test's own; [`ChildProcess`]: a genq
+//!   binary under test, its stderr kept; [`http_get`].
 
 use std::{
     net::TcpListener,
@@ -16,10 +20,12 @@ use std::{
 };
 
 mod fake_provider;
+mod fake_telegram;
 
 pub use fake_provider::{
     DEFAULT_TASK_DURATION, FakeFailure, FakeProvider, MALFORMED_BODY, TaskErrorCode,
 };
+pub use fake_telegram::{CallbackAnswer, FakeTelegram, SentKind, SentMessage};
 
 /// The shared Redis tests use: `GENQ_TEST_REDIS_URL`, else 127.0.0.1:6379.
 pub fn redis_url() -> String {
