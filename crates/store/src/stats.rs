@@ -7,7 +7,7 @@ use sqlx::Row;
 
 use crate::{Store, StoreError};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct UserStats {
     pub total: i64,
     /// Users active on `today`.
@@ -17,7 +17,7 @@ pub struct UserStats {
     pub active_30d: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct NewUsers {
     pub day: NaiveDate,
     pub users: i64,
@@ -25,7 +25,7 @@ pub struct NewUsers {
 
 /// Of the users who signed up on `cohort_day`, how many were active exactly 1, 7
 /// and 30 days later.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct RetentionCohort {
     pub cohort_day: NaiveDate,
     pub size: i64,
@@ -34,7 +34,7 @@ pub struct RetentionCohort {
     pub d30: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct DailyJobs {
     pub day: NaiveDate,
     pub job_type: String,
@@ -59,22 +59,16 @@ impl Store {
     }
 
     pub async fn user_stats(&self, today: NaiveDate) -> Result<UserStats, StoreError> {
-        let row = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT (SELECT count(*) FROM users) AS total,
-                    count(DISTINCT user_id) FILTER (WHERE day = $1) AS d1,
-                    count(DISTINCT user_id) FILTER (WHERE day > $1 - 7) AS d7,
-                    count(DISTINCT user_id) AS d30
+                    count(DISTINCT user_id) FILTER (WHERE day = $1) AS active_1d,
+                    count(DISTINCT user_id) FILTER (WHERE day > $1 - 7) AS active_7d,
+                    count(DISTINCT user_id) AS active_30d
              FROM user_activity WHERE day > $1 - 30 AND day <= $1",
         )
         .bind(today)
         .fetch_one(self.pool())
-        .await?;
-        Ok(UserStats {
-            total: row.try_get("total")?,
-            active_1d: row.try_get("d1")?,
-            active_7d: row.try_get("d7")?,
-            active_30d: row.try_get("d30")?,
-        })
+        .await?)
     }
 
     pub async fn new_users_per_day(
@@ -82,7 +76,7 @@ impl Store {
         from: NaiveDate,
         to: NaiveDate,
     ) -> Result<Vec<NewUsers>, StoreError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT (created_at AT TIME ZONE 'UTC')::date AS day, count(*) AS users FROM users
              WHERE (created_at AT TIME ZONE 'UTC')::date BETWEEN $1 AND $2
              GROUP BY 1 ORDER BY 1",
@@ -90,16 +84,7 @@ impl Store {
         .bind(from)
         .bind(to)
         .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(NewUsers {
-                    day: r.try_get("day")?,
-                    users: r.try_get("users")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
+        .await?)
     }
 
     pub async fn retention(
@@ -107,7 +92,7 @@ impl Store {
         from: NaiveDate,
         to: NaiveDate,
     ) -> Result<Vec<RetentionCohort>, StoreError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "WITH cohort AS (
                  SELECT id, (created_at AT TIME ZONE 'UTC')::date AS day FROM users
                  WHERE (created_at AT TIME ZONE 'UTC')::date BETWEEN $1 AND $2)
@@ -120,19 +105,7 @@ impl Store {
         .bind(from)
         .bind(to)
         .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(RetentionCohort {
-                    cohort_day: r.try_get("cohort_day")?,
-                    size: r.try_get("size")?,
-                    d1: r.try_get("d1")?,
-                    d7: r.try_get("d7")?,
-                    d30: r.try_get("d30")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
+        .await?)
     }
 
     /// Jobs, credits charged and refunded per day, job type and status.
@@ -141,11 +114,11 @@ impl Store {
         from: NaiveDate,
         to: NaiveDate,
     ) -> Result<Vec<DailyJobs>, StoreError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT (j.created_at AT TIME ZONE 'UTC')::date AS day, j.job_type, j.status,
                     count(*) AS jobs,
-                    COALESCE(sum(-l.charged), 0)::BIGINT AS charged,
-                    COALESCE(sum(l.refunded), 0)::BIGINT AS refunded
+                    COALESCE(sum(-l.charged), 0)::BIGINT AS credits_charged,
+                    COALESCE(sum(l.refunded), 0)::BIGINT AS credits_refunded
              FROM jobs j
              LEFT JOIN LATERAL (
                  SELECT sum(amount) FILTER (WHERE kind = 'charge') AS charged,
@@ -157,19 +130,6 @@ impl Store {
         .bind(from)
         .bind(to)
         .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(DailyJobs {
-                    day: r.try_get("day")?,
-                    job_type: r.try_get("job_type")?,
-                    status: r.try_get("status")?,
-                    jobs: r.try_get("jobs")?,
-                    credits_charged: r.try_get("charged")?,
-                    credits_refunded: r.try_get("refunded")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
+        .await?)
     }
 }
