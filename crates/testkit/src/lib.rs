@@ -22,6 +22,25 @@ use std::{
 mod fake_provider;
 mod fake_telegram;
 
+/// Serves `app` on `listener` in a background task until the returned sender is
+/// dropped or fired (the fake servers stop when their handle drops).
+pub(crate) fn spawn_server(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    name: &'static str,
+) -> tokio::sync::oneshot::Sender<()> {
+    let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+            let _ = stopped.await;
+        });
+        if let Err(e) = serve.await {
+            tracing::warn!(error = %e, "{name}: server stopped with an error");
+        }
+    });
+    shutdown
+}
+
 pub use fake_provider::{
     DEFAULT_TASK_DURATION, FakeFailure, FakeProvider, MALFORMED_BODY, TaskErrorCode,
 };

@@ -75,15 +75,7 @@ impl FakeProvider {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::new(format!("http://{addr}")));
         let app = router(shared.clone());
-        let (shutdown, stopped) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
-                let _ = stopped.await;
-            });
-            if let Err(e) = serve.await {
-                tracing::warn!(error = %e, "fake provider: server stopped with an error");
-            }
-        });
+        let shutdown = crate::spawn_server(listener, app, "fake provider");
         tracing::info!(%addr, "fake provider listening");
         Ok(Self {
             shared,

@@ -110,15 +110,7 @@ impl FakeTelegram {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::new(token));
         let app = router(shared.clone());
-        let (shutdown, stopped) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
-                let _ = stopped.await;
-            });
-            if let Err(e) = serve.await {
-                tracing::warn!(error = %e, "fake Telegram: server stopped with an error");
-            }
-        });
+        let shutdown = crate::spawn_server(listener, app, "fake Telegram");
         tracing::info!(%addr, "fake Telegram listening");
         Ok(Self {
             shared,
