@@ -2,7 +2,8 @@
 //!
 //! - `genq` / `genq run`: the whole service in one process on local Redis and
 //!   PostgreSQL: every queue's worker (`/metrics` on :9100), the outbox relay and the
-//!   settler. Zero configuration. (The bot and admin join it as they land.)
+//!   settler, the admin on 127.0.0.1:9090, and the Telegram bot when `GENQ_BOT_TOKEN`
+//!   is set. Zero configuration.
 //! - `genq relay`, `genq settle`, `genq migrate`: the database seam on its own.
 //! - `genq push TYPE JSON`, `genq status ID`, `genq stats`, `genq cancel`, `genq pause`,
 //!   `genq resume`, `genq dead`, `genq retry-dead`: operate the queues.
@@ -75,6 +76,19 @@ struct RunArgs {
     /// Do not serve the admin in this process.
     #[arg(long)]
     no_admin: bool,
+    /// The Telegram bot token (@BotFather); without it the bot is not started.
+    #[arg(long = "bot-token", env = genq_telegram::TOKEN_ENV, hide_env_values = true)]
+    bot_token: Option<String>,
+    /// The Bot API's URL (a local Bot API server); Telegram's by default.
+    #[arg(long = "bot-api-url", env = "GENQ_BOT_API_URL")]
+    bot_api_url: Option<String>,
+    /// Where the bot's `/metrics` listens.
+    #[arg(
+        long = "bot-metrics-addr",
+        env = "GENQ_BOT_METRICS_ADDR",
+        default_value = "0.0.0.0:9101"
+    )]
+    bot_metrics_addr: std::net::SocketAddr,
 }
 
 #[derive(Debug, Subcommand)]
@@ -230,6 +244,37 @@ async fn start_admin(
 }
 
 /// Workers, the admin, and (unless `--no-database`) the relay and the settler, until SIGTERM.
+/// Serves the Telegram bot in this process when a token is set; otherwise says how
+/// to set one (everything else runs without it).
+async fn start_bot(
+    args: &RunArgs,
+    setup: &Setup,
+    store: Option<Store>,
+    stop: CancellationToken,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let Some(token) = args.bot_token.clone().filter(|t| !t.trim().is_empty()) else {
+        tracing::warn!("{}", genq_telegram::no_token_hint());
+        return Ok(None);
+    };
+    let Some(store) = store else {
+        tracing::warn!("the bot needs PostgreSQL: it is not started with --no-database");
+        return Ok(None);
+    };
+    let queue = connect(&args.worker.redis).await?;
+    let opts = genq_telegram::BotOptions {
+        config: setup.config.clone(),
+        routes: setup.routes.clone(),
+        token,
+        api_url: args.bot_api_url.clone(),
+        metrics_addr: Some(args.bot_metrics_addr),
+    };
+    Ok(Some(tokio::spawn(async move {
+        if let Err(e) = genq_telegram::run_bot(opts, queue, store, stop).await {
+            tracing::error!(error = %e, "the bot stopped with an error");
+        }
+    })))
+}
+
 async fn run_all(args: RunArgs, setup: Setup) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     let mut seam = Vec::new();
@@ -253,7 +298,10 @@ async fn run_all(args: RunArgs, setup: Setup) -> anyhow::Result<()> {
         }));
     }
     if !args.no_admin {
-        seam.push(start_admin(&args, &setup, store_for_admin, stop.clone()).await?);
+        seam.push(start_admin(&args, &setup, store_for_admin.clone(), stop.clone()).await?);
+    }
+    if let Some(bot) = start_bot(&args, &setup, store_for_admin, stop.clone()).await? {
+        seam.push(bot);
     }
     let schedules = genq_catalog::schedules(&setup.config)?;
     let build = genq_catalog::registry_builder(setup.config, setup.routes);

@@ -105,6 +105,19 @@ fn clients(cfg: &Config, deps: &CatalogDeps<'_>) -> Result<Clients, CatalogError
     Ok(out)
 }
 
+/// The client of the OpenAI-compatible provider that serves `job`'s chat (the bot
+/// transcribes voice messages with it); `None` when that job type has none.
+pub fn chat_client(
+    cfg: &Config,
+    deps: &CatalogDeps<'_>,
+    job: &JobSettings,
+) -> Result<Option<OpenAiClient>, CatalogError> {
+    let Some(name) = &job.provider else {
+        return Ok(None);
+    };
+    Ok(clients(cfg, deps)?.openai.remove(name))
+}
+
 fn poll(s: &JobSettings) -> Duration {
     Duration::from_millis(s.poll_interval_ms.unwrap_or(2000))
 }

@@ -40,6 +40,180 @@ pub struct Config {
     pub providers: BTreeMap<String, ProviderSection>,
     #[serde(default)]
     pub jobs: JobsSection,
+    #[serde(default)]
+    pub bot: BotConfig,
+}
+
+/// The Telegram bot (`[bot]`). The token is never in the file: `GENQ_BOT_TOKEN`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BotConfig {
+    /// Credits a new user gets on first contact.
+    #[serde(default = "default_welcome_credits")]
+    pub welcome_credits: i64,
+    /// Telegram user ids allowed to use `/admin`.
+    #[serde(default)]
+    pub admin_ids: Vec<i64>,
+    /// Paid requests a user may make per minute.
+    #[serde(default = "default_per_minute")]
+    pub requests_per_minute: u32,
+    /// Paid requests a user may make per hour.
+    #[serde(default = "default_per_hour")]
+    pub requests_per_hour: u32,
+    /// Jobs of one user queued or running at once.
+    #[serde(default = "default_max_concurrent")]
+    pub max_concurrent_jobs: u32,
+    /// Longest text message accepted, in characters.
+    #[serde(default = "default_max_text_chars")]
+    pub max_text_chars: usize,
+    /// Dialog messages sent with each reply request.
+    #[serde(default = "default_history")]
+    pub history_messages: i64,
+    /// The queue delivery jobs run on (served by the bot process).
+    #[serde(default = "default_delivery_queue")]
+    pub delivery_queue: String,
+    /// Delivery jobs the bot runs at once.
+    #[serde(default = "default_delivery_concurrency")]
+    pub delivery_concurrency: usize,
+    /// Seconds between edits of one status message.
+    #[serde(default = "default_status_edit_secs")]
+    pub status_edit_secs: u64,
+    /// Model voice messages are transcribed with (by generate_reply's provider).
+    #[serde(default = "default_transcription_model")]
+    pub transcription_model: String,
+    /// `polling` (default) or `webhook`.
+    #[serde(default)]
+    pub mode: BotMode,
+    /// Webhook mode: the public HTTPS URL Telegram posts updates to.
+    pub webhook_url: Option<String>,
+    /// Webhook mode: where the bot's axum server listens.
+    #[serde(default = "default_webhook_addr")]
+    pub webhook_addr: String,
+}
+
+/// How the bot receives updates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BotMode {
+    #[default]
+    Polling,
+    Webhook,
+}
+
+fn default_welcome_credits() -> i64 {
+    30
+}
+fn default_per_minute() -> u32 {
+    5
+}
+fn default_per_hour() -> u32 {
+    20
+}
+fn default_max_concurrent() -> u32 {
+    5
+}
+fn default_max_text_chars() -> usize {
+    2000
+}
+fn default_history() -> i64 {
+    20
+}
+fn default_delivery_queue() -> String {
+    "delivery".to_owned()
+}
+fn default_delivery_concurrency() -> usize {
+    50
+}
+fn default_status_edit_secs() -> u64 {
+    3
+}
+fn default_transcription_model() -> String {
+    "whisper-1".to_owned()
+}
+fn default_webhook_addr() -> String {
+    "0.0.0.0:8443".to_owned()
+}
+
+impl Default for BotConfig {
+    fn default() -> Self {
+        Self {
+            welcome_credits: default_welcome_credits(),
+            admin_ids: Vec::new(),
+            requests_per_minute: default_per_minute(),
+            requests_per_hour: default_per_hour(),
+            max_concurrent_jobs: default_max_concurrent(),
+            max_text_chars: default_max_text_chars(),
+            history_messages: default_history(),
+            delivery_queue: default_delivery_queue(),
+            delivery_concurrency: default_delivery_concurrency(),
+            status_edit_secs: default_status_edit_secs(),
+            transcription_model: default_transcription_model(),
+            mode: BotMode::default(),
+            webhook_url: None,
+            webhook_addr: default_webhook_addr(),
+        }
+    }
+}
+
+impl BotConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.welcome_credits < 0 {
+            return Err(invalid("bot.welcome_credits", "must not be negative"));
+        }
+        for (name, v) in [
+            ("bot.requests_per_minute", self.requests_per_minute),
+            ("bot.requests_per_hour", self.requests_per_hour),
+            ("bot.max_concurrent_jobs", self.max_concurrent_jobs),
+        ] {
+            if v == 0 {
+                return Err(invalid(name, "must be at least 1"));
+            }
+        }
+        if self.requests_per_hour < self.requests_per_minute {
+            return Err(invalid(
+                "bot.requests_per_hour",
+                "must be at least bot.requests_per_minute",
+            ));
+        }
+        if !(1..=4000).contains(&self.max_text_chars) {
+            return Err(invalid("bot.max_text_chars", "must be 1-4000"));
+        }
+        if !(1..=200).contains(&self.history_messages) {
+            return Err(invalid("bot.history_messages", "must be 1-200"));
+        }
+        genq_core::validate_queue_name(&self.delivery_queue)
+            .map_err(|e| invalid("bot.delivery_queue", e.to_string()))?;
+        if self.delivery_concurrency == 0 {
+            return Err(invalid("bot.delivery_concurrency", "must be at least 1"));
+        }
+        if self.mode == BotMode::Webhook {
+            match &self.webhook_url {
+                Some(u) if u.starts_with("https://") || u.starts_with("http://") => {}
+                Some(u) => {
+                    return Err(invalid(
+                        "bot.webhook_url",
+                        format!("'{u}' must be an http(s) URL"),
+                    ));
+                }
+                None => {
+                    return Err(invalid(
+                        "bot.webhook_url",
+                        "is required when bot.mode = \"webhook\"",
+                    ));
+                }
+            }
+        }
+        if self.webhook_addr.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid(
+                "bot.webhook_addr",
+                format!(
+                    "'{}' is not an address like 0.0.0.0:8443",
+                    self.webhook_addr
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -337,7 +511,7 @@ impl Config {
         if self.artifacts.max_input_mb == 0 {
             return Err(invalid("artifacts.max_input_mb", "must be at least 1"));
         }
-        Ok(())
+        self.bot.validate()
     }
 
     fn validate_common(&self, at: &str, s: &JobSettings) -> Result<(), ConfigError> {

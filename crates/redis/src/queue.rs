@@ -400,6 +400,26 @@ impl RedisQueue {
         Ok(None)
     }
 
+    /// How many ready jobs will run before `id` (ready is LPUSHed and RPOPed, so the
+    /// jobs ahead are those nearer the tail); `None` when `id` is not waiting in
+    /// `ready`. Scans at most the 10,000 newest entries.
+    pub async fn jobs_ahead(&self, queue: &str, id: &str) -> Result<Option<u64>, QueueError> {
+        validate_queue_name(queue)?;
+        let key = format!("{}:ready", self.base_key(queue));
+        let mut c = self.conn.clone();
+        let (pos, len): (Option<u64>, u64) = redis::pipe()
+            .cmd("LPOS")
+            .arg(&key)
+            .arg(id)
+            .arg("MAXLEN")
+            .arg(10_000)
+            .cmd("LLEN")
+            .arg(&key)
+            .query_async(&mut c)
+            .await?;
+        Ok(pos.map(|p| len.saturating_sub(p + 1)))
+    }
+
     /// Cancels a queued or scheduled job at once; asks the worker of a running one to stop it.
     pub async fn cancel(&self, queue: &str, id: &str) -> Result<CancelOutcome, QueueError> {
         validate_queue_name(queue)?;

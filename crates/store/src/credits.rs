@@ -59,6 +59,21 @@ impl PaidJob {
 }
 
 impl Store {
+    /// The id of the user's job placed under `key`, if any (a double tap finds it).
+    pub async fn job_by_idempotency_key(
+        &self,
+        user_id: i64,
+        key: &str,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT id FROM jobs WHERE user_id = $1 AND idempotency_key = $2")
+                .bind(user_id)
+                .bind(key)
+                .fetch_optional(self.pool())
+                .await?,
+        )
+    }
+
     /// Records a paid job and charges for it, atomically: under the user's row lock,
     /// checks the idempotency key (an existing job is returned, nothing charged) and
     /// the balance, then writes the job, the charge and an outbox entry (which the

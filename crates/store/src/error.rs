@@ -9,6 +9,9 @@ pub enum StoreError {
     UnknownPersona(i64),
     #[error("no dialog {0}")]
     UnknownDialog(i64),
+    /// A job id the store has no row for (e.g. the parent of a follow-up).
+    #[error("no job {0}")]
+    UnknownJob(String),
     #[error("invalid request: {0}")]
     Invalid(String),
     #[error("invalid configuration: {0}")]

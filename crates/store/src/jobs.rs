@@ -1,11 +1,40 @@
 //! Job history, and settling final outcomes (with the refund, at most once).
 
 use chrono::{DateTime, Utc};
-use genq_core::{CompletionEvent, JobStatus};
+use genq_core::{CompletionEvent, JobStatus, validate_queue_name};
 use serde::Serialize;
-use sqlx::Row;
+use sqlx::{Postgres, Row, Transaction};
 
 use crate::{Store, StoreError};
+
+/// Refunds a job's charge (its price, to its user) unless it was refunded before or
+/// cost nothing; returns the credits given back. The unique index on refunds makes
+/// this at most once per job, whoever calls it and however often.
+async fn refund_job(
+    tx: &mut Transaction<'_, Postgres>,
+    job_id: &str,
+    reason: &str,
+) -> Result<i64, sqlx::Error> {
+    let row = sqlx::query(
+        "INSERT INTO credit_ledger (user_id, job_id, kind, amount, reason)
+         SELECT user_id, id, 'refund', price, $2 FROM jobs WHERE id = $1 AND price > 0
+         ON CONFLICT (job_id) WHERE kind = 'refund' DO NOTHING
+         RETURNING user_id, amount",
+    )
+    .bind(job_id)
+    .bind(reason)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else { return Ok(0) };
+    let user_id: i64 = row.try_get("user_id")?;
+    let amount: i64 = row.try_get("amount")?;
+    sqlx::query("UPDATE users SET credits = credits + $2 WHERE id = $1")
+        .bind(user_id)
+        .bind(amount)
+        .execute(&mut **tx)
+        .await?;
+    Ok(amount)
+}
 
 /// A job as the database remembers it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -25,6 +54,18 @@ pub struct JobRecord {
     pub created_at: DateTime<Utc>,
     pub pushed_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// For a follow-up job: the job whose charge paid for it (see [`Store::record_follow_up`]).
+    pub parent_id: Option<String>,
+}
+
+/// A job still open (queued, running or awaiting approval), e.g. for `/cancel`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OpenJob {
+    pub id: String,
+    pub queue: String,
+    pub job_type: String,
+    /// What the job was charged (0 for a free job or a follow-up).
+    pub price: i64,
 }
 
 /// What settling an outcome did.
@@ -62,6 +103,7 @@ impl Store {
             created_at: r.try_get("created_at")?,
             pushed_at: r.try_get("pushed_at")?,
             finished_at: r.try_get("finished_at")?,
+            parent_id: r.try_get("parent_id")?,
         }))
     }
 
@@ -81,6 +123,11 @@ impl Store {
     /// the same transaction, at most once: the first settle moves the job to its final
     /// status (later ones find it final and change nothing), and a unique index allows
     /// one refund per job whatever else happens.
+    ///
+    /// A failed or cancelled follow-up job (one with a parent, see
+    /// [`Store::record_follow_up`]) also refunds its parent's charge, under the same
+    /// rules: once, and not at all if the parent was refunded already.
+    /// `Settled::Recorded { refunded }` counts both refunds.
     pub async fn settle(&self, event: &CompletionEvent) -> Result<Settled, StoreError> {
         if !event.status.is_final() {
             return Err(StoreError::Invalid(format!(
@@ -93,7 +140,7 @@ impl Store {
             "UPDATE jobs SET status = $2, attempts = GREATEST(attempts, $3), error_class = $4,
                              error = $5, finished_at = now()
              WHERE id = $1 AND status NOT IN ('succeeded', 'failed', 'cancelled')
-             RETURNING user_id, price",
+             RETURNING parent_id",
         )
         .bind(&event.job_id)
         .bind(event.status.as_str())
@@ -114,34 +161,93 @@ impl Store {
                 Settled::NotTracked
             });
         };
-        let user_id: i64 = row.try_get("user_id")?;
-        let price: i64 = row.try_get("price")?;
+        let parent_id: Option<String> = row.try_get("parent_id")?;
         let mut refunded = 0;
-        if price > 0 && matches!(event.status, JobStatus::Failed | JobStatus::Cancelled) {
+        if matches!(event.status, JobStatus::Failed | JobStatus::Cancelled) {
             let reason = format!("job {} {}", event.job_id, event.status);
-            let inserted = sqlx::query(
-                "INSERT INTO credit_ledger (user_id, job_id, kind, amount, reason)
-                 VALUES ($1, $2, 'refund', $3, $4)
-                 ON CONFLICT (job_id) WHERE kind = 'refund' DO NOTHING",
-            )
-            .bind(user_id)
-            .bind(&event.job_id)
-            .bind(price)
-            .bind(reason)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if inserted == 1 {
-                sqlx::query("UPDATE users SET credits = credits + $2 WHERE id = $1")
-                    .bind(user_id)
-                    .bind(price)
-                    .execute(&mut *tx)
-                    .await?;
-                refunded = price;
+            refunded += refund_job(&mut tx, &event.job_id, &reason).await?;
+            if let Some(parent_id) = parent_id {
+                let reason = format!("follow-up job {} {}", event.job_id, event.status);
+                refunded += refund_job(&mut tx, &parent_id, &reason).await?;
             }
         }
         tx.commit().await?;
         Ok(Settled::Recorded { refunded })
+    }
+
+    /// Records a follow-up job that a running job (`parent_id`) pushed to Redis
+    /// itself, e.g. GenerateImage after GenerateImagePrompt: the child belongs to the
+    /// parent's user, costs nothing (its credit was charged on the parent), is
+    /// `queued` and already pushed (`pushed_at` is now, so the settler's sweep covers
+    /// it). Returns `true` when the row was inserted, `false` when a job with
+    /// `child_id` was already recorded. A parent the store does not know is
+    /// [`StoreError::UnknownJob`].
+    pub async fn record_follow_up(
+        &self,
+        parent_id: &str,
+        child_id: &str,
+        job_type: &str,
+        queue: &str,
+        payload: &serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        if child_id.is_empty() || child_id == parent_id {
+            return Err(StoreError::Invalid(format!(
+                "follow-up job id '{child_id}' must be non-empty and differ from its parent's"
+            )));
+        }
+        if job_type.is_empty() || job_type.len() > 64 {
+            return Err(StoreError::Invalid(format!(
+                "job type '{job_type}' must be 1-64 characters"
+            )));
+        }
+        validate_queue_name(queue).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let mut tx = self.pool().begin().await?;
+        let parent_user: Option<i64> = sqlx::query_scalar("SELECT user_id FROM jobs WHERE id = $1")
+            .bind(parent_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(user_id) = parent_user else {
+            return Err(StoreError::UnknownJob(parent_id.to_owned()));
+        };
+        let inserted = sqlx::query(
+            "INSERT INTO jobs (id, user_id, job_type, queue, payload, status, price, parent_id, pushed_at)
+             VALUES ($1, $2, $3, $4, $5, 'queued', 0, $6, now())
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(child_id)
+        .bind(user_id)
+        .bind(job_type)
+        .bind(queue)
+        .bind(payload)
+        .bind(parent_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(inserted == 1)
+    }
+
+    /// A user's open jobs (queued, running or awaiting approval), oldest first.
+    pub async fn open_jobs_of_user(&self, user_id: i64) -> Result<Vec<OpenJob>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, queue, job_type, price FROM jobs
+             WHERE user_id = $1 AND status IN ('queued', 'running', 'awaiting_approval')
+             ORDER BY created_at, id",
+        )
+        .bind(user_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OpenJob {
+                    id: r.try_get("id")?,
+                    queue: r.try_get("queue")?,
+                    job_type: r.try_get("job_type")?,
+                    price: r.try_get("price")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
     }
 
     /// Jobs still open (queued or running) that were pushed before `before`: the

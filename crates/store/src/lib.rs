@@ -3,7 +3,9 @@
 //!
 //! The money rule: a job's charge is written in the same transaction as the job row
 //! and its outbox entry, under the user's row lock and keyed by an idempotency key;
-//! a failed or cancelled job is refunded at most once (a unique index says so).
+//! a failed or cancelled job is refunded at most once (a unique index says so). A
+//! follow-up job rides on its parent's charge: when it fails, the parent is refunded
+//! (still at most once).
 //! See ARCHITECTURE.md, "Credits".
 
 mod args;
@@ -26,7 +28,7 @@ pub use args::DatabaseArgs;
 pub use credits::{Charged, PaidJob};
 pub use dialogs::{Dialog, Message, Persona, Role};
 pub use error::StoreError;
-pub use jobs::{JobRecord, Settled};
+pub use jobs::{JobRecord, OpenJob, Settled};
 pub use outbox::{OutboxBatch, OutboxJob};
 pub use stats::{DailyJobs, NewUsers, RetentionCohort, UserStats};
 pub use users::User;

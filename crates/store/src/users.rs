@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::{Executor, Postgres, Row};
+use sqlx::{Executor, Postgres, Row, Transaction};
 
 use crate::{Store, StoreError};
 
@@ -42,28 +42,86 @@ where
     Ok(())
 }
 
+fn validate_language(language: &str) -> Result<(), StoreError> {
+    if language.is_empty() || language.len() > 16 {
+        return Err(StoreError::Invalid(format!(
+            "language code '{language}' must be 1-16 characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Inserts the user or marks them seen (and updates their language); `true` when
+/// this statement inserted the row. Of concurrent first contacts exactly one inserts:
+/// the others wait on the unique index and take the update path.
+async fn upsert_seen(
+    tx: &mut Transaction<'_, Postgres>,
+    telegram_id: i64,
+    language: &str,
+) -> Result<(User, bool), sqlx::Error> {
+    let row = sqlx::query(
+        "INSERT INTO users (telegram_id, language) VALUES ($1, $2)
+         ON CONFLICT (telegram_id) DO UPDATE SET last_seen_at = now(), language = EXCLUDED.language
+         RETURNING *, (xmax = 0) AS inserted",
+    )
+    .bind(telegram_id)
+    .bind(language)
+    .fetch_one(&mut **tx)
+    .await?;
+    let user = user_from_row(&row)?;
+    let inserted: bool = row.try_get("inserted")?;
+    record_activity(&mut **tx, user.id).await?;
+    Ok((user, inserted))
+}
+
 impl Store {
     /// The user with this Telegram id, created on first sight; marks them seen and active today.
     pub async fn upsert_user(&self, telegram_id: i64, language: &str) -> Result<User, StoreError> {
-        if language.is_empty() || language.len() > 16 {
+        validate_language(language)?;
+        let mut tx = self.pool().begin().await?;
+        let (user, _) = upsert_seen(&mut tx, telegram_id, language).await?;
+        tx.commit().await?;
+        Ok(user)
+    }
+
+    /// Like [`Store::upsert_user`], and a user seen for the first time also gets
+    /// `welcome_credits` (a `grant` ledger entry with reason `welcome` and the
+    /// balance, in the same transaction as the insert). Returns the user with their
+    /// current balance and `true` when this call created them. Concurrent first
+    /// contacts grant once: only the call whose insert won the unique index grants.
+    pub async fn welcome_user(
+        &self,
+        telegram_id: i64,
+        language: &str,
+        welcome_credits: i64,
+    ) -> Result<(User, bool), StoreError> {
+        validate_language(language)?;
+        if welcome_credits < 0 {
             return Err(StoreError::Invalid(format!(
-                "language code '{language}' must be 1-16 characters"
+                "welcome credits must not be negative, got {welcome_credits}"
             )));
         }
         let mut tx = self.pool().begin().await?;
-        let row = sqlx::query(
-            "INSERT INTO users (telegram_id, language) VALUES ($1, $2)
-             ON CONFLICT (telegram_id) DO UPDATE SET last_seen_at = now(), language = EXCLUDED.language
-             RETURNING *",
-        )
-        .bind(telegram_id)
-        .bind(language)
-        .fetch_one(&mut *tx)
-        .await?;
-        let user = user_from_row(&row)?;
-        record_activity(&mut *tx, user.id).await?;
+        let (mut user, inserted) = upsert_seen(&mut tx, telegram_id, language).await?;
+        if inserted && welcome_credits > 0 {
+            sqlx::query(
+                "INSERT INTO credit_ledger (user_id, kind, amount, reason)
+                 VALUES ($1, 'grant', $2, 'welcome')",
+            )
+            .bind(user.id)
+            .bind(welcome_credits)
+            .execute(&mut *tx)
+            .await?;
+            user.credits = sqlx::query_scalar(
+                "UPDATE users SET credits = credits + $2 WHERE id = $1 RETURNING credits",
+            )
+            .bind(user.id)
+            .bind(welcome_credits)
+            .fetch_one(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
-        Ok(user)
+        Ok((user, inserted))
     }
 
     pub async fn user(&self, user_id: i64) -> Result<User, StoreError> {

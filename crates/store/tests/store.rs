@@ -281,6 +281,7 @@ async fn bad_requests_get_clear_errors() {
 async fn dialog_memory_keeps_several_dialogs_and_the_last_n_messages() {
     let (store, schema) = open("dialogs").await;
     let user = store.upsert_user(1005, "en").await.unwrap();
+    let seeded = store.personas().await.unwrap().len();
     let anna = store
         .upsert_persona(
             "Anna",
@@ -294,7 +295,11 @@ async fn dialog_memory_keeps_several_dialogs_and_the_last_n_messages() {
         .upsert_persona("Max", "You are Max, a pilot.", "Ready for take-off?", "")
         .await
         .unwrap();
-    assert_eq!(store.personas().await.unwrap().len(), 2);
+    assert_eq!(
+        store.personas().await.unwrap().len(),
+        seeded + 2,
+        "the migration's default personas and the two new ones"
+    );
 
     let first = store.new_dialog(user.id, anna.id).await.unwrap();
     for i in 0..10 {

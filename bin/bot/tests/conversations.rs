@@ -1,0 +1,438 @@
+//! Scripted conversations: the real `bot` and a real worker against the fake
+//! Telegram server, the fake provider, real Redis and real PostgreSQL.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Options, Stack, WAIT, button, buttons, is_text, text};
+use genq_testkit::{FakeFailure, SentKind};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_gets_a_reply_with_typing_stored_in_the_dialog_and_charged() {
+    let stack = Stack::start("bot_text", Options::default()).await;
+    let chat = 1001;
+    stack.start_dialog(chat).await;
+    let user = stack.user(chat).await;
+    assert_eq!(user.credits, 100, "welcome credits");
+    let start = stack.tg.sent(chat);
+    assert!(
+        start[0].text.as_deref().unwrap_or_default().contains("100"),
+        "the greeting mentions the welcome credits: {:?}",
+        start[0].text
+    );
+    assert!(buttons(&start[0]).len() >= 3, "three default personas");
+
+    let before = stack.sent_count(chat);
+    stack.tg.user_sends_text(chat, chat, "hello there");
+    let reply = stack
+        .wait_sent(chat, before, |m| {
+            m.kind == SentKind::Text && m.text.as_deref() == Some("Echo: hello there")
+        })
+        .await;
+    assert!(
+        stack.tg.chat_actions(chat).iter().any(|a| a == "typing"),
+        "a typing action while it runs"
+    );
+    assert!(
+        button(&reply, "pic:").len() > 4,
+        "a Picture button under the reply"
+    );
+    stack.wait_balance(user.id, 99).await;
+    let dialog = stack
+        .store
+        .active_dialog(user.id)
+        .await
+        .unwrap()
+        .expect("active dialog");
+    let stored = wait_for_messages(&stack, dialog.id, 2).await;
+    assert_eq!(stored[0].content, "hello there");
+    assert_eq!(stored[1].content, "Echo: hello there");
+
+    // the history goes with the next request
+    let before = stack.sent_count(chat);
+    stack.tg.user_sends_text(chat, chat, "and again");
+    stack
+        .wait_sent(chat, before, |m| {
+            m.text.as_deref() == Some("Echo: and again")
+        })
+        .await;
+    stack.wait_balance(user.id, 98).await;
+    stack.finish().await;
+}
+
+async fn wait_for_messages(stack: &Stack, dialog: i64, n: usize) -> Vec<genq_store::Message> {
+    genq_testkit::wait_until(WAIT, || async {
+        let m = stack.store.last_messages(dialog, 50).await.ok()?;
+        (m.len() >= n).then_some(m)
+    })
+    .await
+    .expect("messages stored")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_picture_button_sends_a_photo_captioned_with_its_prompt() {
+    let stack = Stack::start("bot_picture", Options::default()).await;
+    let chat = 1002;
+    stack.start_dialog(chat).await;
+    let user = stack.user(chat).await;
+    let before = stack.sent_count(chat);
+    stack
+        .tg
+        .user_sends_text(chat, chat, "a walk on the beach at sunset");
+    let reply = stack
+        .wait_sent(chat, before, |m| {
+            !buttons(m).is_empty() && m.kind == SentKind::Text
+        })
+        .await;
+    let before = stack.sent_count(chat);
+    stack
+        .tg
+        .user_presses_button(chat, chat, reply.message_id, &button(&reply, "pic:"));
+    let status = stack
+        .wait_sent(chat, before, |m| m.kind == SentKind::Text)
+        .await;
+    assert!(
+        button(&status, "cx:").len() > 3,
+        "the status message has a Cancel button"
+    );
+    let photo = stack
+        .wait_sent(chat, before, |m| m.kind == SentKind::Photo)
+        .await;
+    let caption = photo.text.clone().unwrap_or_default();
+    assert!(!caption.is_empty(), "the prompt is the caption");
+    assert!(caption.chars().count() <= 1024);
+    stack
+        .wait_text(chat, status.message_id, |t| t == text("status.done", &[]))
+        .await;
+    // reply 1 + picture 3
+    stack.wait_balance(user.id, 96).await;
+    assert_eq!(stack.ledger(user.id, "charge").await, vec![-1, -3]);
+    stack.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_photo_can_be_upscaled_and_face_swapped() {
+    let stack = Stack::start("bot_photo", Options::default()).await;
+    let chat = 1003;
+    let menu = stack.send_photo(chat).await;
+    let user = stack.user(chat).await;
+    let labels: Vec<String> = buttons(&menu).into_iter().map(|(t, _)| t).collect();
+    assert!(
+        labels.iter().all(|l| l.chars().any(|c| c.is_ascii_digit())),
+        "every paid button shows its price: {labels:?}"
+    );
+
+    let before = stack.sent_count(chat);
+    stack
+        .tg
+        .user_presses_button(chat, chat, menu.message_id, &button(&menu, "up2:"));
+    stack
+        .wait_sent(chat, before, |m| {
+            matches!(m.kind, SentKind::Photo | SentKind::Document)
+        })
+        .await;
+    stack.wait_balance(user.id, 98).await;
+
+    let before = stack.sent_count(chat);
+    stack
+        .tg
+        .user_presses_button(chat, chat, menu.message_id, &button(&menu, "fs:"));
+    stack
+        .wait_sent(chat, before, |m| m.kind == SentKind::Text)
+        .await;
+    let before = stack.sent_count(chat);
+    stack
+        .tg
+        .user_sends_photo(chat, chat, common::png(40, 40), 40, 40);
+    stack
+        .wait_sent(chat, before, |m| {
+            matches!(m.kind, SentKind::Photo | SentKind::Document)
+        })
+        .await;
+    stack.wait_balance(user.id, 95).await;
+    assert_eq!(stack.jobs_of(user.id, "face_swap").await, 1);
+    stack.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_videos_arrive_as_three_messages_and_three_charges() {
+    let stack = Stack::start("bot_videos", Options::default()).await;
+    let chat = 1004;
+    let menu = stack.send_photo(chat).await;
+    let user = stack.user(chat).await;
+    let before = stack.sent_count(chat);
+    stack
+        .tg
+        .user_presses_button(chat, chat, menu.message_id, &button(&menu, "an:"));
+    let styles = stack
+        .wait_sent(chat, before, |m| !buttons(m).is_empty())
+        .await;
+    let before = stack.sent_count(chat);
+    stack.tg.user_presses_button(
+        chat,
+        chat,
+        styles.message_id,
+        &button(&styles, "st:")
+            .replace(":own", ":ugc")
+            .replace(":ad", ":ugc"),
+    );
+    let counts = stack
+        .wait_sent(chat, before, |m| {
+            buttons(m).iter().any(|(_, d)| d.starts_with("n:"))
+        })
+        .await;
+    let three = buttons(&counts)
+        .into_iter()
+        .find(|(_, d)| d.ends_with(":3"))
+        .expect("a 3-videos button");
+    assert!(three.0.contains("30"), "the price of three: {}", three.0);
+    let before = stack.sent_count(chat);
+    stack
+        .tg
+        .user_presses_button(chat, chat, counts.message_id, &three.1);
+    let videos = genq_testkit::wait_until(WAIT, || {
+        let v: Vec<_> = stack
+            .tg
+            .sent(chat)
+            .into_iter()
+            .skip(before)
+            .filter(|m| m.kind == SentKind::Video)
+            .collect();
+        async move { (v.len() >= 3).then_some(v) }
+    })
+    .await
+    .expect("three videos");
+    assert_eq!(videos.len(), 3);
+    stack.wait_balance(user.id, 70).await;
+    assert_eq!(stack.ledger(user.id, "charge").await, vec![-10, -10, -10]);
+    assert_eq!(stack.jobs_of(user.id, "generate_video").await, 3);
+    stack.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_refusal_refunds_and_says_so() {
+    let stack = Stack::start("bot_policy", Options::default()).await;
+    let chat = 1005;
+    let menu = stack.send_photo(chat).await;
+    let user = stack.user(chat).await;
+    stack.provider.fail_next(1, FakeFailure::ContentPolicy);
+    let before = stack.sent_count(chat);
+    stack
+        .tg
+        .user_presses_button(chat, chat, menu.message_id, &button(&menu, "up4:"));
+    let status = stack
+        .wait_sent(chat, before, |m| m.kind == SentKind::Text)
+        .await;
+    let said = stack
+        .wait_text(chat, status.message_id, |t| {
+            is_text(t, "fail.user_violation")
+        })
+        .await;
+    let refund = text("refund.returned", &[("credits", &2)]);
+    assert!(said.ends_with(&refund), "the refund is mentioned: {said}");
+    stack.wait_balance(user.id, 100).await;
+    assert_eq!(stack.ledger(user.id, "refund").await, vec![2]);
+    stack.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_double_tapped_button_charges_once() {
+    let stack = Stack::start("bot_double", Options::default()).await;
+    let chat = 1006;
+    let menu = stack.send_photo(chat).await;
+    let user = stack.user(chat).await;
+    let data = button(&menu, "up2:");
+    stack
+        .tg
+        .user_presses_button(chat, chat, menu.message_id, &data);
+    stack
+        .tg
+        .user_presses_button(chat, chat, menu.message_id, &data);
+    stack
+        .wait_sent(chat, 0, |m| {
+            matches!(m.kind, SentKind::Photo | SentKind::Document)
+        })
+        .await;
+    let answers = genq_testkit::wait_until(WAIT, || {
+        let a = stack.tg.callback_answers();
+        async move { (a.len() >= 2).then_some(a) }
+    })
+    .await
+    .expect("both taps answered");
+    assert!(
+        answers
+            .iter()
+            .any(|a| a.text.as_deref() == Some(text("err.already_taken", &[]).as_str())),
+        "the second tap is told it is already taken: {answers:?}"
+    );
+    stack.wait_balance(user.id, 98).await;
+    assert_eq!(stack.ledger(user.id, "charge").await, vec![-2]);
+    assert_eq!(stack.jobs_of(user.id, "upscale").await, 1);
+    stack.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rate_limit_answers_with_when_to_come_back() {
+    let opts = Options {
+        per_minute: 2,
+        ..Options::default()
+    };
+    let stack = Stack::start("bot_rate", opts).await;
+    let chat = 1007;
+    stack.start_dialog(chat).await;
+    let user = stack.user(chat).await;
+    for text in ["one", "two"] {
+        let before = stack.sent_count(chat);
+        stack.tg.user_sends_text(chat, chat, text);
+        let expected = format!("Echo: {text}");
+        stack
+            .wait_sent(chat, before, |m| {
+                m.text.as_deref() == Some(expected.as_str())
+            })
+            .await;
+    }
+    let before = stack.sent_count(chat);
+    stack.tg.user_sends_text(chat, chat, "three");
+    let refusal = stack
+        .wait_sent(chat, before, |m| m.kind == SentKind::Text)
+        .await;
+    let said = refusal.text.unwrap_or_default();
+    assert!(is_text(&said, "err.rate_limited"), "{said}");
+    assert!(
+        said.chars().any(|c| c.is_ascii_digit()),
+        "says when: {said}"
+    );
+    stack.wait_balance(user.id, 98).await;
+    stack.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telegrams_429_is_honoured_and_the_photo_still_arrives() {
+    let opts = Options {
+        task_duration: Duration::from_secs(2),
+        ..Options::default()
+    };
+    let stack = Stack::start("bot_429", opts).await;
+    let chat = 1008;
+    let menu = stack.send_photo(chat).await;
+    let before = stack.sent_count(chat);
+    stack
+        .tg
+        .user_presses_button(chat, chat, menu.message_id, &button(&menu, "up2:"));
+    stack
+        .wait_sent(chat, before, |m| m.kind == SentKind::Text)
+        .await;
+    // the result is being made: Telegram now answers 429 to the next sends
+    stack.tg.rate_limit_next(3, 1);
+    let photo = stack
+        .wait_sent(chat, before, |m| {
+            matches!(m.kind, SentKind::Photo | SentKind::Document)
+        })
+        .await;
+    assert!(photo.file_len.unwrap_or(0) > 0);
+    let sends = stack.tg.calls("sendPhoto") + stack.tg.calls("sendDocument");
+    let edits = stack.tg.calls("editMessageText");
+    assert!(
+        sends >= 2 || edits >= 2,
+        "the 429s were served and the send was retried: {sends} sends, {edits} edits"
+    );
+    stack.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_bot_is_replaced_and_the_new_one_delivers_pending_results() {
+    let opts = Options {
+        task_duration: Duration::from_secs(3),
+        ..Options::default()
+    };
+    let mut stack = Stack::start("bot_restart", opts).await;
+    let chat = 1009;
+    let menu = stack.send_photo(chat).await;
+    let user = stack.user(chat).await;
+    let before = stack.sent_count(chat);
+    stack
+        .tg
+        .user_presses_button(chat, chat, menu.message_id, &button(&menu, "up2:"));
+    stack
+        .wait_sent(chat, before, |m| m.kind == SentKind::Text)
+        .await;
+    stack.kill_bot();
+    // the job finishes while no bot runs
+    let finished = genq_testkit::wait_until(WAIT, || async {
+        let open = stack.store.open_jobs_of_user(user.id).await.ok()?;
+        open.is_empty().then_some(())
+    })
+    .await;
+    assert!(finished.is_some(), "the job finished without a bot");
+    assert!(
+        !stack
+            .tg
+            .sent(chat)
+            .iter()
+            .any(|m| matches!(m.kind, SentKind::Photo | SentKind::Document)),
+        "nothing delivered while the bot was down"
+    );
+    stack.start_bot().await;
+    stack
+        .wait_sent(chat, before, |m| {
+            matches!(m.kind, SentKind::Photo | SentKind::Document)
+        })
+        .await;
+    stack.wait_balance(user.id, 98).await;
+    stack.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_and_unknown_buttons_answer_politely_and_do_nothing() {
+    let stack = Stack::start("bot_stale", Options::default()).await;
+    let chat = 1010;
+    let menu = stack.send_photo(chat).await;
+    let user = stack.user(chat).await;
+    let before = stack.sent_count(chat);
+    stack
+        .tg
+        .user_presses_button(chat, chat, menu.message_id, &button(&menu, "up2:"));
+    let status = stack
+        .wait_sent(chat, before, |m| {
+            m.kind == SentKind::Text && !buttons(m).is_empty()
+        })
+        .await;
+    let cancel = button(&status, "cx:");
+    stack
+        .wait_sent(chat, before, |m| {
+            matches!(m.kind, SentKind::Photo | SentKind::Document)
+        })
+        .await;
+    stack.wait_balance(user.id, 98).await;
+    let answered = stack.tg.callback_answers().len();
+    stack
+        .tg
+        .user_presses_button(chat, chat, status.message_id, &cancel);
+    stack
+        .tg
+        .user_presses_button(chat, chat, menu.message_id, "something:else");
+    stack
+        .tg
+        .user_presses_button(chat, chat, menu.message_id, "up2:NOSUCHTOKEN1");
+    let answers = genq_testkit::wait_until(WAIT, || {
+        let a = stack.tg.callback_answers();
+        async move { (a.len() >= answered + 3).then_some(a) }
+    })
+    .await
+    .expect("every button answered");
+    let texts: Vec<String> = answers[answered..]
+        .iter()
+        .map(|a| a.text.clone().unwrap_or_default())
+        .collect();
+    let stale = text("err.stale_button", &[]);
+    assert_eq!(
+        texts,
+        [stale.clone(), text("err.unknown_button", &[]), stale],
+        "a finished job's Cancel, a foreign button, an expired menu"
+    );
+    // nothing was charged or cancelled by them
+    stack.wait_balance(user.id, 98).await;
+    assert_eq!(stack.jobs_of(user.id, "upscale").await, 1);
+    stack.finish().await;
+}

@@ -1,0 +1,173 @@
+//! What every part of the bot shares: Telegram, the store, Redis, the offers and
+//! their prices, the guard rails.
+
+use std::{sync::Arc, time::Duration};
+
+use genq_artifacts::ArtifactStore;
+use genq_config::{BotConfig, Config};
+use genq_core::Registry;
+use genq_providers::OpenAiClient;
+use genq_redis::RedisQueue;
+use genq_store::Store;
+
+use crate::{
+    BotError,
+    chat_state::ChatStates,
+    limits::{JobSlots, RateLimits, UserLimiter},
+    metrics::BotMetrics,
+    send::TgBot,
+    tracking::Tracker,
+};
+
+/// How long a chat's conversation state and stashed button values live.
+pub const STATE_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// A job type the bot offers: where it goes and what it costs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offer {
+    pub job_type: &'static str,
+    pub queue: String,
+    pub price: i64,
+}
+
+/// Everything the bot can sell, from the configuration (a job type without a
+/// provider is not offered).
+#[derive(Debug, Clone, Default)]
+pub struct Offers {
+    pub reply: Option<Offer>,
+    /// GenerateImagePrompt, priced for the picture it leads to.
+    pub picture: Option<Offer>,
+    /// Where the GenerateImage follow-up of a picture runs.
+    pub picture_image_queue: Option<String>,
+    pub upscale: Option<Offer>,
+    pub face_swap: Option<Offer>,
+    pub video: Option<Offer>,
+}
+
+impl Offers {
+    /// The offers `registry` (the configured job types) allows, priced by `cfg`.
+    pub fn from_config(cfg: &Config, registry: &Registry) -> Self {
+        let jobs = &cfg.jobs;
+        let offer = |job_type: &'static str, price: i64| {
+            registry.queue_of(job_type).ok().map(|q| Offer {
+                job_type,
+                queue: q.to_owned(),
+                price,
+            })
+        };
+        let image_queue = registry.queue_of("generate_image").ok().map(str::to_owned);
+        Self {
+            reply: offer("generate_reply", jobs.generate_reply.price),
+            picture: image_queue.as_ref().and_then(|_| {
+                offer(
+                    "generate_image_prompt",
+                    jobs.generate_image_prompt.price + jobs.generate_image.price,
+                )
+            }),
+            picture_image_queue: image_queue,
+            upscale: offer("upscale", jobs.upscale.price),
+            face_swap: offer("face_swap", jobs.face_swap.price),
+            video: offer("generate_video", jobs.generate_video.price),
+        }
+    }
+
+    /// Every queue an offered job runs on (the event router follows them).
+    pub fn queues(&self) -> Vec<String> {
+        let mut qs: Vec<String> = [
+            &self.reply,
+            &self.picture,
+            &self.upscale,
+            &self.face_swap,
+            &self.video,
+        ]
+        .into_iter()
+        .flatten()
+        .map(|o| o.queue.clone())
+        .chain(self.picture_image_queue.clone())
+        .collect();
+        qs.sort();
+        qs.dedup();
+        qs
+    }
+
+    fn price(o: &Option<Offer>) -> i64 {
+        o.as_ref().map(|o| o.price).unwrap_or(0)
+    }
+
+    pub fn reply_price(&self) -> i64 {
+        Self::price(&self.reply)
+    }
+    pub fn picture_price(&self) -> i64 {
+        Self::price(&self.picture)
+    }
+    pub fn upscale_price(&self) -> i64 {
+        Self::price(&self.upscale)
+    }
+    pub fn face_swap_price(&self) -> i64 {
+        Self::price(&self.face_swap)
+    }
+    pub fn video_price(&self) -> i64 {
+        Self::price(&self.video)
+    }
+}
+
+/// Voice messages become text through an OpenAI-compatible transcription API.
+#[derive(Clone)]
+pub struct Transcriber {
+    pub client: OpenAiClient,
+    pub model: String,
+}
+
+/// The bot's shared parts (cheap to clone behind an `Arc`).
+pub struct BotApp {
+    pub bot: TgBot,
+    pub store: Store,
+    pub queue: RedisQueue,
+    pub cfg: BotConfig,
+    pub offers: Offers,
+    pub artifacts: Arc<dyn ArtifactStore>,
+    pub limiter: UserLimiter,
+    pub slots: JobSlots,
+    pub states: ChatStates,
+    pub tracker: Tracker,
+    pub transcriber: Option<Transcriber>,
+    pub metrics: BotMetrics,
+    /// This replica's id (the status loop's lease).
+    pub instance: String,
+}
+
+impl BotApp {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        bot: TgBot,
+        store: Store,
+        queue: RedisQueue,
+        cfg: BotConfig,
+        offers: Offers,
+        artifacts: Arc<dyn ArtifactStore>,
+        transcriber: Option<Transcriber>,
+        metrics: BotMetrics,
+    ) -> Result<Self, BotError> {
+        let conn = queue.connection();
+        let prefix = queue.config().prefix.clone();
+        let limits = RateLimits {
+            per_minute: cfg.requests_per_minute,
+            per_hour: cfg.requests_per_hour,
+        };
+        Ok(Self {
+            limiter: UserLimiter::new(conn.clone(), &prefix, limits),
+            slots: JobSlots::new(conn.clone(), &prefix, cfg.max_concurrent_jobs),
+            states: ChatStates::new(conn.clone(), &prefix, STATE_TTL),
+            tracker: Tracker::new(conn, &prefix),
+            bot,
+            store,
+            queue,
+            cfg,
+            offers,
+            artifacts,
+            transcriber,
+            metrics,
+            instance: format!("bot-{}", ulid::Ulid::new()),
+        })
+    }
+}

@@ -1,0 +1,462 @@
+//! Delivery is a job too: `deliver` runs on the bot's own queue, in the bot
+//! process. It reads a finished job's outcome from Redis and sends it: the reply
+//! (stored in the dialog), the photo (as a document when it cannot go as a photo),
+//! the video, or a friendly failure message saying the credit was returned.
+//! Telegram's 429 is a rate-limited failure: the job is rescheduled after
+//! `retry_after`, holding no slot. A bot restart loses nothing: the job is in Redis.
+
+use std::{sync::Arc, time::Duration};
+
+use genq_core::{
+    ClassRule, FailureClass, Job, JobContext, JobError, JobState, JobStatus, RetryPolicy,
+};
+use genq_job_generate_image_prompt::ImagePrompt;
+use genq_job_generate_reply::Reply;
+use genq_job_generate_video::VideoOutput;
+use genq_jobkit::ImageOutput;
+use genq_store::{Role, Settled};
+use serde::{Deserialize, Serialize};
+use teloxide::{
+    RequestError,
+    payloads::{SendDocumentSetters, SendPhotoSetters, SendVideoSetters},
+    prelude::*,
+    types::{InputFile, MessageId, ReplyParameters},
+};
+use tracing::{info, warn};
+
+use crate::{
+    app::BotApp,
+    callbacks::Action,
+    i18n::t,
+    send::{CAPTION_LIMIT, edit, job_error, keyboard, row, say, trim_chars},
+    tracking::{Kind, Tracked},
+};
+
+/// Telegram's limit for photos uploaded by a bot.
+pub const PHOTO_LIMIT: u64 = 10 * 1024 * 1024;
+/// Telegram's limit for other files uploaded by a bot.
+pub const FILE_LIMIT: u64 = 50 * 1024 * 1024;
+
+/// Which finished job to deliver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliverRequest {
+    pub job_id: String,
+    pub queue: String,
+}
+
+/// What was sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivered {
+    pub what: String,
+}
+
+/// The `deliver` job type.
+pub struct Deliver {
+    app: Arc<BotApp>,
+}
+
+impl Deliver {
+    pub const NAME: &'static str = "deliver";
+
+    pub fn new(app: Arc<BotApp>) -> Self {
+        Self { app }
+    }
+}
+
+impl Job for Deliver {
+    type Payload = DeliverRequest;
+    type Output = Delivered;
+    const NAME: &'static str = Deliver::NAME;
+    const DEFAULT_QUEUE: &'static str = "delivery";
+
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(180)
+    }
+
+    fn retry_policy(&self) -> RetryPolicy {
+        // A user waits for this: short back-off for network trouble, and Telegram's
+        // 429s (which can come in runs) honoured many times over.
+        RetryPolicy::default()
+            .with(
+                FailureClass::Transient,
+                ClassRule::Backoff {
+                    max_attempts: 5,
+                    base: Duration::from_secs(2),
+                    max: Duration::from_secs(30),
+                    jitter: 0.2,
+                },
+            )
+            .with(
+                FailureClass::RateLimited,
+                ClassRule::RetryAfter {
+                    max_attempts: 20,
+                    fallback: vec![Duration::from_secs(5), Duration::from_secs(15)],
+                    cap: Duration::from_secs(600),
+                },
+            )
+    }
+
+    fn validate(&self, p: &DeliverRequest) -> Result<(), JobError> {
+        genq_core::validate_queue_name(&p.queue)
+            .map_err(|e| JobError::bad_input(format!("queue: {e}")))?;
+        if p.job_id.is_empty() || p.job_id.len() > 64 {
+            return Err(JobError::bad_input("job_id must be 1-64 characters"));
+        }
+        Ok(())
+    }
+
+    async fn run(&self, p: DeliverRequest, _ctx: JobContext) -> Result<Delivered, JobError> {
+        let app = &self.app;
+        let Some(tracked) = tracked_with_status(app, &p.job_id).await? else {
+            return Ok(delivered(app, "skipped"));
+        };
+        let state = app
+            .queue
+            .job(&p.queue, &p.job_id)
+            .await
+            .map_err(transient)?;
+        let what = match state {
+            Some(state) if state.status == JobStatus::Succeeded => {
+                deliver_success(app, &tracked, &state).await?
+            }
+            Some(state) if state.status.is_final() => {
+                deliver_failure(app, &tracked, &state).await?
+            }
+            Some(state) => {
+                return Err(JobError::transient(format!(
+                    "job {} is {}, not finished",
+                    p.job_id, state.status
+                )));
+            }
+            None => {
+                // its data expired before delivery: say so rather than stay silent
+                let text = t(tracked.lang, "fail.delivery", &[]);
+                finish_status(app, &tracked, &text).await?;
+                "failure".to_owned()
+            }
+        };
+        if tracked.kind != Kind::ImagePrompt {
+            close(app, &tracked).await.map_err(transient)?;
+        }
+        Ok(delivered(app, &what))
+    }
+}
+
+/// How long a delivery waits for the acknowledgement's status message (a job can
+/// finish before the handler that placed it has sent it).
+const STATUS_MESSAGE_WAIT: Duration = Duration::from_secs(3);
+
+/// The job's record, once its status message is known (or after a short wait).
+async fn tracked_with_status(app: &BotApp, job_id: &str) -> Result<Option<Tracked>, JobError> {
+    let deadline = tokio::time::Instant::now() + STATUS_MESSAGE_WAIT;
+    loop {
+        let tracked = app.tracker.get(job_id).await.map_err(transient)?;
+        match &tracked {
+            Some(t)
+                if t.kind.has_status_message()
+                    && t.status_msg.is_none()
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            _ => return Ok(tracked),
+        }
+    }
+}
+
+fn delivered(app: &BotApp, what: &str) -> Delivered {
+    app.metrics.deliveries.with_label_values(&[what]).inc();
+    Delivered {
+        what: what.to_owned(),
+    }
+}
+
+fn transient(e: impl std::fmt::Display) -> JobError {
+    JobError::transient(e.to_string())
+}
+
+/// The job is over for the bot: its concurrency slot is free, the status loop stops.
+async fn close(app: &BotApp, tracked: &Tracked) -> Result<(), crate::BotError> {
+    app.slots.release(tracked.tg_user, &tracked.slot).await?;
+    app.tracker.unwatch(&tracked.job_id).await?;
+    Ok(())
+}
+
+/// Shows `text` in the job's status message (its buttons removed), or sends it when
+/// there is none.
+async fn finish_status(app: &BotApp, tracked: &Tracked, text: &str) -> Result<(), JobError> {
+    match tracked.status_msg {
+        Some(id) => edit(&app.bot, tracked.chat_id, id, text, None)
+            .await
+            .map_err(job_error),
+        None => say(&app.bot, tracked.chat_id, text, None)
+            .await
+            .map(|_| ())
+            .map_err(job_error),
+    }
+}
+
+fn result<T: serde::de::DeserializeOwned>(state: &JobState) -> Result<T, JobError> {
+    let value = state
+        .result
+        .clone()
+        .ok_or_else(|| JobError::bad_input(format!("job {} has no result", state.id)))?;
+    serde_json::from_value(value)
+        .map_err(|e| JobError::bad_input(format!("job {}'s result is unreadable: {e}", state.id)))
+}
+
+async fn deliver_success(
+    app: &BotApp,
+    tracked: &Tracked,
+    state: &JobState,
+) -> Result<String, JobError> {
+    match tracked.kind {
+        Kind::Reply => deliver_reply(app, tracked, result(state)?).await,
+        Kind::ImagePrompt => hand_over_picture(app, tracked, result(state)?).await,
+        Kind::Picture | Kind::Photo => {
+            let out: ImageOutput = result(state)?;
+            let caption = tracked
+                .caption
+                .as_deref()
+                .map(|c| trim_chars(c, CAPTION_LIMIT));
+            let what = send_image(app, tracked, &out, caption).await?;
+            finish_status(app, tracked, &t(tracked.lang, "status.done", &[])).await?;
+            Ok(what)
+        }
+        Kind::Video => {
+            let out: VideoOutput = result(state)?;
+            let what = send_video(app, tracked, &out).await?;
+            finish_status(app, tracked, &t(tracked.lang, "status.done", &[])).await?;
+            Ok(what)
+        }
+    }
+}
+
+/// Stores the reply in the dialog (once) and sends it with a "Picture" button.
+async fn deliver_reply(app: &BotApp, tracked: &Tracked, reply: Reply) -> Result<String, JobError> {
+    if let Some(dialog) = tracked.dialog_id
+        && app
+            .tracker
+            .first_time(&tracked.job_id, "stored")
+            .await
+            .map_err(transient)?
+        && let Err(e) = app
+            .store
+            .append_message(dialog, Role::Assistant, &reply.text)
+            .await
+    {
+        let _ = app.tracker.forget_once(&tracked.job_id, "stored").await;
+        return Err(transient(e));
+    }
+    let markup = match (&app.offers.picture, tracked.dialog_id) {
+        (Some(offer), Some(dialog)) => Some(keyboard(vec![row(vec![(
+            t(tracked.lang, "button.picture", &[("price", &offer.price)]),
+            Action::Picture(dialog),
+        )])])),
+        _ => None,
+    };
+    say(&app.bot, tracked.chat_id, &reply.text, markup)
+        .await
+        .map_err(job_error)?;
+    if let Some(id) = tracked.status_msg {
+        // the "you are in the queue" message has served its purpose
+        if let Err(e) = app
+            .bot
+            .delete_message(ChatId(tracked.chat_id), MessageId(id))
+            .await
+        {
+            warn!(job_id = %tracked.job_id, error = %e, "status message not deleted");
+        }
+    }
+    Ok("reply".to_owned())
+}
+
+/// The prompt is ready and GenerateImage is queued: record the follow-up (its
+/// failure refunds the picture), track it in this job's place.
+async fn hand_over_picture(
+    app: &BotApp,
+    tracked: &Tracked,
+    prompt: ImagePrompt,
+) -> Result<String, JobError> {
+    let Some(image_queue) = app.offers.picture_image_queue.clone() else {
+        return Err(JobError::bad_input("generate_image is not configured"));
+    };
+    let child = &prompt.image_job_id;
+    app.store
+        .record_follow_up(
+            &tracked.job_id,
+            child,
+            "generate_image",
+            &image_queue,
+            &serde_json::json!({ "prompt": prompt.prompt }),
+        )
+        .await
+        .map_err(transient)?;
+    let picture = Tracked {
+        job_id: child.clone(),
+        queue: image_queue.clone(),
+        kind: Kind::Picture,
+        caption: Some(prompt.prompt.clone()),
+        ..tracked.clone()
+    };
+    app.tracker.track(&picture).await.map_err(transient)?;
+    app.tracker
+        .unwatch(&tracked.job_id)
+        .await
+        .map_err(transient)?;
+    // The image may have ended before it was recorded, when the settler could not
+    // settle it yet: settle it now (settling twice is harmless), and deliver it.
+    if let Some(state) = app
+        .queue
+        .job(&image_queue, child)
+        .await
+        .map_err(transient)?
+        && state.status.is_final()
+    {
+        let event = genq_core::CompletionEvent {
+            event_id: String::new(),
+            job_id: child.clone(),
+            queue: image_queue.clone(),
+            job_type: state.job_type.clone(),
+            status: state.status,
+            attempts: state.attempts,
+            error_class: state.error_class,
+            error: state.error.clone(),
+        };
+        if let Settled::Recorded { refunded } = app.store.settle(&event).await.map_err(transient)? {
+            info!(job_id = %child, refunded, "follow-up settled by the bot");
+        }
+        crate::events::push_delivery(app, child, &image_queue)
+            .await
+            .map_err(transient)?;
+    }
+    Ok("handed_over".to_owned())
+}
+
+async fn send_image(
+    app: &BotApp,
+    tracked: &Tracked,
+    out: &ImageOutput,
+    caption: Option<String>,
+) -> Result<String, JobError> {
+    let bytes = app
+        .artifacts
+        .get(&out.artifact.key, FILE_LIMIT)
+        .await
+        .map_err(|e| JobError::bad_input(format!("result image: {e}")))?;
+    let name = out
+        .artifact
+        .key
+        .rsplit('/')
+        .next()
+        .unwrap_or("image.png")
+        .to_owned();
+    let chat = ChatId(tracked.chat_id);
+    if bytes.len() as u64 <= PHOTO_LIMIT {
+        let mut req = app.bot.send_photo(
+            chat,
+            InputFile::memory(bytes.clone()).file_name(name.clone()),
+        );
+        if let Some(c) = &caption {
+            req = req.caption(c.clone());
+        }
+        if let Some(r) = tracked.reply_to {
+            req = req
+                .reply_parameters(ReplyParameters::new(MessageId(r)).allow_sending_without_reply());
+        }
+        match req.await {
+            Ok(_) => return Ok("photo".to_owned()),
+            Err(RequestError::Api(api)) => {
+                warn!(job_id = %tracked.job_id, error = %api, "photo refused; sending it as a document");
+            }
+            Err(e) => return Err(job_error(e)),
+        }
+    }
+    let mut req = app
+        .bot
+        .send_document(chat, InputFile::memory(bytes).file_name(name));
+    if let Some(c) = caption {
+        req = req.caption(c);
+    }
+    req.await.map_err(job_error)?;
+    Ok("document".to_owned())
+}
+
+async fn send_video(
+    app: &BotApp,
+    tracked: &Tracked,
+    out: &VideoOutput,
+) -> Result<String, JobError> {
+    if out.artifact.bytes > FILE_LIMIT {
+        let size_mb = out.artifact.bytes.div_ceil(1024 * 1024);
+        let text = t(
+            tracked.lang,
+            "err.result_too_large",
+            &[("size_mb", &size_mb)],
+        );
+        say(&app.bot, tracked.chat_id, &text, None)
+            .await
+            .map_err(job_error)?;
+        return Ok("failure".to_owned());
+    }
+    let bytes = app
+        .artifacts
+        .get(&out.artifact.key, FILE_LIMIT)
+        .await
+        .map_err(|e| JobError::bad_input(format!("result video: {e}")))?;
+    let mut req = app.bot.send_video(
+        ChatId(tracked.chat_id),
+        InputFile::memory(bytes).file_name("video.mp4"),
+    );
+    if let Some((n, total)) = tracked.video_of {
+        req = req.caption(t(
+            tracked.lang,
+            "result.video_caption",
+            &[("n", &n), ("total", &total)],
+        ));
+    }
+    req = req
+        .width(out.width)
+        .height(out.height)
+        .duration(out.duration_secs.round() as u32)
+        .supports_streaming(true);
+    req.await.map_err(job_error)?;
+    Ok("video".to_owned())
+}
+
+/// A failed or cancelled job: the status message says what happened, in words for
+/// its failure class, and that the credit came back (the settler refunds it).
+async fn deliver_failure(
+    app: &BotApp,
+    tracked: &Tracked,
+    state: &JobState,
+) -> Result<String, JobError> {
+    let lang = tracked.lang;
+    let refund = if tracked.price > 0 {
+        t(lang, "refund.returned", &[("credits", &tracked.price)])
+    } else {
+        t(lang, "refund.none", &[])
+    };
+    let reason = state.error.clone().unwrap_or_default();
+    let text = if state.status == JobStatus::Cancelled {
+        t(lang, "fail.cancelled", &[("refund", &refund)])
+    } else {
+        match state.error_class {
+            Some(FailureClass::UserViolation) => {
+                t(lang, "fail.user_violation", &[("refund", &refund)])
+            }
+            Some(FailureClass::Billing) => t(lang, "fail.billing", &[("refund", &refund)]),
+            Some(FailureClass::BadInput) => t(
+                lang,
+                "fail.bad_input",
+                &[("reason", &trim_chars(&reason, 300)), ("refund", &refund)],
+            ),
+            Some(FailureClass::Timeout) => t(lang, "fail.timed_out", &[("refund", &refund)]),
+            Some(FailureClass::Cancelled) => t(lang, "fail.cancelled", &[("refund", &refund)]),
+            _ => t(lang, "fail.unavailable", &[("refund", &refund)]),
+        }
+    };
+    finish_status(app, tracked, text.trim()).await?;
+    Ok("failure".to_owned())
+}

@@ -1,0 +1,32 @@
+//! genq's Telegram bot: thin by design. It validates, charges and enqueues (through
+//! the store's atomic charge-and-enqueue), acknowledges at once, keeps one status
+//! message per job up to date, and delivers results through a `deliver` job on its
+//! own queue. Workers do the work.
+//!
+//! - [`handlers`]: the conversations (commands, text, photos, voice, buttons);
+//! - [`orders`]: guard rails, charge-and-enqueue, the acknowledgement;
+//! - [`events`] → [`delivery`]: completion events become `deliver` jobs;
+//! - [`status`]: the status messages and "typing…";
+//! - [`tracking`], [`chat_state`], [`limits`]: what the bot keeps in Redis;
+//! - [`i18n`]: the Russian and English message catalogs;
+//! - [`run`]: the bot process.
+
+mod admin;
+pub mod app;
+pub mod callbacks;
+pub mod chat_state;
+pub mod delivery;
+mod error;
+pub mod events;
+pub mod handlers;
+pub mod i18n;
+pub mod limits;
+pub mod metrics;
+pub mod orders;
+pub mod run;
+pub mod send;
+pub mod status;
+pub mod tracking;
+
+pub use error::BotError;
+pub use run::{BotOptions, TOKEN_ENV, no_token_hint, run_bot, telegram_bot};

@@ -1,0 +1,57 @@
+//! The bot's own Prometheus metrics (`genq_bot_*`); the delivery worker adds the
+//! usual `genq_jobs_*` for the `deliver` job type.
+
+use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+
+#[derive(Clone)]
+pub struct BotMetrics {
+    /// Updates received, by kind: text, command, photo, voice, callback, other.
+    pub updates: IntCounterVec,
+    /// Orders, by job type and outcome: created, duplicate, insufficient_credits,
+    /// rate_limited, too_many_jobs, error.
+    pub orders: IntCounterVec,
+    /// Deliveries, by what was delivered: reply, photo, document, video, failure, skipped.
+    pub deliveries: IntCounterVec,
+    /// Jobs whose status messages the bot keeps up to date.
+    pub watched_jobs: IntGauge,
+}
+
+impl BotMetrics {
+    pub fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let updates = IntCounterVec::new(
+            Opts::new(
+                "genq_bot_updates_total",
+                "Telegram updates received, by kind",
+            ),
+            &["kind"],
+        )?;
+        let orders = IntCounterVec::new(
+            Opts::new(
+                "genq_bot_orders_total",
+                "Paid requests, by job type and outcome",
+            ),
+            &["job_type", "outcome"],
+        )?;
+        let deliveries = IntCounterVec::new(
+            Opts::new(
+                "genq_bot_deliveries_total",
+                "Results delivered to chats, by what was sent",
+            ),
+            &["what"],
+        )?;
+        let watched_jobs = IntGauge::new(
+            "genq_bot_watched_jobs",
+            "Jobs whose status messages the bot keeps up to date",
+        )?;
+        registry.register(Box::new(updates.clone()))?;
+        registry.register(Box::new(orders.clone()))?;
+        registry.register(Box::new(deliveries.clone()))?;
+        registry.register(Box::new(watched_jobs.clone()))?;
+        Ok(Self {
+            updates,
+            orders,
+            deliveries,
+            watched_jobs,
+        })
+    }
+}

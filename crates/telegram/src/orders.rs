@@ -1,0 +1,239 @@
+//! Placing paid work: guard rails (rate limit, concurrent jobs), the store's atomic
+//! charge-and-enqueue under the Telegram message/callback idempotency key, tracking,
+//! and the acknowledgement within a second ("taken into work", with the position).
+
+use genq_store::{Charged, PaidJob, StoreError};
+use teloxide::types::InlineKeyboardMarkup;
+
+use crate::{
+    BotError,
+    app::{BotApp, Offer},
+    callbacks::Action,
+    i18n::{Lang, t},
+    limits::{Admission, SlotReservation},
+    send::{keyboard, row, say, typing},
+    tracking::{Kind, Tracked},
+};
+
+/// Who is asking, and where to answer.
+#[derive(Debug, Clone)]
+pub struct Requester {
+    pub chat_id: i64,
+    pub tg_user: i64,
+    /// The store's user id.
+    pub user_id: i64,
+    pub lang: Lang,
+    /// The user's message being answered.
+    pub reply_to: Option<i32>,
+}
+
+/// One job to charge and enqueue.
+#[derive(Debug, Clone)]
+pub struct Order {
+    pub kind: Kind,
+    pub offer: Offer,
+    pub payload: serde_json::Value,
+    /// The idempotency key: the Telegram message or button the order came from.
+    pub idem: String,
+    pub dialog_id: Option<i64>,
+    pub caption: Option<String>,
+    pub video_of: Option<(u32, u32)>,
+}
+
+/// What became of an order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placed {
+    /// Charged and enqueued: these job ids (the user was acknowledged).
+    Created(Vec<String>),
+    /// Every order was placed before (a double tap): nothing charged, nothing sent.
+    Duplicate,
+    /// Refused; the user was told why.
+    Refused,
+}
+
+impl BotApp {
+    fn count_order(&self, job_type: &str, outcome: &str) {
+        self.metrics
+            .orders
+            .with_label_values(&[job_type, outcome])
+            .inc();
+    }
+
+    /// Charges and enqueues `orders` (one user action) and acknowledges them.
+    pub async fn place(&self, who: &Requester, orders: Vec<Order>) -> Result<Placed, BotError> {
+        let Some(first) = orders.first() else {
+            return Ok(Placed::Duplicate);
+        };
+        let job_type = first.offer.job_type;
+        if let Admission::TooMany { retry_after } = self.limiter.admit(who.tg_user).await? {
+            self.count_order(job_type, "rate_limited");
+            let seconds = retry_after.as_secs().max(1);
+            let text = t(who.lang, "err.rate_limited", &[("seconds", &seconds)]);
+            say(&self.bot, who.chat_id, &text, None).await?;
+            return Ok(Placed::Refused);
+        }
+        let total: i64 = orders.iter().map(|o| o.offer.price).sum();
+        if orders.len() > 1 {
+            let balance = self.store.balance(who.user_id).await?;
+            if balance < total && !self.all_placed_before(who, &orders).await? {
+                return self.refuse_credits(who, job_type, total, balance).await;
+            }
+        }
+        let slots: Vec<String> = orders.iter().map(|o| o.idem.clone()).collect();
+        if let SlotReservation::Full { open } = self.slots.reserve(who.tg_user, &slots).await? {
+            self.count_order(job_type, "too_many_jobs");
+            let text = t(who.lang, "err.too_many_jobs", &[("count", &open)]);
+            say(&self.bot, who.chat_id, &text, None).await?;
+            return Ok(Placed::Refused);
+        }
+        let mut created = Vec::new();
+        for (i, order) in orders.iter().enumerate() {
+            match self.charge(who, order).await {
+                Ok(Charged::Created { job_id, .. }) => {
+                    self.count_order(job_type, "created");
+                    created.push((job_id, order));
+                }
+                Ok(Charged::Existing { .. }) => {
+                    self.count_order(job_type, "duplicate");
+                }
+                Err(BotError::Store(StoreError::InsufficientCredits { balance, price })) => {
+                    for o in &orders[i..] {
+                        self.slots.release(who.tg_user, &o.idem).await?;
+                    }
+                    if created.is_empty() {
+                        return self.refuse_credits(who, job_type, price, balance).await;
+                    }
+                    self.count_order(job_type, "insufficient_credits");
+                    let text = t(
+                        who.lang,
+                        "err.insufficient",
+                        &[("price", &price), ("balance", &balance)],
+                    );
+                    say(&self.bot, who.chat_id, &text, None).await?;
+                    break;
+                }
+                Err(e) => {
+                    for o in &orders[i..] {
+                        self.slots.release(who.tg_user, &o.idem).await?;
+                    }
+                    self.count_order(job_type, "error");
+                    return Err(e);
+                }
+            }
+        }
+        if created.is_empty() {
+            return Ok(Placed::Duplicate);
+        }
+        let mut ids = Vec::new();
+        for (job_id, order) in created {
+            self.track_and_ack(who, &job_id, order).await?;
+            ids.push(job_id);
+        }
+        Ok(Placed::Created(ids))
+    }
+
+    async fn charge(&self, who: &Requester, order: &Order) -> Result<Charged, BotError> {
+        let job = PaidJob {
+            user_id: who.user_id,
+            job_type: order.offer.job_type.to_owned(),
+            queue: order.offer.queue.clone(),
+            payload: order.payload.clone(),
+            price: order.offer.price,
+            idempotency_key: Some(order.idem.clone()),
+        };
+        Ok(self.store.charge_and_enqueue(&job).await?)
+    }
+
+    /// True when every order's idempotency key already names a job (a double tap
+    /// after the balance ran out must not be told "not enough credits").
+    async fn all_placed_before(&self, who: &Requester, orders: &[Order]) -> Result<bool, BotError> {
+        for o in orders {
+            if self
+                .store
+                .job_by_idempotency_key(who.user_id, &o.idem)
+                .await?
+                .is_none()
+            {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    async fn refuse_credits(
+        &self,
+        who: &Requester,
+        job_type: &str,
+        price: i64,
+        balance: i64,
+    ) -> Result<Placed, BotError> {
+        self.count_order(job_type, "insufficient_credits");
+        let text = t(
+            who.lang,
+            "err.insufficient",
+            &[("price", &price), ("balance", &balance)],
+        );
+        say(&self.bot, who.chat_id, &text, None).await?;
+        Ok(Placed::Refused)
+    }
+
+    /// Records the job for status and delivery, then acknowledges it: a status
+    /// message ("taken into work", the queue position when there is a backlog) with
+    /// a Cancel button; a reply shows "typing" instead, and a status message only
+    /// when it has to wait.
+    async fn track_and_ack(
+        &self,
+        who: &Requester,
+        job_id: &str,
+        order: &Order,
+    ) -> Result<(), BotError> {
+        let mut tracked = Tracked {
+            job_id: job_id.to_owned(),
+            queue: order.offer.queue.clone(),
+            kind: order.kind,
+            chat_id: who.chat_id,
+            tg_user: who.tg_user,
+            user_id: who.user_id,
+            lang: who.lang,
+            price: order.offer.price,
+            slot: order.idem.clone(),
+            status_msg: None,
+            reply_to: who.reply_to,
+            dialog_id: order.dialog_id,
+            caption: order.caption.clone(),
+            video_of: order.video_of,
+        };
+        self.tracker.track(&tracked).await?;
+        let ahead = self.queue.stats(&order.offer.queue).await?.ready;
+        if !order.kind.has_status_message() {
+            typing(&self.bot, who.chat_id).await;
+            if ahead == 0 {
+                return Ok(());
+            }
+        }
+        let text = if ahead > 0 {
+            t(who.lang, "ack.position", &[("ahead", &ahead)])
+        } else {
+            t(who.lang, "ack.queued", &[])
+        };
+        let msg = say(
+            &self.bot,
+            who.chat_id,
+            &text,
+            Some(cancel_button(who.lang, job_id)),
+        )
+        .await?;
+        tracked.status_msg = Some(msg.0);
+        self.tracker.update(&tracked).await?;
+        self.tracker.set_shown(job_id, &text).await?;
+        Ok(())
+    }
+}
+
+/// The Cancel button under a status message.
+pub fn cancel_button(lang: Lang, job_id: &str) -> InlineKeyboardMarkup {
+    keyboard(vec![row(vec![(
+        t(lang, "button.cancel_job", &[]),
+        Action::CancelJob(job_id.to_owned()),
+    )])])
+}

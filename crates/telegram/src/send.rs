@@ -1,0 +1,147 @@
+//! Talking to Telegram: the throttled bot type, keyboards, sends that wait out a
+//! short flood-control pause (for answers in handlers), and what a Telegram error
+//! means for a delivery job.
+
+use std::time::Duration;
+
+use genq_core::JobError;
+use teloxide::{
+    ApiError, RequestError,
+    adaptors::Throttle,
+    payloads::{EditMessageTextSetters, SendMessageSetters},
+    prelude::*,
+    types::{ChatAction, InlineKeyboardButton, InlineKeyboardMarkup, MessageId},
+};
+
+use crate::callbacks::Action;
+
+/// The bot every part uses: teloxide's throttle keeps per-chat and global limits.
+/// It does not retry a 429 itself: handlers wait a short one out ([`with_retry`]),
+/// delivery jobs are rescheduled (no slot held).
+pub type TgBot = Throttle<Bot>;
+
+/// Telegram's message text limit (characters).
+pub const TEXT_LIMIT: usize = 4096;
+/// Telegram's caption limit (characters).
+pub const CAPTION_LIMIT: usize = 1024;
+
+/// The longest flood-control pause a handler waits out before giving up.
+const HANDLER_MAX_WAIT: Duration = Duration::from_secs(10);
+
+/// One row of buttons.
+pub fn row(buttons: Vec<(String, Action)>) -> Vec<InlineKeyboardButton> {
+    buttons
+        .into_iter()
+        .map(|(text, action)| InlineKeyboardButton::callback(text, action.data()))
+        .collect()
+}
+
+pub fn keyboard(rows: Vec<Vec<InlineKeyboardButton>>) -> InlineKeyboardMarkup {
+    InlineKeyboardMarkup::new(rows)
+}
+
+/// `text` cut to `max` characters (with an ellipsis when cut).
+pub fn trim_chars(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// Runs a request again after Telegram's `retry_after` when that is short (a
+/// handler's answer should still arrive); other errors come back at once.
+pub async fn with_retry<T, F, Fut>(mut call: F) -> Result<T, RequestError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, RequestError>>,
+{
+    let mut waited = Duration::ZERO;
+    loop {
+        match call().await {
+            Err(RequestError::RetryAfter(after))
+                if waited + after.duration() <= HANDLER_MAX_WAIT =>
+            {
+                tracing::info!(retry_after = ?after.duration(), "Telegram flood control; waiting");
+                tokio::time::sleep(after.duration()).await;
+                waited += after.duration();
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Sends a text message (retrying a short 429); its message id.
+pub async fn say(
+    bot: &TgBot,
+    chat_id: i64,
+    text: &str,
+    markup: Option<InlineKeyboardMarkup>,
+) -> Result<MessageId, RequestError> {
+    let text = trim_chars(text, TEXT_LIMIT);
+    let msg = with_retry(|| {
+        let mut req = bot.send_message(ChatId(chat_id), text.clone());
+        if let Some(m) = &markup {
+            req = req.reply_markup(m.clone());
+        }
+        async move { req.await }
+    })
+    .await?;
+    Ok(msg.id)
+}
+
+/// Replaces a message's text (and its buttons: `None` removes them). Editing to the
+/// same text is not an error.
+pub async fn edit(
+    bot: &TgBot,
+    chat_id: i64,
+    message_id: i32,
+    text: &str,
+    markup: Option<InlineKeyboardMarkup>,
+) -> Result<(), RequestError> {
+    let text = trim_chars(text, TEXT_LIMIT);
+    let mut req = bot.edit_message_text(ChatId(chat_id), MessageId(message_id), text);
+    req =
+        req.reply_markup(markup.unwrap_or_else(|| InlineKeyboardMarkup::new(Vec::<Vec<_>>::new())));
+    match req.await {
+        Ok(_) | Err(RequestError::Api(ApiError::MessageNotModified)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Shows "typing…" (best effort: a failure is only logged).
+pub async fn typing(bot: &TgBot, chat_id: i64) {
+    if let Err(e) = bot
+        .send_chat_action(ChatId(chat_id), ChatAction::Typing)
+        .await
+    {
+        tracing::debug!(chat_id, error = %e, "typing action not sent");
+    }
+}
+
+/// What a Telegram error means for a delivery job: a 429 is rate limiting (the job
+/// is rescheduled after `retry_after`), network trouble is transient, a chat that is
+/// gone or blocked us is bad input (nothing to retry).
+pub fn job_error(e: RequestError) -> JobError {
+    match e {
+        RequestError::RetryAfter(after) => JobError::rate_limited(
+            format!("Telegram flood control: retry after {:?}", after.duration()),
+            Some(after.duration()),
+        ),
+        RequestError::Network(e) => JobError::transient(format!("Telegram unreachable: {e}")),
+        RequestError::Io(e) => JobError::transient(format!("Telegram upload I/O: {e}")),
+        RequestError::InvalidJson { source, .. } => {
+            JobError::transient(format!("Telegram answered something unreadable: {source}"))
+        }
+        RequestError::Api(
+            api @ (ApiError::BotBlocked
+            | ApiError::ChatNotFound
+            | ApiError::UserDeactivated
+            | ApiError::BotKicked
+            | ApiError::BotKickedFromSupergroup),
+        ) => JobError::bad_input(format!("the chat cannot be reached: {api}")),
+        RequestError::Api(api) => JobError::transient(format!("Telegram refused: {api}")),
+        RequestError::MigrateToChatId(id) => JobError::bad_input(format!("the chat moved to {id}")),
+    }
+}

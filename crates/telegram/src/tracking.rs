@@ -1,0 +1,284 @@
+//! The jobs the bot watches for a chat: who asked, where the status message is, what
+//! to do with the result. Kept in Redis under `<prefix>:bot:` so that any bot
+//! replica (or the next one after a restart) can update and deliver them.
+//!
+//! Keys:
+//! - `<p>:bot:job:<job id>`: STRING, JSON [`Tracked`], expires after [`TRACK_TTL`];
+//! - `<p>:bot:watch`: ZSET job id → when the status loop next looks at it (ms);
+//! - `<p>:bot:shown:<job id>`: HASH `text`, `at` (ms): the status text last shown
+//!   and when, so edits are throttled and never repeat the same text.
+
+use std::time::Duration;
+
+use genq_redis::now_ms;
+use redis::{AsyncCommands, aio::ConnectionManager};
+use serde::{Deserialize, Serialize};
+
+use crate::{BotError, i18n::Lang};
+
+/// How long the bot remembers a job (stale buttons are recognised meanwhile).
+pub const TRACK_TTL: Duration = Duration::from_secs(2 * 24 * 3600);
+
+/// What a tracked job is, for status and delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// GenerateReply: the reply is stored in the dialog and sent with a "Picture" button.
+    Reply,
+    /// GenerateImagePrompt: hands over to the GenerateImage job it pushes.
+    ImagePrompt,
+    /// GenerateImage (a picture of the scene): a photo with the prompt as caption.
+    Picture,
+    /// Upscale or FaceSwap: a photo.
+    Photo,
+    /// GenerateVideo: a video, "n of total".
+    Video,
+}
+
+impl Kind {
+    /// Replies show a typing action instead of a status message.
+    pub fn has_status_message(self) -> bool {
+        !matches!(self, Kind::Reply)
+    }
+}
+
+/// One job the bot watches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tracked {
+    pub job_id: String,
+    pub queue: String,
+    pub kind: Kind,
+    pub chat_id: i64,
+    /// The Telegram user who asked.
+    pub tg_user: i64,
+    /// The store's user id.
+    pub user_id: i64,
+    pub lang: Lang,
+    /// Credits charged for it (returned when it fails).
+    pub price: i64,
+    /// The idempotency key it was charged under (also its concurrency slot).
+    pub slot: String,
+    /// The status message being edited, once sent.
+    #[serde(default)]
+    pub status_msg: Option<i32>,
+    /// The user's message it answers.
+    #[serde(default)]
+    pub reply_to: Option<i32>,
+    /// Reply: the dialog the answer is stored in.
+    #[serde(default)]
+    pub dialog_id: Option<i64>,
+    /// Picture: the caption (the prompt).
+    #[serde(default)]
+    pub caption: Option<String>,
+    /// Video: its number and how many were ordered together.
+    #[serde(default)]
+    pub video_of: Option<(u32, u32)>,
+}
+
+/// The bot's job records in Redis.
+#[derive(Clone)]
+pub struct Tracker {
+    conn: ConnectionManager,
+    prefix: String,
+}
+
+impl Tracker {
+    pub fn new(conn: ConnectionManager, prefix: &str) -> Self {
+        Self {
+            conn,
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    fn job_key(&self, id: &str) -> String {
+        format!("{}:bot:job:{id}", self.prefix)
+    }
+
+    fn watch_key(&self) -> String {
+        format!("{}:bot:watch", self.prefix)
+    }
+
+    fn shown_key(&self, id: &str) -> String {
+        format!("{}:bot:shown:{id}", self.prefix)
+    }
+
+    /// Records (or replaces) a job and puts it on the status loop's watch list.
+    pub async fn track(&self, t: &Tracked) -> Result<(), BotError> {
+        let json = serde_json::to_string(t).map_err(|e| BotError::Encode(e.to_string()))?;
+        let mut conn = self.conn.clone();
+        redis::pipe()
+            .set_ex(self.job_key(&t.job_id), json, TRACK_TTL.as_secs())
+            .ignore()
+            .zadd(self.watch_key(), &t.job_id, now_ms())
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Updates a job's record without touching the watch list (absent: nothing).
+    pub async fn update(&self, t: &Tracked) -> Result<(), BotError> {
+        let json = serde_json::to_string(t).map_err(|e| BotError::Encode(e.to_string()))?;
+        let mut conn = self.conn.clone();
+        let _: Option<String> = redis::cmd("SET")
+            .arg(self.job_key(&t.job_id))
+            .arg(json)
+            .arg("XX")
+            .arg("KEEPTTL")
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// The record of a job, if the bot tracks it. An undecodable record is `None`.
+    pub async fn get(&self, id: &str) -> Result<Option<Tracked>, BotError> {
+        let mut conn = self.conn.clone();
+        let raw: Option<String> = conn.get(self.job_key(id)).await?;
+        Ok(raw.and_then(|r| match serde_json::from_str(&r) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::warn!(job_id = %id, error = %e, "undecodable tracking record ignored");
+                None
+            }
+        }))
+    }
+
+    /// Jobs due for a look by the status loop (at most `limit`).
+    pub async fn due(&self, limit: usize) -> Result<Vec<String>, BotError> {
+        let mut conn = self.conn.clone();
+        Ok(redis::cmd("ZRANGE")
+            .arg(self.watch_key())
+            .arg("-inf")
+            .arg(now_ms())
+            .arg("BYSCORE")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut conn)
+            .await?)
+    }
+
+    /// Looks at a job again after `after`.
+    pub async fn recheck(&self, id: &str, after: Duration) -> Result<(), BotError> {
+        let mut conn = self.conn.clone();
+        let at = now_ms() + after.as_millis() as u64;
+        // XX: a job taken off the list meanwhile stays off
+        let _: i64 = redis::cmd("ZADD")
+            .arg(self.watch_key())
+            .arg("XX")
+            .arg(at)
+            .arg(id)
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Takes a job off the watch list (it ended) and forgets its shown status.
+    pub async fn unwatch(&self, id: &str) -> Result<(), BotError> {
+        let mut conn = self.conn.clone();
+        redis::pipe()
+            .zrem(self.watch_key(), id)
+            .ignore()
+            .del(self.shown_key(id))
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// How many jobs are watched (a gauge for operators).
+    pub async fn watched(&self) -> Result<u64, BotError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.zcard(self.watch_key()).await?)
+    }
+
+    /// The status text last shown for a job and when (ms).
+    pub async fn shown(&self, id: &str) -> Result<(Option<String>, u64), BotError> {
+        let mut conn = self.conn.clone();
+        let (text, at): (Option<String>, Option<u64>) = redis::cmd("HMGET")
+            .arg(self.shown_key(id))
+            .arg("text")
+            .arg("at")
+            .query_async(&mut conn)
+            .await?;
+        Ok((text, at.unwrap_or(0)))
+    }
+
+    /// Records the status text just shown.
+    pub async fn set_shown(&self, id: &str, text: &str) -> Result<(), BotError> {
+        let mut conn = self.conn.clone();
+        let key = self.shown_key(id);
+        redis::pipe()
+            .hset_multiple(
+                &key,
+                &[("text", text.to_owned()), ("at", now_ms().to_string())],
+            )
+            .ignore()
+            .expire(&key, TRACK_TTL.as_secs() as i64)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Marks a one-off side effect of a job as done (true the first time only):
+    /// storing a reply in the dialog, linking a follow-up job.
+    pub async fn first_time(&self, id: &str, what: &str) -> Result<bool, BotError> {
+        let mut conn = self.conn.clone();
+        let set: Option<String> = redis::cmd("SET")
+            .arg(format!("{}:bot:once:{id}:{what}", self.prefix))
+            .arg(1)
+            .arg("NX")
+            .arg("EX")
+            .arg(TRACK_TTL.as_secs())
+            .query_async(&mut conn)
+            .await?;
+        Ok(set.is_some())
+    }
+
+    /// Undoes [`Tracker::first_time`] when the side effect failed.
+    pub async fn forget_once(&self, id: &str, what: &str) -> Result<(), BotError> {
+        let mut conn = self.conn.clone();
+        let _: i64 = conn
+            .del(format!("{}:bot:once:{id}:{what}", self.prefix))
+            .await?;
+        Ok(())
+    }
+
+    /// The status loop's lease: true when this replica holds it for `ttl` (taken or
+    /// renewed), so one replica edits status messages at a time.
+    pub async fn status_lease(&self, owner: &str, ttl: Duration) -> Result<bool, BotError> {
+        let mut conn = self.conn.clone();
+        let script = redis::Script::new(
+            r"local cur = redis.call('GET', KEYS[1])
+              if cur == false or cur == ARGV[1] then
+                redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+                return 1
+              end
+              return 0",
+        );
+        let got: i64 = script
+            .key(format!("{}:bot:status-lease", self.prefix))
+            .arg(owner)
+            .arg(ttl.as_millis() as u64)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(got == 1)
+    }
+
+    /// The last completion event handled for a queue (the event router's checkpoint).
+    pub async fn checkpoint(&self, queue: &str) -> Result<Option<String>, BotError> {
+        let mut conn = self.conn.clone();
+        Ok(conn
+            .get(format!("{}:bot:events:{queue}", self.prefix))
+            .await?)
+    }
+
+    pub async fn save_checkpoint(&self, queue: &str, event_id: &str) -> Result<(), BotError> {
+        let mut conn = self.conn.clone();
+        let _: () = conn
+            .set(format!("{}:bot:events:{queue}", self.prefix), event_id)
+            .await?;
+        Ok(())
+    }
+}
