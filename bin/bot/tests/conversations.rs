@@ -309,13 +309,12 @@ async fn the_rate_limit_answers_with_when_to_come_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn telegrams_429_is_honoured_and_the_photo_still_arrives() {
-    let opts = Options {
-        task_duration: Duration::from_secs(2),
-        ..Options::default()
-    };
-    let stack = Stack::start("bot_429", opts).await;
+    let stack = Stack::start("bot_429", Options::default()).await;
     let chat = 1008;
     let menu = stack.send_photo(chat).await;
+    let user = stack.user(chat).await;
+    // hold deliveries back until the result is ready, then have Telegram answer 429
+    stack.queue.pause("delivery").await.unwrap();
     let before = stack.sent_count(chat);
     stack
         .tg
@@ -323,20 +322,46 @@ async fn telegrams_429_is_honoured_and_the_photo_still_arrives() {
     stack
         .wait_sent(chat, before, |m| m.kind == SentKind::Text)
         .await;
-    // the result is being made: Telegram now answers 429 to the next sends
-    stack.tg.rate_limit_next(3, 1);
+    let job_id = genq_testkit::wait_until(WAIT, || async {
+        let id: Option<String> =
+            sqlx::query_scalar("SELECT id FROM jobs WHERE user_id = $1 AND status = 'succeeded'")
+                .bind(user.id)
+                .fetch_optional(stack.store.pool())
+                .await
+                .ok()?;
+        id
+    })
+    .await
+    .expect("the upscale succeeded");
+    let deliver_id = genq_testkit::wait_until(WAIT, || async {
+        let mut conn = stack.queue.connection();
+        let key = format!("{}:{{delivery}}:idem:deliver:{job_id}", stack.prefix);
+        redis::AsyncCommands::get::<_, Option<String>>(&mut conn, key)
+            .await
+            .ok()
+            .flatten()
+    })
+    .await
+    .expect("a delivery job was pushed");
+    let sends_before = stack.tg.calls("sendPhoto");
+    stack.tg.rate_limit_next(2, 1);
+    stack.queue.resume("delivery").await.unwrap();
     let photo = stack
-        .wait_sent(chat, before, |m| {
-            matches!(m.kind, SentKind::Photo | SentKind::Document)
-        })
+        .wait_sent(chat, before, |m| m.kind == SentKind::Photo)
         .await;
     assert!(photo.file_len.unwrap_or(0) > 0);
-    let sends = stack.tg.calls("sendPhoto") + stack.tg.calls("sendDocument");
-    let edits = stack.tg.calls("editMessageText");
-    assert!(
-        sends >= 2 || edits >= 2,
-        "the 429s were served and the send was retried: {sends} sends, {edits} edits"
+    assert_eq!(
+        stack.tg.calls("sendPhoto") - sends_before,
+        3,
+        "two sends answered 429, the third delivered"
     );
+    let delivery = genq_testkit::wait_until(WAIT, || async {
+        let job = stack.queue.job("delivery", &deliver_id).await.ok()??;
+        (job.status == genq_core::JobStatus::Succeeded).then_some(job)
+    })
+    .await
+    .expect("the delivery job succeeded");
+    assert_eq!(delivery.attempts, 3, "rescheduled twice after retry_after");
     stack.finish().await;
 }
 
