@@ -461,3 +461,53 @@ async fn stale_and_unknown_buttons_answer_politely_and_do_nothing() {
     assert_eq!(stack.jobs_of(user.id, "upscale").await, 1);
     stack.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_bot_continues_the_conversation_where_the_old_one_stopped() {
+    let mut stack = Stack::start("bot_continue", Options::default()).await;
+    let chat = 1011;
+    let menu = stack.send_photo(chat).await;
+    let user = stack.user(chat).await;
+    let before = stack.sent_count(chat);
+    stack
+        .tg
+        .user_presses_button(chat, chat, menu.message_id, &button(&menu, "fs:"));
+    let ask = stack
+        .wait_sent(chat, before, |m| m.kind == SentKind::Text)
+        .await;
+    assert_eq!(ask.text, Some(text("photo.face_prompt", &[])));
+    // the bot dies; its replacement knows the next photo is the face
+    stack.kill_bot();
+    stack.start_bot().await;
+    let before = stack.sent_count(chat);
+    stack
+        .tg
+        .user_sends_photo(chat, chat, common::png(40, 40), 40, 40);
+    stack
+        .wait_sent(chat, before, |m| {
+            matches!(m.kind, SentKind::Photo | SentKind::Document)
+        })
+        .await;
+    assert_eq!(stack.jobs_of(user.id, "face_swap").await, 1);
+    stack.wait_balance(user.id, 97).await;
+    stack.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_russian_speaking_user_is_answered_in_russian() {
+    use genq_telegram::i18n::{Lang, t};
+    let stack = Stack::start("bot_russian", Options::default()).await;
+    let chat = 1012;
+    stack.tg.set_user_language(chat, "ru");
+    stack.tg.user_sends_command(chat, chat, "/balance");
+    let balance = stack.wait_sent(chat, 0, |m| m.kind == SentKind::Text).await;
+    assert_eq!(
+        balance.text,
+        Some(t(Lang::Ru, "balance", &[("credits", &100)]))
+    );
+    let menu = stack.send_photo(chat).await;
+    let labels: Vec<String> = buttons(&menu).into_iter().map(|(l, _)| l).collect();
+    assert_eq!(labels[0], t(Lang::Ru, "button.upscale2", &[("price", &2)]));
+    assert_eq!(menu.text, Some(t(Lang::Ru, "photo.menu", &[])));
+    stack.finish().await;
+}

@@ -64,7 +64,7 @@ pub fn telegram_bot(token: &str, api_url: Option<&str>) -> Result<TgBot, BotErro
         )));
     }
     let mut bot = Bot::new(token.trim());
-    if let Some(url) = api_url {
+    if let Some(url) = api_url.filter(|u| !u.trim().is_empty()) {
         let parsed = url::Url::parse(url)
             .map_err(|e| BotError::Setup(format!("bot API URL '{url}': {e}")))?;
         bot = bot.set_api_url(parsed);

@@ -27,6 +27,8 @@ pub struct Options {
     pub admin_ids: Vec<i64>,
     /// How long the fake provider's queue-style tasks take.
     pub task_duration: Duration,
+    /// More lines for the `[bot]` section.
+    pub extra_bot: String,
 }
 
 impl Default for Options {
@@ -38,6 +40,7 @@ impl Default for Options {
             max_concurrent: 10,
             admin_ids: vec![],
             task_duration: Duration::from_millis(300),
+            extra_bot: String::new(),
         }
     }
 }
@@ -397,6 +400,7 @@ requests_per_minute = {per_minute}
 requests_per_hour = {per_hour}
 max_concurrent_jobs = {max_concurrent}
 status_edit_secs = 1
+{extra_bot}
 "#,
         artifacts = artifacts.display(),
         welcome = o.welcome_credits,
@@ -409,6 +413,7 @@ status_edit_secs = 1
         per_minute = o.per_minute,
         per_hour = o.per_hour,
         max_concurrent = o.max_concurrent,
+        extra_bot = o.extra_bot,
     )
 }
 

@@ -198,6 +198,14 @@ impl FakeTelegram {
             .user_presses_button(chat_id, user_id, message_id, data)
     }
 
+    /// User `user_id`'s Telegram is in `language` (e.g. "ru") from now on; "en" by default.
+    pub fn set_user_language(&self, user_id: i64, language: &str) {
+        self.shared
+            .state()
+            .languages
+            .insert(user_id, language.to_owned());
+    }
+
     /// Updates not yet acknowledged by a `getUpdates` offset.
     pub fn pending_updates(&self) -> usize {
         self.shared.state().updates.len()
@@ -322,6 +330,8 @@ struct State {
     callback_answers: Vec<CallbackAnswer>,
     /// `retry_after` of each of the next rate-limited calls.
     rate_limits: VecDeque<u32>,
+    /// Users' `language_code` other than "en".
+    languages: HashMap<i64, String>,
 }
 
 /// One chat: its message ids, what the bot sent, the user's live messages.

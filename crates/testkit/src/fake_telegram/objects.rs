@@ -56,14 +56,14 @@ pub(crate) fn now() -> i64 {
         .unwrap_or(0)
 }
 
-/// A human user of id `user_id`.
-pub(crate) fn user(user_id: i64) -> Value {
+/// A human user of id `user_id` whose Telegram is in `language` (an IETF code).
+pub(crate) fn user(user_id: i64, language: &str) -> Value {
     json!({
         "id": user_id,
         "is_bot": false,
         "first_name": format!("User {user_id}"),
         "username": format!("user{user_id}"),
-        "language_code": "en",
+        "language_code": language,
     })
 }
 

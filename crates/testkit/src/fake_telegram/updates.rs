@@ -32,6 +32,17 @@ impl Shared {
 
     /// Queues a message of user `user_id` in `chat_id`, with `content` (`text`,
     /// `photo`, …) added to its id, sender, chat and date; the update's id.
+    /// User `user_id` as updates show them (`language_code` "en" unless set).
+    fn user_object(&self, user_id: i64) -> Value {
+        let language = self
+            .state()
+            .languages
+            .get(&user_id)
+            .cloned()
+            .unwrap_or_else(|| "en".to_owned());
+        objects::user(user_id, &language)
+    }
+
     fn user_message(&self, chat_id: i64, user_id: i64, content: Value) -> u32 {
         let message_id = {
             let mut state = self.state();
@@ -40,7 +51,7 @@ impl Shared {
             chat.user_messages.insert(id);
             id
         };
-        let mut message = objects::message(chat_id, message_id, objects::user(user_id));
+        let mut message = objects::message(chat_id, message_id, self.user_object(user_id));
         if let Value::Object(content) = content {
             message.extend(content);
         }
@@ -129,7 +140,7 @@ impl Shared {
         self.push_update(json!({
             "callback_query": {
                 "id": id,
-                "from": objects::user(user_id),
+                "from": self.user_object(user_id),
                 "message": message,
                 "chat_instance": format!("fake-{chat_id}"),
                 "data": data,

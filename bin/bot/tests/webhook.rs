@@ -1,0 +1,76 @@
+//! Webhook mode (by config): the bot registers its URL with Telegram and serves
+//! updates posted to it from axum, checking Telegram's secret token.
+
+mod common;
+
+use common::{Options, Stack, WAIT, text};
+use genq_testkit::{SentKind, free_port, wait_until};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_webhook_mode_updates_posted_to_the_bot_are_answered() {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/telegram");
+    let opts = Options {
+        extra_bot: format!(
+            "mode = \"webhook\"\nwebhook_url = \"{url}\"\nwebhook_addr = \"127.0.0.1:{port}\"\n"
+        ),
+        ..Options::default()
+    };
+    let stack = Stack::start("bot_webhook", opts).await;
+    let registered = wait_until(WAIT, || {
+        let r = stack.tg.requests("setWebhook");
+        async move { r.last().cloned() }
+    })
+    .await
+    .expect("the bot registered its webhook");
+    assert_eq!(registered["url"], url);
+    let secret = registered["secret_token"]
+        .as_str()
+        .expect("a secret token")
+        .to_owned();
+    assert_eq!(
+        stack.tg.calls("getUpdates"),
+        0,
+        "no long polling in webhook mode"
+    );
+
+    let chat = 3001;
+    let update = json!({
+        "update_id": 1,
+        "message": {
+            "message_id": 1,
+            "date": 1_700_000_000,
+            "chat": { "id": chat, "type": "private", "first_name": "Web" },
+            "from": { "id": chat, "is_bot": false, "first_name": "Web", "language_code": "en" },
+            "text": "/balance",
+            "entities": [{ "type": "bot_command", "offset": 0, "length": 8 }]
+        }
+    });
+    let http = reqwest::Client::new();
+    let forged = http.post(&url).json(&update).send().await.unwrap();
+    assert!(
+        forged.status().is_client_error(),
+        "an update without the secret token is refused: {}",
+        forged.status()
+    );
+    let sent = wait_until(WAIT, || {
+        let http = http.clone();
+        let (url, secret, update) = (url.clone(), secret.clone(), update.clone());
+        async move {
+            let r = http
+                .post(&url)
+                .header("X-Telegram-Bot-Api-Secret-Token", secret)
+                .json(&update)
+                .send()
+                .await
+                .ok()?;
+            r.status().is_success().then_some(())
+        }
+    })
+    .await;
+    assert!(sent.is_some(), "the webhook accepted the update");
+    let answer = stack.wait_sent(chat, 0, |m| m.kind == SentKind::Text).await;
+    assert_eq!(answer.text, Some(text("balance", &[("credits", &100)])));
+    stack.finish().await;
+}
