@@ -22,6 +22,13 @@ async fn a_text_gets_a_reply_with_typing_stored_in_the_dialog_and_charged() {
         start[0].text
     );
     assert!(buttons(&start[0]).len() >= 3, "three default personas");
+    let price_said = text("start.reply_price", &[("price", &1), ("credits", &100)]);
+    assert!(
+        start
+            .iter()
+            .any(|m| m.text.as_deref().is_some_and(|t| t.ends_with(&price_said))),
+        "a reply's price is said before the first message: {start:#?}"
+    );
 
     let before = stack.sent_count(chat);
     stack.tg.user_sends_text(chat, chat, "hello there");
@@ -509,5 +516,81 @@ async fn a_russian_speaking_user_is_answered_in_russian() {
     let labels: Vec<String> = buttons(&menu).into_iter().map(|(l, _)| l).collect();
     assert_eq!(labels[0], t(Lang::Ru, "button.upscale2", &[("price", &2)]));
     assert_eq!(menu.text, Some(t(Lang::Ru, "photo.menu", &[])));
+    stack.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_telegram_refuses_as_a_photo_arrives_as_a_document() {
+    let stack = Stack::start("bot_document", Options::default()).await;
+    let chat = 1013;
+    // 21:1 becomes 840×40 upscaled: over Telegram's 20:1 for photos
+    let before = stack.sent_count(chat);
+    stack
+        .tg
+        .user_sends_photo(chat, chat, common::png(420, 20), 420, 20);
+    let menu = stack
+        .wait_sent(chat, before, |m| {
+            buttons(m).iter().any(|(_, d)| d.starts_with("up2:"))
+        })
+        .await;
+    let user = stack.user(chat).await;
+    let before = stack.sent_count(chat);
+    stack
+        .tg
+        .user_presses_button(chat, chat, menu.message_id, &button(&menu, "up2:"));
+    let document = stack
+        .wait_sent(chat, before, |m| m.kind == SentKind::Document)
+        .await;
+    assert!(document.file_len.unwrap_or(0) > 0);
+    assert!(stack.tg.calls("sendPhoto") >= 1, "tried as a photo first");
+    assert!(
+        !stack
+            .tg
+            .sent(chat)
+            .iter()
+            .any(|m| m.kind == SentKind::Photo),
+        "no photo was accepted"
+    );
+    stack.wait_balance(user.id, 98).await;
+    stack.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_picture_refused_by_the_image_provider_refunds_the_whole_picture() {
+    let stack = Stack::start("bot_picture_refused", Options::default()).await;
+    stack
+        .provider
+        .fail_key("painter-key", FakeFailure::ContentPolicy);
+    let chat = 1014;
+    stack.start_dialog(chat).await;
+    let user = stack.user(chat).await;
+    let before = stack.sent_count(chat);
+    stack.tg.user_sends_text(chat, chat, "draw us");
+    let reply = stack
+        .wait_sent(chat, before, |m| {
+            !buttons(m).is_empty() && m.kind == SentKind::Text
+        })
+        .await;
+    stack.wait_balance(user.id, 99).await;
+    let before = stack.sent_count(chat);
+    stack
+        .tg
+        .user_presses_button(chat, chat, reply.message_id, &button(&reply, "pic:"));
+    let status = stack
+        .wait_sent(chat, before, |m| m.kind == SentKind::Text)
+        .await;
+    let said = stack
+        .wait_text(chat, status.message_id, |t| {
+            is_text(t, "fail.user_violation")
+        })
+        .await;
+    assert!(
+        said.ends_with(&text("refund.returned", &[("credits", &3)])),
+        "{said}"
+    );
+    // the prompt succeeded, its image failed: the picture's 3 credits come back once
+    stack.wait_balance(user.id, 99).await;
+    assert_eq!(stack.ledger(user.id, "refund").await, vec![3]);
+    assert_eq!(stack.jobs_of(user.id, "generate_image").await, 1);
     stack.finish().await;
 }

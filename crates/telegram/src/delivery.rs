@@ -136,12 +136,16 @@ impl Job for Deliver {
                 "failure".to_owned()
             }
         };
-        if tracked.kind != Kind::ImagePrompt {
+        // a picture's prompt hands over to its image job, which closes it
+        if what != HANDED_OVER {
             close(app, &tracked).await.map_err(transient)?;
         }
         Ok(delivered(app, &what))
     }
 }
+
+/// What a delivery of a picture's prompt reports: the image job delivers the rest.
+const HANDED_OVER: &str = "handed_over";
 
 /// How long a delivery waits for the acknowledgement's status message (a job can
 /// finish before the handler that placed it has sent it).
@@ -331,7 +335,7 @@ async fn hand_over_picture(
             .await
             .map_err(transient)?;
     }
-    Ok("handed_over".to_owned())
+    Ok(HANDED_OVER.to_owned())
 }
 
 async fn send_image(

@@ -591,11 +591,20 @@ async fn handle_callback(
             };
             app.store.new_dialog(who.user_id, persona.id).await?;
             app.states.clear(chat_id).await?;
-            let text = t(
+            let mut text = t(
                 lang,
                 "start.persona_chosen",
                 &[("persona", &persona.name), ("greeting", &persona.greeting)],
             );
+            if let Some(offer) = &app.offers.reply {
+                // sending a message is the confirmation: its price is said first
+                text.push_str("\n\n");
+                text.push_str(&t(
+                    lang,
+                    "start.reply_price",
+                    &[("price", &offer.price), ("credits", &db_user.credits)],
+                ));
+            }
             say(&app.bot, chat_id, &text, None).await?;
             return Ok(None);
         }

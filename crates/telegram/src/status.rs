@@ -29,6 +29,9 @@ const RECHECK: Duration = Duration::from_secs(1);
 const TYPING_EVERY: Duration = Duration::from_secs(4);
 /// Jobs looked at per tick.
 const BATCH: usize = 200;
+/// Status edits (and typing actions) per tick, all chats together: edits are not
+/// throttled by teloxide, and Telegram allows about 30 messages a second overall.
+const MAX_EDITS_PER_TICK: usize = 20;
 
 /// Runs until `stop`.
 pub async fn run_status_loop(app: Arc<BotApp>, stop: CancellationToken) {
@@ -52,13 +55,16 @@ pub async fn run_status_loop(app: Arc<BotApp>, stop: CancellationToken) {
 }
 
 async fn update_due(app: &BotApp) -> Result<(), BotError> {
+    let mut edits = 0;
     for id in app.tracker.due(BATCH).await? {
         let Some(tracked) = app.tracker.get(&id).await? else {
             app.tracker.unwatch(&id).await?;
             continue;
         };
-        if let Err(e) = update_one(app, &tracked).await {
-            debug!(job_id = %id, error = %e, "status not updated");
+        match update_one(app, &tracked, edits < MAX_EDITS_PER_TICK).await {
+            Ok(true) => edits += 1,
+            Ok(false) => {}
+            Err(e) => debug!(job_id = %id, error = %e, "status not updated"),
         }
         app.tracker.recheck(&id, RECHECK).await?;
     }
@@ -68,25 +74,31 @@ async fn update_due(app: &BotApp) -> Result<(), BotError> {
     Ok(())
 }
 
-async fn update_one(app: &BotApp, tracked: &Tracked) -> Result<(), BotError> {
+/// Looks at one job; true when something was sent to Telegram (at most when
+/// `may_send`).
+async fn update_one(app: &BotApp, tracked: &Tracked, may_send: bool) -> Result<bool, BotError> {
     let state = app.queue.job(&tracked.queue, &tracked.job_id).await?;
     if let Some(s) = &state
         && s.status.is_final()
     {
         push_delivery(app, &tracked.job_id, &tracked.queue).await?;
         app.tracker.unwatch(&tracked.job_id).await?;
-        return Ok(());
+        return Ok(false);
+    }
+    if !may_send {
+        return Ok(false);
     }
     if tracked.kind == Kind::Reply {
         let (_, at) = app.tracker.shown(&tracked.job_id).await?;
-        if now_ms().saturating_sub(at) >= TYPING_EVERY.as_millis() as u64 {
-            typing(&app.bot, tracked.chat_id).await;
-            app.tracker.set_shown(&tracked.job_id, "typing").await?;
+        if now_ms().saturating_sub(at) < TYPING_EVERY.as_millis() as u64 {
+            return Ok(false);
         }
-        return Ok(());
+        typing(&app.bot, tracked.chat_id).await;
+        app.tracker.set_shown(&tracked.job_id, "typing").await?;
+        return Ok(true);
     }
     let Some(msg) = tracked.status_msg else {
-        return Ok(());
+        return Ok(false);
     };
     let ahead = match &state {
         Some(s) if s.status == JobStatus::Queued => {
@@ -100,17 +112,21 @@ async fn update_one(app: &BotApp, tracked: &Tracked) -> Result<(), BotError> {
     let (shown, at) = app.tracker.shown(&tracked.job_id).await?;
     let min_gap = app.cfg.status_edit_secs * 1000;
     if shown.as_deref() == Some(text.as_str()) || now_ms().saturating_sub(at) < min_gap {
-        return Ok(());
+        return Ok(false);
     }
-    edit(
+    let sent = edit(
         &app.bot,
         tracked.chat_id,
         msg,
         &text,
         Some(cancel_button(tracked.lang, &tracked.job_id)),
     )
-    .await?;
-    app.tracker.set_shown(&tracked.job_id, &text).await
+    .await;
+    // a failed edit (a 429) is tried again after the gap, not at once
+    let shown = if sent.is_ok() { text.as_str() } else { "" };
+    app.tracker.set_shown(&tracked.job_id, shown).await?;
+    sent?;
+    Ok(true)
 }
 
 /// The status line for a job's state (`None`: not in Redis yet, still on its way).

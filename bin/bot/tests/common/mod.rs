@@ -359,6 +359,11 @@ protocol = "openai"
 base_url = "{base}/v1"
 keys = ["llm-key-a"]
 
+[providers.painter]
+protocol = "openai"
+base_url = "{base}/v1"
+keys = ["painter-key"]
+
 [providers.media]
 protocol = "queue"
 base_url = "{base}/queue"
@@ -374,7 +379,7 @@ provider = "llm"
 price = 0
 
 [jobs.generate_image]
-provider = "llm"
+provider = "painter"
 price = 3
 
 [jobs.generate_video]
