@@ -23,6 +23,10 @@ struct Cli {
     /// Where the bot's `/metrics` and `/healthz` listen.
     #[arg(long, env = "GENQ_BOT_METRICS_ADDR", default_value = "0.0.0.0:9101")]
     metrics_addr: std::net::SocketAddr,
+    /// Webhook mode: the secret Telegram sends with each update; set the same on every
+    /// replica (1-256 of A-Z a-z 0-9 _ -). Generated when absent.
+    #[arg(long, env = "GENQ_BOT_WEBHOOK_SECRET", hide_env_values = true)]
+    webhook_secret: Option<String>,
     /// Route job types to other queues: type=queue,type=queue.
     #[arg(long, env = "GENQ_ROUTES")]
     routes: Option<String>,
@@ -65,6 +69,7 @@ async fn main() -> anyhow::Result<()> {
         token,
         api_url: cli.api_url,
         metrics_addr: Some(cli.metrics_addr),
+        webhook_secret: cli.webhook_secret,
     };
     run_bot(opts, queue, store, stop).await?;
     Ok(())

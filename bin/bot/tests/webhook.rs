@@ -30,6 +30,11 @@ async fn in_webhook_mode_updates_posted_to_the_bot_are_answered() {
         .expect("a secret token")
         .to_owned();
     assert_eq!(
+        secret,
+        common::WEBHOOK_SECRET,
+        "the configured, shared secret"
+    );
+    assert_eq!(
         stack.tg.calls("getUpdates"),
         0,
         "no long polling in webhook mode"
@@ -72,5 +77,16 @@ async fn in_webhook_mode_updates_posted_to_the_bot_are_answered() {
     assert!(sent.is_some(), "the webhook accepted the update");
     let answer = stack.wait_sent(chat, 0, |m| m.kind == SentKind::Text).await;
     assert_eq!(answer.text, Some(text("balance", &[("credits", &100)])));
+    // a replica that stops leaves the webhook to the others
+    let mut stack = stack;
+    if let Some(bot) = stack.bot.take() {
+        assert!(bot.sigterm());
+        let mut bot = bot;
+        assert!(
+            bot.wait_exit(WAIT).await.is_some(),
+            "the bot stops on SIGTERM"
+        );
+    }
+    assert_eq!(stack.tg.calls("deleteWebhook"), 0);
     stack.finish().await;
 }

@@ -82,6 +82,13 @@ struct RunArgs {
     /// The Bot API's URL (a local Bot API server); Telegram's by default.
     #[arg(long = "bot-api-url", env = "GENQ_BOT_API_URL")]
     bot_api_url: Option<String>,
+    /// Webhook mode: the secret Telegram sends with each update (the same on every replica).
+    #[arg(
+        long = "bot-webhook-secret",
+        env = "GENQ_BOT_WEBHOOK_SECRET",
+        hide_env_values = true
+    )]
+    bot_webhook_secret: Option<String>,
     /// Where the bot's `/metrics` listens.
     #[arg(
         long = "bot-metrics-addr",
@@ -267,6 +274,7 @@ async fn start_bot(
         token,
         api_url: args.bot_api_url.clone(),
         metrics_addr: Some(args.bot_metrics_addr),
+        webhook_secret: args.bot_webhook_secret.clone(),
     };
     Ok(Some(tokio::spawn(async move {
         if let Err(e) = genq_telegram::run_bot(opts, queue, store, stop).await {

@@ -6,7 +6,12 @@ use std::collections::BTreeMap;
 use chrono::Duration;
 use genq_store::RetentionCohort;
 
-use crate::{BotError, app::BotApp, handlers::today, i18n::t, orders::Requester, send::say};
+use crate::{BotError, app::BotApp, i18n::t, orders::Requester, send::say};
+
+/// Today (UTC), the day reports are about.
+fn today() -> chrono::NaiveDate {
+    chrono::Utc::now().date_naive()
+}
 
 /// Share of a cohort back on day `n`, over cohorts old enough to tell, in percent.
 fn retention_rate(

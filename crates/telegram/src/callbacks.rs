@@ -78,7 +78,8 @@ fn is_token(s: &str) -> bool {
 }
 
 impl Action {
-    /// The button's data; `None` when something is off (data too long).
+    /// The button's `callback_data` (at most [`CALLBACK_DATA_LIMIT`] bytes for the
+    /// tokens and ids this bot makes; a unit test checks every kind).
     pub fn data(&self) -> String {
         self.to_string()
     }

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
 use genq_job_face_swap::FaceSwapRequest;
 use genq_job_generate_image_prompt::ImagePromptRequest;
 use genq_job_generate_reply::ReplyRequest;
@@ -833,9 +832,4 @@ async fn cancel_one(
         }
         _ => stale,
     }
-}
-
-/// The time now, for reports.
-pub(crate) fn today() -> chrono::NaiveDate {
-    Utc::now().date_naive()
 }

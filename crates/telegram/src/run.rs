@@ -13,6 +13,7 @@ use genq_runtime::{WorkerRuntime, WorkerSettings};
 use genq_store::Store;
 use teloxide::{
     adaptors::{Throttle, throttle::Settings},
+    payloads::SetWebhookSetters,
     prelude::*,
     types::BotCommand,
     update_listeners::webhooks,
@@ -45,6 +46,9 @@ pub struct BotOptions {
     pub api_url: Option<String>,
     /// Where the bot's `/metrics` and `/healthz` listen (none: not served).
     pub metrics_addr: Option<SocketAddr>,
+    /// Webhook mode: the secret Telegram sends with every update
+    /// (`GENQ_BOT_WEBHOOK_SECRET`); the same on every replica. Generated when absent.
+    pub webhook_secret: Option<String>,
 }
 
 /// What to tell an operator who started the service without a token.
@@ -198,7 +202,7 @@ pub async fn run_bot(
         }));
     }
     info!(mode = ?app.cfg.mode, delivery_queue = %app.cfg.delivery_queue, "bot started");
-    dispatch(&app, stop.clone()).await?;
+    dispatch(&app, opts.webhook_secret.clone(), stop.clone()).await?;
     stop.cancel();
     for task in tasks {
         let _ = task.await;
@@ -208,7 +212,11 @@ pub async fn run_bot(
 }
 
 /// Receives updates until `stop`: long polling, or a webhook (axum) by config.
-async fn dispatch(app: &Arc<BotApp>, stop: CancellationToken) -> Result<(), BotError> {
+async fn dispatch(
+    app: &Arc<BotApp>,
+    webhook_secret: Option<String>,
+    stop: CancellationToken,
+) -> Result<(), BotError> {
     let mut dispatcher = Dispatcher::builder(app.bot.clone(), schema())
         .dependencies(dptree::deps![app.clone()])
         .default_handler(|_| async {})
@@ -232,23 +240,64 @@ async fn dispatch(app: &Arc<BotApp>, stop: CancellationToken) -> Result<(), BotE
     });
     match app.cfg.mode {
         BotMode::Polling => dispatcher.dispatch().await,
-        BotMode::Webhook => {
-            let url = app.cfg.webhook_url.clone().unwrap_or_default();
-            let url = url::Url::parse(&url)
-                .map_err(|e| BotError::Setup(format!("bot.webhook_url '{url}': {e}")))?;
-            let addr: SocketAddr = app.cfg.webhook_addr.parse().map_err(|e| {
-                BotError::Setup(format!("bot.webhook_addr '{}': {e}", app.cfg.webhook_addr))
-            })?;
-            let listener = webhooks::axum(app.bot.clone(), webhooks::Options::new(addr, url))
-                .await
-                .map_err(|e| BotError::Setup(format!("webhook: {e}")))?;
-            dispatcher
-                .dispatch_with_listener(
-                    listener,
-                    LoggingErrorHandler::with_custom_text("update listener failed"),
-                )
-                .await;
-        }
+        BotMode::Webhook => serve_webhook(app, dispatcher, webhook_secret).await?,
     }
+    Ok(())
+}
+
+/// Webhook mode: registers the URL with Telegram (with a secret shared by every
+/// replica) and serves updates from axum. Unlike teloxide's `webhooks::axum`, a
+/// stopping replica does not delete the webhook the others still serve.
+async fn serve_webhook(
+    app: &Arc<BotApp>,
+    mut dispatcher: Dispatcher<TgBot, BotError, teloxide::dispatching::DefaultKey>,
+    secret: Option<String>,
+) -> Result<(), BotError> {
+    let raw_url = app.cfg.webhook_url.clone().unwrap_or_default();
+    let url = url::Url::parse(&raw_url)
+        .map_err(|e| BotError::Setup(format!("bot.webhook_url '{raw_url}': {e}")))?;
+    let addr: SocketAddr = app.cfg.webhook_addr.parse().map_err(|e| {
+        BotError::Setup(format!("bot.webhook_addr '{}': {e}", app.cfg.webhook_addr))
+    })?;
+    let mut options = webhooks::Options::new(addr, url.clone());
+    if let Some(secret) = secret.filter(|s| !s.is_empty()) {
+        if secret.len() > 256
+            || !secret
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(BotError::Setup(
+                "GENQ_BOT_WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ and -"
+                    .to_owned(),
+            ));
+        }
+        options = options.secret_token(secret);
+    }
+    let secret = options.get_or_gen_secret_token().to_owned();
+    app.bot
+        .set_webhook(url)
+        .secret_token(secret)
+        .await
+        .map_err(|e| BotError::Setup(format!("Telegram refused the webhook: {e}")))?;
+    let (listener, stop_flag, router) = webhooks::axum_no_setup(options);
+    let tcp = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| BotError::Setup(format!("cannot listen on {addr} for the webhook: {e}")))?;
+    let server = tokio::spawn(async move {
+        if let Err(e) = axum::serve(tcp, router)
+            .with_graceful_shutdown(stop_flag)
+            .await
+        {
+            error!(error = %e, "webhook server failed");
+        }
+    });
+    info!(%addr, "webhook listening");
+    dispatcher
+        .dispatch_with_listener(
+            listener,
+            LoggingErrorHandler::with_custom_text("update listener failed"),
+        )
+        .await;
+    let _ = server.await;
     Ok(())
 }

@@ -219,7 +219,7 @@ fn genq_services_run_binaries_the_workspace_builds_into_the_image() {
     let doc = yaml(COMPOSE);
     let binaries = workspace_binaries();
     let built = image_binaries();
-    for bin in ["worker", "genq", "admin", "fake-provider"] {
+    for bin in ["worker", "genq", "admin", "bot", "fake-provider"] {
         assert!(
             binaries.contains(bin),
             "no [[bin]] {bin} under bin/: {binaries:?}"
@@ -251,8 +251,8 @@ fn genq_services_run_binaries_the_workspace_builds_into_the_image() {
         );
     }
     assert!(
-        genq_services >= 6,
-        "admin, relay, settler, fake-provider and workers"
+        genq_services >= 7,
+        "admin, relay, settler, bot, fake-provider and workers"
     );
 }
 
@@ -389,6 +389,16 @@ fn env_files_exist_and_point_at_the_compose_services() {
         );
     }
     assert!(example.contains("GENQ_ADMIN_TOKEN"));
+    // secrets are the operator's: documented, never filled in
+    for file in [".env.example", "docker/genq.env.example"] {
+        let env = env_file(file);
+        assert_eq!(
+            env.get("GENQ_BOT_TOKEN").map(String::as_str),
+            Some(""),
+            "{file}: GENQ_BOT_TOKEN is listed, empty"
+        );
+        assert!(!env.contains_key("GENQ_ADMIN_TOKEN"), "{file}");
+    }
 }
 
 #[test]
@@ -513,13 +523,100 @@ fn dependencies_name_services_and_health_checked_ones_have_checks() {
         }
     }
     // the databases are waited for, not just started
-    for svc in ["admin", "relay", "settler", "worker-video"] {
+    for svc in ["admin", "relay", "settler", "worker-video", "bot"] {
         assert_eq!(
             services[svc]["depends_on"]["redis"]["condition"].as_str(),
             Some("service_healthy"),
             "{svc}"
         );
     }
+}
+
+/// The port of an `ADDR:PORT` setting.
+fn port_of(addr: &str) -> u16 {
+    addr.rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("address '{addr}'"))
+}
+
+#[test]
+fn one_bot_service_with_its_token_health_check_and_scrape_target() {
+    let doc = yaml(COMPOSE);
+    let bots: Vec<(String, Value)> = services(&doc)
+        .into_iter()
+        .filter(|(_, svc)| strings(&svc["command"]).first().map(String::as_str) == Some("bot"))
+        .collect();
+    assert_eq!(bots.len(), 1, "exactly one service runs the bot");
+    let (name, svc) = &bots[0];
+    assert_eq!(name, "bot");
+    assert!(is_genq(svc), "the bot runs from genq's image");
+    // one replica long-polls Telegram: nothing that makes several
+    for key in ["scale", "deploy"] {
+        assert!(svc[key].is_null(), "bot: `{key}` (one replica only)");
+    }
+    assert!(svc["ports"].is_null(), "bot: long polling needs no port");
+    let text = read(COMPOSE);
+    assert!(
+        text.contains("ONE replica") && text.contains("webhook"),
+        "the compose file says why the bot has one replica"
+    );
+    assert!(
+        !text.contains("added with the Telegram bot issue"),
+        "a leftover placeholder"
+    );
+    // the token: the operator's env file, after the example's empty one
+    let env = environment(svc);
+    assert_eq!(env.get("GENQ_BOT_TOKEN").map(String::as_str), Some(""));
+    assert!(
+        env_files(svc).iter().any(|(_, required)| !required),
+        "the bot reads GENQ_BOT_TOKEN from the operator's env file"
+    );
+    // the health check and the scrape target are on its metrics address
+    let port = port_of(
+        env.get("GENQ_BOT_METRICS_ADDR")
+            .map_or("0.0.0.0:9101", String::as_str),
+    );
+    assert_eq!(port, 9101, "GENQ_BOT_METRICS_ADDR's default");
+    let test = strings(&svc["healthcheck"]["test"]).join(" ");
+    assert!(
+        test.contains(&format!("http://127.0.0.1:{port}/healthz")),
+        "bot: healthcheck {test}"
+    );
+    let prom = yaml("monitoring/prometheus.yml");
+    let job = prom["scrape_configs"]
+        .as_sequence()
+        .expect("scrape_configs")
+        .iter()
+        .find(|c| c["job_name"].as_str() == Some("bot"))
+        .expect("prometheus.yml scrapes the bot");
+    assert_eq!(
+        strings(&job["static_configs"][0]["targets"]),
+        [format!("{name}:{port}")]
+    );
+    // Redis and PostgreSQL are up before it starts
+    for dep in ["redis", "postgres"] {
+        assert_eq!(
+            svc["depends_on"][dep]["condition"].as_str(),
+            Some("service_healthy"),
+            "bot: {dep}"
+        );
+    }
+    // its delivery worker gets 10 s to finish running deliveries after SIGTERM
+    let stop = svc["stop_grace_period"]
+        .as_str()
+        .map_or(Duration::from_secs(10), parse_duration);
+    assert!(
+        stop > Duration::from_secs(10),
+        "bot: stop_grace_period {stop:?}"
+    );
+    // it shares the artifacts (users' photos) with the workers
+    assert!(
+        strings(&svc["volumes"])
+            .iter()
+            .any(|v| v.starts_with("artifacts:")),
+        "bot: the artifacts volume"
+    );
 }
 
 /// The longest timeout of the job types each queue runs, from the catalog built
@@ -706,7 +803,30 @@ fn the_systemd_units_run_workspace_binaries_and_belong_to_the_target() {
             .expect("seconds");
         assert!(stop > 0, "{file}");
     }
-    assert!(units >= 2, "worker@ and genq-admin");
+    assert!(units >= 4, "worker@, genq@, genq-admin and genq-bot");
     assert!(dir.join("genq-admin.service").is_file());
     assert!(dir.join("genq.target").is_file());
+}
+
+#[test]
+fn the_systemd_bot_unit_runs_the_bot_and_outlasts_its_delivery_grace() {
+    let u = unit("docker/systemd/genq-bot.service");
+    assert_eq!(one(&u, "Service", "ExecStart"), "/usr/local/bin/bot");
+    assert_eq!(one(&u, "Service", "KillSignal"), "SIGTERM");
+    let stop: u64 = one(&u, "Service", "TimeoutStopSec")
+        .parse()
+        .expect("seconds");
+    assert!(
+        stop > 10,
+        "TimeoutStopSec={stop}: the delivery worker's grace is 10 s"
+    );
+    assert!(
+        one(&u, "Unit", "After").contains("redis")
+            && one(&u, "Unit", "After").contains("postgresql"),
+        "after Redis and PostgreSQL"
+    );
+    assert!(
+        read("docker/systemd/genq-bot.service").contains("ONE host"),
+        "the unit says it runs on one host (long polling)"
+    );
 }

@@ -10,7 +10,12 @@
 //!   GenerateReply (a provider call), so every labelled series has a child;
 //! - the admin (`genq_admin_api::serve`, built as the `admin` binary does) on the
 //!   same Redis prefix and a PostgreSQL schema of its own; its `/metrics` reads queues, workers, credits,
-//!   users and key cool-downs on each scrape.
+//!   users and key cool-downs on each scrape;
+//! - the Telegram bot (`genq_telegram::run_bot`, as the `bot` binary runs it) on the
+//!   same Redis prefix and schema against a fake Telegram, with the outbox relay
+//!   that takes its orders to Redis: a user starts a dialog and writes, the worker
+//!   answers, the bot's delivery worker sends the reply, so its update, order and
+//!   delivery counters (and its delivery worker's `genq_jobs_*`) have children.
 
 mod common;
 
@@ -27,7 +32,11 @@ use common::{
 };
 use genq_redis::{RedisConfig, RedisQueue};
 use genq_runtime::{EnqueueOptions, JobClient, WorkerRuntime, WorkerSettings};
-use genq_testkit::{FakeProvider, TestSchema, free_port, http_get, redis_url, unique_prefix};
+use genq_testkit::{
+    FakeProvider, FakeTelegram, SentKind, SentMessage, TestSchema, free_port, http_get, redis_url,
+    unique_prefix,
+};
+use tokio_util::sync::CancellationToken;
 
 /// Labels Prometheus adds to every scraped series (`service` by prometheus.yml's
 /// relabelling of the worker targets).
@@ -223,6 +232,112 @@ async fn start_admin(
     (addr, stop)
 }
 
+/// The bot's token at the fake Telegram.
+const BOT_TOKEN: &str = "123456:DEPLOY-TEST";
+/// The chat (and user) that talks to the bot.
+const CHAT: i64 = 4242;
+/// How long the bot has for each step of the conversation.
+const BOT_WAIT: Duration = Duration::from_secs(30);
+
+/// The bot as the `bot` binary runs it, with the relay `genq relay` runs, until
+/// `stop`: the worker's Redis prefix, the admin's schema, a fake Telegram.
+struct Bot {
+    addr: SocketAddr,
+    tg: FakeTelegram,
+    stop: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Bot {
+    async fn start(worker: &Worker, cfg: &genq_config::Config, schema: &TestSchema) -> Self {
+        let tg = FakeTelegram::start(BOT_TOKEN).await;
+        let store = genq_store::Store::open(
+            &genq_store::StoreConfig::new(&schema.url).schema(&schema.name),
+        )
+        .await
+        .expect("PostgreSQL (scripts/services.sh starts it)");
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let stop = CancellationToken::new();
+        let opts = genq_telegram::BotOptions {
+            config: cfg.clone(),
+            routes: Some("probe=text".to_owned()),
+            token: BOT_TOKEN.to_owned(),
+            api_url: Some(tg.api_url()),
+            metrics_addr: Some(addr),
+            webhook_secret: None,
+        };
+        let bot = genq_telegram::run_bot(opts, worker.queue.clone(), store.clone(), stop.clone());
+        let relay = genq_relay::Relay::new(store, worker.queue.clone()).run(stop.clone());
+        let tasks = vec![
+            tokio::spawn(async move { bot.await.expect("the bot runs") }),
+            tokio::spawn(relay),
+        ];
+        Self {
+            addr,
+            tg,
+            stop,
+            tasks,
+        }
+    }
+
+    /// The first message sent to the chat after the first `after` that `pred` accepts.
+    async fn wait_sent(
+        &self,
+        after: usize,
+        what: &str,
+        pred: impl Fn(&SentMessage) -> bool,
+    ) -> SentMessage {
+        genq_testkit::wait_until(BOT_WAIT, || {
+            let found = self.tg.sent(CHAT).into_iter().skip(after).find(&pred);
+            async move { found }
+        })
+        .await
+        .unwrap_or_else(|| panic!("the bot never sent {what}; sent: {:#?}", self.tg.sent(CHAT)))
+    }
+
+    /// A user's first conversation: /start, a persona button, a text that becomes a
+    /// paid GenerateReply, run by the worker and delivered by the bot.
+    async fn converse(&self) {
+        self.tg.user_sends_command(CHAT, CHAT, "/start");
+        let menu = self
+            .wait_sent(0, "the persona menu", |m| persona_button(m).is_some())
+            .await;
+        let data = persona_button(&menu).expect("a persona button");
+        let before = self.tg.sent(CHAT).len();
+        self.tg
+            .user_presses_button(CHAT, CHAT, menu.message_id, &data);
+        self.wait_sent(before, "the persona's greeting", |m| {
+            m.kind == SentKind::Text
+        })
+        .await;
+        let before = self.tg.sent(CHAT).len();
+        self.tg.user_sends_text(CHAT, CHAT, "hello");
+        self.wait_sent(before, "the reply", |m| {
+            m.text.as_deref() == Some("Echo: hello")
+        })
+        .await;
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        for task in self.tasks {
+            task.await.expect("bot task");
+        }
+    }
+}
+
+/// The callback data of the first `persona:` button under a message.
+fn persona_button(m: &SentMessage) -> Option<String> {
+    m.reply_markup.as_ref()?["inline_keyboard"]
+        .as_array()?
+        .iter()
+        .filter_map(serde_json::Value::as_array)
+        .flatten()
+        .filter_map(|b| b["callback_data"].as_str())
+        .find(|d| d.starts_with("persona:"))
+        .map(str::to_owned)
+}
+
 async fn scrape(addr: SocketAddr) -> BTreeMap<String, BTreeSet<String>> {
     let addr = addr.to_string();
     let text = tokio::task::spawn_blocking(move || http_get(&addr, "/metrics"))
@@ -240,6 +355,7 @@ async fn every_metric_the_alerts_and_the_dashboard_use_is_exported_live() {
     let (worker, cfg) = Worker::start().await;
     let schema = TestSchema::create("deploy_metrics").await.expect("schema");
     let (admin_addr, admin_stop) = start_admin(&worker, &cfg, &schema).await;
+    let bot = Bot::start(&worker, &cfg, &schema).await;
 
     // a success, a retry (transient failure on the first run), a provider call
     worker
@@ -261,11 +377,13 @@ async fn every_metric_the_alerts_and_the_dashboard_use_is_exported_live() {
         )
         .await;
 
-    let exported = |w: &BTreeMap<String, BTreeSet<String>>,
-                    a: &BTreeMap<String, BTreeSet<String>>| {
-        let mut all = w.clone();
-        for (k, v) in a {
-            all.entry(k.clone()).or_default().extend(v.iter().cloned());
+    // a user's orders, run by the worker and delivered by the bot
+    bot.converse().await;
+
+    let exported = |scrapes: Vec<BTreeMap<String, BTreeSet<String>>>| {
+        let mut all: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (k, v) in scrapes.into_iter().flatten() {
+            all.entry(k).or_default().extend(v);
         }
         all
     };
@@ -277,12 +395,17 @@ async fn every_metric_the_alerts_and_the_dashboard_use_is_exported_live() {
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let all = loop {
-        let all = exported(&scrape(worker.addr).await, &scrape(admin_addr).await);
+        let all = exported(vec![
+            scrape(worker.addr).await,
+            scrape(admin_addr).await,
+            scrape(bot.addr).await,
+        ]);
         if missing(&all).is_empty() || tokio::time::Instant::now() > deadline {
             break all;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    bot.stop().await;
     let _ = admin_stop.send(());
     worker.stop().await;
     schema.drop().await;
@@ -293,7 +416,7 @@ async fn every_metric_the_alerts_and_the_dashboard_use_is_exported_live() {
         .collect();
     assert!(
         missing.is_empty(),
-        "metrics used but not exported by a worker or the admin:\n  {}\nexported: {:?}",
+        "metrics used but not exported by a worker, the admin or the bot:\n  {}\nexported: {:?}",
         missing.join("\n  "),
         all.keys().collect::<Vec<_>>()
     );
@@ -337,7 +460,7 @@ fn up_is_asked_only_of_jobs_prometheus_scrapes() {
         .iter()
         .map(|c| c["job_name"].as_str().expect("job_name"))
         .collect();
-    assert_eq!(jobs, ["admin", "worker"].into());
+    assert_eq!(jobs, ["admin", "worker", "bot"].into());
     let mut ups = 0;
     for q in queries() {
         let s = q.expr.replace(' ', "");
@@ -355,7 +478,7 @@ fn up_is_asked_only_of_jobs_prometheus_scrapes() {
             ups += 1;
         }
     }
-    assert!(ups >= 1, "the admin being down is alerted on");
+    assert!(ups >= 2, "the admin and the bot being down are alerted on");
 }
 
 #[test]
@@ -377,6 +500,10 @@ fn the_dashboard_answers_the_operators_questions() {
         "genq_admin_workers_alive",
         "genq_admin_credits_today",
         "genq_admin_users_active",
+        "genq_bot_updates_total",
+        "genq_bot_orders_total",
+        "genq_bot_deliveries_total",
+        "genq_bot_watched_jobs",
     ] {
         assert!(
             exprs.iter().any(|e| metric_names(e).contains(name)),

@@ -15,6 +15,8 @@ use genq_testkit::{
 use serde_json::Value;
 
 pub const TOKEN: &str = "123456:TEST-TOKEN";
+/// The webhook secret every bot of a test shares.
+pub const WEBHOOK_SECRET: &str = "shared-secret_42";
 /// How long a test waits for something the bot should do.
 pub const WAIT: Duration = Duration::from_secs(30);
 
@@ -120,6 +122,7 @@ impl Stack {
     pub async fn start_bot(&mut self) {
         let mut env = self.env();
         env.push(("GENQ_BOT_TOKEN", TOKEN.to_owned()));
+        env.push(("GENQ_BOT_WEBHOOK_SECRET", WEBHOOK_SECRET.to_owned()));
         env.push(("GENQ_BOT_API_URL", self.tg.api_url()));
         env.push((
             "GENQ_BOT_METRICS_ADDR",
