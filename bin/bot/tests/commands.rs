@@ -308,3 +308,62 @@ async fn the_acknowledgement_gives_the_queue_position_when_there_is_a_backlog() 
     stack.wait_balance(user.id, 98).await;
     stack.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_starts_a_fresh_dialog_and_other_messages_are_explained() {
+    let stack = Stack::start("bot_new", Options::default()).await;
+    let chat = 2008;
+    stack.start_dialog(chat).await;
+    let user = stack.user(chat).await;
+    let before = stack.sent_count(chat);
+    stack
+        .tg
+        .user_sends_text(chat, chat, "remember the blue door");
+    stack
+        .wait_sent(chat, before, |m| {
+            m.text.as_deref() == Some("Echo: remember the blue door")
+        })
+        .await;
+    let old = stack.store.active_dialog(user.id).await.unwrap().unwrap();
+
+    let before = stack.sent_count(chat);
+    stack.tg.user_sends_command(chat, chat, "/new");
+    let said = stack
+        .wait_sent(chat, before, |m| m.kind == SentKind::Text)
+        .await;
+    let persona = stack.store.persona(old.persona_id).await.unwrap();
+    assert_eq!(
+        said.text,
+        Some(text("new.done", &[("persona", &persona.name)]))
+    );
+    let fresh = stack.store.active_dialog(user.id).await.unwrap().unwrap();
+    assert_ne!(fresh.id, old.id);
+    assert_eq!(fresh.persona_id, old.persona_id);
+    let before = stack.sent_count(chat);
+    stack.tg.user_sends_text(chat, chat, "hello again");
+    stack
+        .wait_sent(chat, before, |m| {
+            m.text.as_deref() == Some("Echo: hello again")
+        })
+        .await;
+    let messages = genq_testkit::wait_until(WAIT, || async {
+        let m = stack.store.last_messages(fresh.id, 50).await.ok()?;
+        (m.len() == 2).then_some(m)
+    })
+    .await
+    .expect("the new dialog holds only the new exchange");
+    assert_eq!(messages[0].content, "hello again");
+
+    // a location is nothing the bot does: it says what it understands
+    let before = stack.sent_count(chat);
+    stack.tg.user_sends_message(
+        chat,
+        chat,
+        serde_json::json!({ "location": { "latitude": 55.75, "longitude": 37.62 } }),
+    );
+    let said = stack
+        .wait_sent(chat, before, |m| m.kind == SentKind::Text)
+        .await;
+    assert_eq!(said.text, Some(text("err.unsupported", &[])));
+    stack.finish().await;
+}

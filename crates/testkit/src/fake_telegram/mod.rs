@@ -171,6 +171,12 @@ impl FakeTelegram {
             .user_sends_photo(chat_id, user_id, bytes.into(), width, height)
     }
 
+    /// User `user_id` sends a message with any other content (the message object's
+    /// fields, e.g. `{"location": {"latitude": 1.0, "longitude": 2.0}}`); the update's id.
+    pub fn user_sends_message(&self, chat_id: i64, user_id: i64, content: Value) -> u32 {
+        self.shared.user_message(chat_id, user_id, content)
+    }
+
     /// User `user_id` sends a voice message (`audio/ogg`) of `duration_secs`;
     /// `getFile` and the download return `bytes`. The update's id.
     pub fn user_sends_voice(

@@ -43,7 +43,7 @@ impl Shared {
         objects::user(user_id, &language)
     }
 
-    fn user_message(&self, chat_id: i64, user_id: i64, content: Value) -> u32 {
+    pub(crate) fn user_message(&self, chat_id: i64, user_id: i64, content: Value) -> u32 {
         let message_id = {
             let mut state = self.state();
             let chat = state.chat(chat_id);
