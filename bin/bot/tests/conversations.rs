@@ -594,3 +594,56 @@ async fn a_picture_refused_by_the_image_provider_refunds_the_whole_picture() {
     assert_eq!(stack.jobs_of(user.id, "generate_image").await, 1);
     stack.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_charged_by_a_bot_that_died_before_tracking_it_is_delivered_when_the_update_returns()
+ {
+    let stack = Stack::start("bot_orphan", Options::default()).await;
+    let chat = 1015;
+    let menu = stack.send_photo(chat).await;
+    let user = stack.user(chat).await;
+    let data = button(&menu, "up2:");
+    // what the dead bot committed for this button: the job and its charge, nothing else
+    let token = data.trim_start_matches("up2:");
+    let mut conn = stack.queue.connection();
+    let stash: String =
+        redis::AsyncCommands::get(&mut conn, format!("{}:bot:tok:{token}", stack.prefix))
+            .await
+            .unwrap();
+    let image = serde_json::from_str::<serde_json::Value>(&stash).unwrap()["image"].clone();
+    stack
+        .store
+        .charge_and_enqueue(&genq_store::PaidJob {
+            user_id: user.id,
+            job_type: "upscale".to_owned(),
+            queue: "img".to_owned(),
+            payload: serde_json::json!({ "image": image, "factor": 2 }),
+            price: 2,
+            idempotency_key: Some(format!("up2:{chat}:{}", menu.message_id)),
+        })
+        .await
+        .unwrap();
+    // Telegram delivers the tap again to the new bot
+    let before = stack.sent_count(chat);
+    stack
+        .tg
+        .user_presses_button(chat, chat, menu.message_id, &data);
+    let status = stack
+        .wait_sent(chat, before, |m| m.kind == SentKind::Text)
+        .await;
+    stack
+        .wait_sent(chat, before, |m| {
+            matches!(m.kind, SentKind::Photo | SentKind::Document)
+        })
+        .await;
+    stack
+        .wait_text(chat, status.message_id, |t| t == text("status.done", &[]))
+        .await;
+    stack.wait_balance(user.id, 98).await;
+    assert_eq!(
+        stack.ledger(user.id, "charge").await,
+        vec![-2],
+        "charged once"
+    );
+    stack.finish().await;
+}

@@ -15,6 +15,10 @@ use crate::{
     tracking::{Kind, Tracked},
 };
 
+/// How long after its charge an untracked job is taken up again when its Telegram
+/// update comes back (Telegram re-delivers updates a crashed bot did not confirm).
+const ORPHAN_WINDOW: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// Who is asking, and where to answer.
 #[derive(Debug, Clone)]
 pub struct Requester {
@@ -93,8 +97,14 @@ impl BotApp {
                     self.count_order(job_type, "created");
                     created.push((job_id, order));
                 }
-                Ok(Charged::Existing { .. }) => {
-                    self.count_order(job_type, "duplicate");
+                Ok(Charged::Existing { job_id }) => {
+                    if self.orphaned(&job_id).await? {
+                        // charged by a bot that died before tracking it: take it up
+                        self.count_order(job_type, "recovered");
+                        created.push((job_id, order));
+                    } else {
+                        self.count_order(job_type, "duplicate");
+                    }
                 }
                 Err(BotError::Store(StoreError::InsufficientCredits { balance, price })) => {
                     for o in &orders[i..] {
@@ -142,6 +152,22 @@ impl BotApp {
             idempotency_key: Some(order.idem.clone()),
         };
         Ok(self.store.charge_and_enqueue(&job).await?)
+    }
+
+    /// True when a job found by its idempotency key was charged recently but is not
+    /// tracked: the bot that charged it died before it could track it, and Telegram
+    /// delivered the update again. (An older one is a stale button, answered as such.)
+    async fn orphaned(&self, job_id: &str) -> Result<bool, BotError> {
+        if self.tracker.get(job_id).await?.is_some() {
+            return Ok(false);
+        }
+        let recent =
+            chrono::Utc::now() - chrono::Duration::from_std(ORPHAN_WINDOW).unwrap_or_default();
+        Ok(self
+            .store
+            .job(job_id)
+            .await?
+            .is_some_and(|j| j.created_at > recent))
     }
 
     /// True when every order's idempotency key already names a job (a double tap
