@@ -219,6 +219,42 @@ impl Store {
         })
     }
 
+    /// Stores a user's message and the reply to it together (one transaction), so
+    /// the dialog never holds one without the other, in the order they were said.
+    pub async fn append_exchange(
+        &self,
+        dialog_id: i64,
+        user_text: &str,
+        reply: &str,
+    ) -> Result<(), StoreError> {
+        for text in [user_text, reply] {
+            let chars = text.chars().count();
+            if chars == 0 || chars > MAX_MESSAGE_CHARS {
+                return Err(StoreError::Invalid(format!(
+                    "a message must be 1-{MAX_MESSAGE_CHARS} characters, got {chars}"
+                )));
+            }
+        }
+        let mut tx = self.pool().begin().await?;
+        let known: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM dialogs WHERE id = $1)")
+            .bind(dialog_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        if !known {
+            return Err(StoreError::UnknownDialog(dialog_id));
+        }
+        sqlx::query(
+            "INSERT INTO messages (dialog_id, role, content) VALUES ($1, 'user', $2), ($1, 'assistant', $3)",
+        )
+        .bind(dialog_id)
+        .bind(user_text)
+        .bind(reply)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// The last `n` messages of a dialog, oldest first (ready for a chat prompt).
     pub async fn last_messages(&self, dialog_id: i64, n: i64) -> Result<Vec<Message>, StoreError> {
         let rows = sqlx::query(

@@ -68,6 +68,20 @@ pub struct OpenJob {
     pub price: i64,
 }
 
+/// A recently created job and who it is for (see [`Store::jobs_created_between`]).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct RecentJob {
+    pub id: String,
+    pub queue: String,
+    pub job_type: String,
+    pub price: i64,
+    pub idempotency_key: Option<String>,
+    pub status: String,
+    pub user_id: i64,
+    pub telegram_id: i64,
+    pub language: String,
+}
+
 /// What settling an outcome did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -173,6 +187,57 @@ impl Store {
         }
         tx.commit().await?;
         Ok(Settled::Recorded { refunded })
+    }
+
+    /// Cancels a job the relay has not pushed yet: in one transaction its outbox entry
+    /// is deleted (a relay holding it locked is waited for; then it is in Redis and
+    /// this finds nothing), the job is recorded as cancelled and refunded once.
+    /// Returns the credits refunded, or `None` when the job was not waiting in the
+    /// outbox (cancel it in Redis instead).
+    pub async fn cancel_unpushed(&self, job_id: &str) -> Result<Option<i64>, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let deleted = sqlx::query("DELETE FROM outbox WHERE job_id = $1")
+            .bind(job_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if deleted == 0 {
+            return Ok(None);
+        }
+        sqlx::query(
+            "UPDATE jobs SET status = 'cancelled', error_class = 'cancelled',
+                             error = 'cancelled before it was queued', finished_at = now()
+             WHERE id = $1 AND status NOT IN ('succeeded', 'failed', 'cancelled')",
+        )
+        .bind(job_id)
+        .execute(&mut *tx)
+        .await?;
+        let refunded = refund_job(&mut tx, job_id, &format!("job {job_id} cancelled")).await?;
+        tx.commit().await?;
+        Ok(Some(refunded))
+    }
+
+    /// Jobs created between `from` and `to`, with their user's Telegram id and
+    /// language, oldest first (at most `limit`): the bot takes up the ones it does
+    /// not track (charged by a bot that died before tracking them).
+    pub async fn jobs_created_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<RecentJob>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT j.id, j.queue, j.job_type, j.price, j.idempotency_key, j.status,
+                    u.id AS user_id, u.telegram_id, u.language
+             FROM jobs j JOIN users u ON u.id = j.user_id
+             WHERE j.created_at BETWEEN $1 AND $2 AND j.parent_id IS NULL
+             ORDER BY j.created_at LIMIT $3",
+        )
+        .bind(from)
+        .bind(to)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?)
     }
 
     /// Records a follow-up job that a running job (`parent_id`) pushed to Redis

@@ -28,7 +28,7 @@ pub use args::DatabaseArgs;
 pub use credits::{Charged, PaidJob};
 pub use dialogs::{Dialog, Message, Persona, Role};
 pub use error::StoreError;
-pub use jobs::{JobRecord, OpenJob, Settled};
+pub use jobs::{JobRecord, OpenJob, RecentJob, Settled};
 pub use outbox::{OutboxBatch, OutboxJob};
 pub use stats::{DailyJobs, NewUsers, RetentionCohort, UserStats};
 pub use users::User;

@@ -469,3 +469,88 @@ async fn the_migration_seeds_the_default_personas() {
     assert_eq!(store.personas().await.unwrap().len(), personas.len());
     schema.drop().await;
 }
+
+#[tokio::test]
+async fn a_job_still_in_the_outbox_is_cancelled_and_refunded_once() {
+    let (store, schema) = open("cancelunpushed").await;
+    let user = store.welcome_user(501, "en", 10).await.unwrap().0;
+    let job = charge(&store, user.id, "upscale", 4).await;
+    assert_eq!(store.balance(user.id).await.unwrap(), 6);
+    assert_eq!(store.cancel_unpushed(&job).await.unwrap(), Some(4));
+    assert_eq!(store.balance(user.id).await.unwrap(), 10);
+    assert_eq!(store.ledger_sum(user.id).await.unwrap(), 10);
+    assert_eq!(store.job(&job).await.unwrap().unwrap().status, "cancelled");
+    assert_eq!(store.outbox_len().await.unwrap(), 0, "the relay will not push it");
+    // again, or once settled: nothing more
+    assert_eq!(store.cancel_unpushed(&job).await.unwrap(), None);
+    assert_eq!(
+        store
+            .settle(&final_event(&job, JobStatus::Cancelled))
+            .await
+            .unwrap(),
+        Settled::AlreadySettled
+    );
+    assert_eq!(store.balance(user.id).await.unwrap(), 10);
+
+    // a pushed job is not in the outbox: cancelled in Redis instead
+    let pushed = charge(&store, user.id, "upscale", 4).await;
+    store.claim_outbox(10).await.unwrap().mark_pushed().await.unwrap();
+    assert_eq!(store.cancel_unpushed(&pushed).await.unwrap(), None);
+    assert_eq!(store.balance(user.id).await.unwrap(), 6);
+    schema.drop().await;
+}
+
+#[tokio::test]
+async fn an_exchange_is_stored_together_in_the_order_it_was_said() {
+    let (store, schema) = open("exchange").await;
+    let user = store.welcome_user(502, "en", 0).await.unwrap().0;
+    let persona = store.personas().await.unwrap()[0].id;
+    let dialog = store.new_dialog(user.id, persona).await.unwrap();
+    store
+        .append_exchange(dialog.id, "hello", "hi there")
+        .await
+        .unwrap();
+    let m = store.last_messages(dialog.id, 10).await.unwrap();
+    let said: Vec<(&str, &str)> = m
+        .iter()
+        .map(|m| (m.role.as_str(), m.content.as_str()))
+        .collect();
+    assert_eq!(said, [("user", "hello"), ("assistant", "hi there")]);
+    assert!(matches!(
+        store.append_exchange(dialog.id, "", "x").await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        store.append_exchange(dialog.id + 1000, "a", "b").await,
+        Err(StoreError::UnknownDialog(_))
+    ));
+    assert_eq!(store.last_messages(dialog.id, 10).await.unwrap().len(), 2);
+    schema.drop().await;
+}
+
+#[tokio::test]
+async fn recent_jobs_come_with_their_users_telegram_id_and_language() {
+    let (store, schema) = open("recentjobs").await;
+    let user = store.welcome_user(503, "ru", 10).await.unwrap().0;
+    let job = charge(&store, user.id, "upscale", 2).await;
+    let child = "child-of-recent";
+    assert!(follow_up(&store, &job, child).await);
+    let now = Utc::now();
+    let recent = store
+        .jobs_created_between(now - chrono::Duration::minutes(1), now, 10)
+        .await
+        .unwrap();
+    assert_eq!(recent.len(), 1, "follow-ups are tracked with their parent");
+    let r = &recent[0];
+    assert_eq!((r.id.as_str(), r.telegram_id, r.language.as_str()), (job.as_str(), 503, "ru"));
+    assert_eq!((r.price, r.job_type.as_str(), r.status.as_str()), (2, "upscale", "queued"));
+    let old = Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).unwrap();
+    assert!(
+        store
+            .jobs_created_between(old, old + chrono::Duration::days(1), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    schema.drop().await;
+}
