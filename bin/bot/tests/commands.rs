@@ -367,3 +367,118 @@ async fn new_starts_a_fresh_dialog_and_other_messages_are_explained() {
     assert_eq!(said.text, Some(text("err.unsupported", &[])));
     stack.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_reaches_a_job_the_relay_has_not_pushed_yet() {
+    let mut stack = Stack::start("bot_cancel_unpushed", Options::default()).await;
+    let chat = 2009;
+    let menu = stack.send_photo(chat).await;
+    let user = stack.user(chat).await;
+    // no relay: the order stays in the outbox
+    stack.kill_worker();
+    let before = stack.sent_count(chat);
+    stack
+        .tg
+        .user_presses_button(chat, chat, menu.message_id, &button(&menu, "up2:"));
+    let status = stack
+        .wait_sent(chat, before, |m| m.kind == SentKind::Text)
+        .await;
+    stack.wait_balance(user.id, 98).await;
+    assert_eq!(stack.store.outbox_len().await.unwrap(), 1);
+
+    let before = stack.sent_count(chat);
+    stack.tg.user_sends_command(chat, chat, "/cancel");
+    let said = stack
+        .wait_sent(chat, before, |m| {
+            m.kind == SentKind::Text && m.message_id > status.message_id
+        })
+        .await;
+    assert_eq!(said.text, Some(text("cancel.done", &[("count", &1)])));
+    let end = stack
+        .wait_text(chat, status.message_id, |t| is_text(t, "fail.cancelled"))
+        .await;
+    assert!(
+        end.ends_with(&text("refund.returned", &[("credits", &2)])),
+        "{end}"
+    );
+    stack.wait_balance(user.id, 100).await;
+    assert_eq!(stack.store.outbox_len().await.unwrap(), 0);
+
+    // the relay comes back: nothing is pushed, nothing runs
+    stack.start_worker().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(stack.provider.submits(), 0);
+    assert!(
+        !stack
+            .tg
+            .sent(chat)
+            .iter()
+            .any(|m| matches!(m.kind, SentKind::Photo | SentKind::Document))
+    );
+    stack.wait_balance(user.id, 100).await;
+    stack.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tap_on_a_finished_jobs_button_holds_no_slot() {
+    let opts = Options {
+        max_concurrent: 1,
+        ..Options::default()
+    };
+    let stack = Stack::start("bot_slot_release", opts).await;
+    let chat = 2010;
+    let menu = stack.send_photo(chat).await;
+    let user = stack.user(chat).await;
+    let before = stack.sent_count(chat);
+    stack
+        .tg
+        .user_presses_button(chat, chat, menu.message_id, &button(&menu, "up2:"));
+    stack
+        .wait_sent(chat, before, |m| {
+            matches!(m.kind, SentKind::Photo | SentKind::Document)
+        })
+        .await;
+    stack.wait_balance(user.id, 98).await;
+    // the job is over: wait until the bot has closed it
+    genq_testkit::wait_until(WAIT, || async {
+        let mut conn = stack.queue.connection();
+        let open: i64 =
+            redis::AsyncCommands::zcard(&mut conn, format!("{}:bot:open:{chat}", stack.prefix))
+                .await
+                .ok()?;
+        (open == 0).then_some(())
+    })
+    .await
+    .expect("the slot is released");
+
+    let answered = stack.tg.callback_answers().len();
+    stack
+        .tg
+        .user_presses_button(chat, chat, menu.message_id, &button(&menu, "up2:"));
+    let answers = genq_testkit::wait_until(WAIT, || {
+        let a = stack.tg.callback_answers();
+        async move { (a.len() > answered).then_some(a) }
+    })
+    .await
+    .unwrap();
+    assert_eq!(answers[answered].text, Some(text("err.stale_button", &[])));
+    // the one slot is free: a new order goes through
+    let before = stack.sent_count(chat);
+    stack
+        .tg
+        .user_presses_button(chat, chat, menu.message_id, &button(&menu, "up4:"));
+    let ack = stack
+        .wait_sent(chat, before, |m| m.kind == SentKind::Text)
+        .await;
+    assert!(!is_text(
+        ack.text.as_deref().unwrap_or_default(),
+        "err.too_many_jobs"
+    ));
+    stack
+        .wait_sent(chat, before, |m| {
+            matches!(m.kind, SentKind::Photo | SentKind::Document)
+        })
+        .await;
+    stack.wait_balance(user.id, 96).await;
+    stack.finish().await;
+}

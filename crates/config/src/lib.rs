@@ -78,6 +78,10 @@ pub struct BotConfig {
     /// Seconds between edits of one status message.
     #[serde(default = "default_status_edit_secs")]
     pub status_edit_secs: u64,
+    /// A job charged this many seconds ago that no bot tracks (its bot died before
+    /// tracking it) is taken up; the sweep for them runs as often.
+    #[serde(default = "default_orphan_secs")]
+    pub orphan_sweep_secs: u64,
     /// Model voice messages are transcribed with (by generate_reply's provider).
     #[serde(default = "default_transcription_model")]
     pub transcription_model: String,
@@ -127,6 +131,9 @@ fn default_delivery_concurrency() -> usize {
 fn default_status_edit_secs() -> u64 {
     3
 }
+fn default_orphan_secs() -> u64 {
+    30
+}
 fn default_transcription_model() -> String {
     "whisper-1".to_owned()
 }
@@ -147,6 +154,7 @@ impl Default for BotConfig {
             delivery_queue: default_delivery_queue(),
             delivery_concurrency: default_delivery_concurrency(),
             status_edit_secs: default_status_edit_secs(),
+            orphan_sweep_secs: default_orphan_secs(),
             transcription_model: default_transcription_model(),
             mode: BotMode::default(),
             webhook_url: None,
@@ -183,6 +191,9 @@ impl BotConfig {
         }
         genq_core::validate_queue_name(&self.delivery_queue)
             .map_err(|e| invalid("bot.delivery_queue", e.to_string()))?;
+        if !(1..=3600).contains(&self.orphan_sweep_secs) {
+            return Err(invalid("bot.orphan_sweep_secs", "must be 1-3600"));
+        }
         if self.delivery_concurrency == 0 {
             return Err(invalid("bot.delivery_concurrency", "must be at least 1"));
         }

@@ -480,7 +480,11 @@ async fn a_job_still_in_the_outbox_is_cancelled_and_refunded_once() {
     assert_eq!(store.balance(user.id).await.unwrap(), 10);
     assert_eq!(store.ledger_sum(user.id).await.unwrap(), 10);
     assert_eq!(store.job(&job).await.unwrap().unwrap().status, "cancelled");
-    assert_eq!(store.outbox_len().await.unwrap(), 0, "the relay will not push it");
+    assert_eq!(
+        store.outbox_len().await.unwrap(),
+        0,
+        "the relay will not push it"
+    );
     // again, or once settled: nothing more
     assert_eq!(store.cancel_unpushed(&job).await.unwrap(), None);
     assert_eq!(
@@ -494,7 +498,13 @@ async fn a_job_still_in_the_outbox_is_cancelled_and_refunded_once() {
 
     // a pushed job is not in the outbox: cancelled in Redis instead
     let pushed = charge(&store, user.id, "upscale", 4).await;
-    store.claim_outbox(10).await.unwrap().mark_pushed().await.unwrap();
+    store
+        .claim_outbox(10)
+        .await
+        .unwrap()
+        .mark_pushed()
+        .await
+        .unwrap();
     assert_eq!(store.cancel_unpushed(&pushed).await.unwrap(), None);
     assert_eq!(store.balance(user.id).await.unwrap(), 6);
     schema.drop().await;
@@ -542,8 +552,14 @@ async fn recent_jobs_come_with_their_users_telegram_id_and_language() {
         .unwrap();
     assert_eq!(recent.len(), 1, "follow-ups are tracked with their parent");
     let r = &recent[0];
-    assert_eq!((r.id.as_str(), r.telegram_id, r.language.as_str()), (job.as_str(), 503, "ru"));
-    assert_eq!((r.price, r.job_type.as_str(), r.status.as_str()), (2, "upscale", "queued"));
+    assert_eq!(
+        (r.id.as_str(), r.telegram_id, r.language.as_str()),
+        (job.as_str(), 503, "ru")
+    );
+    assert_eq!(
+        (r.price, r.job_type.as_str(), r.status.as_str()),
+        (2, "upscale", "queued")
+    );
     let old = Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).unwrap();
     assert!(
         store

@@ -57,7 +57,13 @@ pub(crate) async fn admin(app: &BotApp, who: &Requester) -> Result<(), BotError>
     let failed_today: i64 = by_type.values().map(|v| v.1).sum();
     let by_type_lines = by_type
         .iter()
-        .map(|(job_type, (total, failed))| format!("  {job_type}: {total} ({failed} failed)"))
+        .map(|(job_type, (total, failed))| {
+            t(
+                who.lang,
+                "admin.type_line",
+                &[("job_type", job_type), ("total", total), ("failed", failed)],
+            )
+        })
         .collect::<Vec<_>>()
         .join("\n");
     let mut queues = app.offers.queues();
@@ -65,9 +71,16 @@ pub(crate) async fn admin(app: &BotApp, who: &Requester) -> Result<(), BotError>
     let mut queue_lines = Vec::new();
     for q in queues {
         let s = app.queue.stats(&q).await?;
-        queue_lines.push(format!(
-            "  {q}: ready {} · scheduled {} · running {} · dead {}",
-            s.ready, s.scheduled, s.running, s.dead
+        queue_lines.push(t(
+            who.lang,
+            "admin.queue_line",
+            &[
+                ("queue", &q),
+                ("ready", &s.ready),
+                ("scheduled", &s.scheduled),
+                ("running", &s.running),
+                ("dead", &s.dead),
+            ],
         ));
     }
     let text = t(

@@ -8,13 +8,14 @@
 use std::{sync::Arc, time::Duration};
 
 use genq_core::{
-    ClassRule, FailureClass, Job, JobContext, JobError, JobState, JobStatus, RetryPolicy,
+    ClassRule, FailureClass, Job, JobContext, JobError, JobState, JobStatus, RetryDecision,
+    RetryPolicy,
 };
 use genq_job_generate_image_prompt::ImagePrompt;
-use genq_job_generate_reply::Reply;
+use genq_job_generate_reply::{Reply, ReplyRequest};
 use genq_job_generate_video::VideoOutput;
 use genq_jobkit::ImageOutput;
-use genq_store::{Role, Settled};
+use genq_store::Settled;
 use serde::{Deserialize, Serialize};
 use teloxide::{
     RequestError,
@@ -29,7 +30,7 @@ use crate::{
     callbacks::Action,
     i18n::t,
     send::{CAPTION_LIMIT, edit, job_error, keyboard, row, say, trim_chars},
-    tracking::{Kind, Tracked},
+    tracking::{Kind, SENT, Tracked},
 };
 
 /// Telegram's limit for photos uploaded by a bot.
@@ -81,9 +82,9 @@ impl Job for Deliver {
             .with(
                 FailureClass::Transient,
                 ClassRule::Backoff {
-                    max_attempts: 5,
+                    max_attempts: 8,
                     base: Duration::from_secs(2),
-                    max: Duration::from_secs(30),
+                    max: Duration::from_secs(60),
                     jitter: 0.2,
                 },
             )
@@ -106,42 +107,134 @@ impl Job for Deliver {
         Ok(())
     }
 
-    async fn run(&self, p: DeliverRequest, _ctx: JobContext) -> Result<Delivered, JobError> {
+    async fn run(&self, p: DeliverRequest, ctx: JobContext) -> Result<Delivered, JobError> {
         let app = &self.app;
         let Some(tracked) = tracked_with_status(app, &p.job_id).await? else {
             return Ok(delivered(app, "skipped"));
         };
-        let state = app
-            .queue
-            .job(&p.queue, &p.job_id)
-            .await
-            .map_err(transient)?;
-        let what = match state {
-            Some(state) if state.status == JobStatus::Succeeded => {
-                deliver_success(app, &tracked, &state).await?
+        match deliver(app, &tracked, &p).await {
+            Ok(what) => Ok(delivered(app, &what)),
+            Err(e) => {
+                if self.retry_policy().decide(&e, ctx.attempt()) == RetryDecision::GiveUp {
+                    give_up(app, &tracked, &e).await;
+                }
+                Err(e)
             }
-            Some(state) if state.status.is_final() => {
-                deliver_failure(app, &tracked, &state).await?
-            }
-            Some(state) => {
-                return Err(JobError::transient(format!(
-                    "job {} is {}, not finished",
-                    p.job_id, state.status
-                )));
-            }
-            None => {
-                // its data expired before delivery: say so rather than stay silent
-                let text = t(tracked.lang, "fail.delivery", &[]);
-                finish_status(app, &tracked, &text).await?;
-                "failure".to_owned()
-            }
-        };
-        // a picture's prompt hands over to its image job, which closes it
-        if what != HANDED_OVER {
-            close(app, &tracked).await.map_err(transient)?;
         }
-        Ok(delivered(app, &what))
     }
+}
+
+/// Delivers a finished job's outcome; what was sent.
+async fn deliver(app: &BotApp, tracked: &Tracked, p: &DeliverRequest) -> Result<String, JobError> {
+    let state = app
+        .queue
+        .job(&p.queue, &p.job_id)
+        .await
+        .map_err(transient)?;
+    let what = match state {
+        Some(state) if state.status == JobStatus::Succeeded => {
+            deliver_success(app, tracked, &state).await?
+        }
+        Some(state) if state.status.is_final() => {
+            let outcome = Outcome {
+                status: state.status,
+                class: state.error_class,
+                error: state.error.clone(),
+            };
+            deliver_failure(app, tracked, &outcome).await?
+        }
+        Some(state) => {
+            return Err(JobError::transient(format!(
+                "job {} is {}, not finished",
+                p.job_id, state.status
+            )));
+        }
+        None => deliver_from_history(app, tracked).await?,
+    };
+    // a picture's prompt hands over to its image job, which closes it
+    if what != HANDED_OVER {
+        close(app, tracked).await.map_err(transient)?;
+    }
+    Ok(what)
+}
+
+/// The last attempt failed too: the user hears that the result could not be
+/// delivered (unless it was), and the job is closed.
+async fn give_up(app: &BotApp, tracked: &Tracked, e: &JobError) {
+    warn!(job_id = %tracked.job_id, error = %e.message, "delivery failed for good");
+    if !app
+        .tracker
+        .done(&tracked.job_id, SENT)
+        .await
+        .unwrap_or(false)
+    {
+        let text = t(tracked.lang, "fail.delivery", &[]);
+        if let Err(e) = say(&app.bot, tracked.chat_id, &text, None).await {
+            warn!(job_id = %tracked.job_id, error = %e, "could not say the delivery failed");
+        }
+    }
+    if let Err(e) = close(app, tracked).await {
+        warn!(job_id = %tracked.job_id, error = %e, "could not close the job");
+    }
+}
+
+/// A job whose data left Redis before delivery: the store says how it ended.
+async fn deliver_from_history(app: &BotApp, tracked: &Tracked) -> Result<String, JobError> {
+    let record = app.store.job(&tracked.job_id).await.map_err(transient)?;
+    if let Some(r) = record
+        && (r.status == "failed" || r.status == "cancelled")
+    {
+        let outcome = Outcome {
+            status: r.status.parse().unwrap_or(JobStatus::Failed),
+            class: r.error_class.and_then(|c| c.parse().ok()),
+            error: r.error,
+        };
+        return deliver_failure(app, tracked, &outcome).await;
+    }
+    let text = t(tracked.lang, "fail.delivery", &[]);
+    send_once(app, tracked, || finish_status(app, tracked, &text)).await?;
+    Ok("failure".to_owned())
+}
+
+/// A job cancelled before it reached Redis: its status message says so (with the
+/// refund) and the job is closed, as a delivery would.
+pub(crate) async fn finish_cancelled(app: &BotApp, tracked: &Tracked) -> Result<(), JobError> {
+    let outcome = Outcome {
+        status: JobStatus::Cancelled,
+        class: Some(FailureClass::Cancelled),
+        error: None,
+    };
+    deliver_failure(app, tracked, &outcome).await?;
+    close(app, tracked).await.map_err(transient)
+}
+
+/// How a job ended, for the failure message.
+struct Outcome {
+    status: JobStatus,
+    class: Option<FailureClass>,
+    error: Option<String>,
+}
+
+/// Sends a job's result once: a retried delivery (a 429 on the edit that follows)
+/// does not send it again.
+async fn send_once<F, Fut>(app: &BotApp, tracked: &Tracked, send: F) -> Result<(), JobError>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<(), JobError>>,
+{
+    if app
+        .tracker
+        .done(&tracked.job_id, SENT)
+        .await
+        .map_err(transient)?
+    {
+        return Ok(());
+    }
+    send().await?;
+    app.tracker
+        .mark_done(&tracked.job_id, SENT)
+        .await
+        .map_err(transient)
 }
 
 /// What a delivery of a picture's prompt reports: the image job delivers the rest.
@@ -149,7 +242,7 @@ const HANDED_OVER: &str = "handed_over";
 
 /// How long a delivery waits for the acknowledgement's status message (a job can
 /// finish before the handler that placed it has sent it).
-const STATUS_MESSAGE_WAIT: Duration = Duration::from_secs(3);
+const STATUS_MESSAGE_WAIT: Duration = Duration::from_secs(10);
 
 /// The job's record, once its status message is known (or after a short wait).
 async fn tracked_with_status(app: &BotApp, job_id: &str) -> Result<Option<Tracked>, JobError> {
@@ -159,6 +252,7 @@ async fn tracked_with_status(app: &BotApp, job_id: &str) -> Result<Option<Tracke
         match &tracked {
             Some(t)
                 if t.kind.has_status_message()
+                    && t.ack_expected
                     && t.status_msg.is_none()
                     && tokio::time::Instant::now() < deadline =>
             {
@@ -188,16 +282,37 @@ async fn close(app: &BotApp, tracked: &Tracked) -> Result<(), crate::BotError> {
 }
 
 /// Shows `text` in the job's status message (its buttons removed), or sends it when
-/// there is none.
+/// there is none or it cannot be edited (deleted by the user, too old).
 async fn finish_status(app: &BotApp, tracked: &Tracked, text: &str) -> Result<(), JobError> {
-    match tracked.status_msg {
-        Some(id) => edit(&app.bot, tracked.chat_id, id, text, None)
-            .await
-            .map_err(job_error),
-        None => say(&app.bot, tracked.chat_id, text, None)
-            .await
-            .map(|_| ())
-            .map_err(job_error),
+    if let Some(id) = tracked.status_msg {
+        match edit(&app.bot, tracked.chat_id, id, text, None).await {
+            Ok(()) => return Ok(()),
+            Err(RequestError::Api(api)) => {
+                warn!(job_id = %tracked.job_id, error = %api, "status message not editable; sending the text");
+            }
+            Err(e) => return Err(job_error(e)),
+        }
+    }
+    say(&app.bot, tracked.chat_id, text, None)
+        .await
+        .map(|_| ())
+        .map_err(job_error)
+}
+
+/// After the result went out: the status message says "done". Best effort, but a
+/// 429 is waited out (the delivery is retried; the result is not sent again).
+async fn mark_status_done(app: &BotApp, tracked: &Tracked) -> Result<(), JobError> {
+    let Some(id) = tracked.status_msg else {
+        return Ok(());
+    };
+    let text = t(tracked.lang, "status.done", &[]);
+    match edit(&app.bot, tracked.chat_id, id, &text, None).await {
+        Err(e @ RequestError::RetryAfter(_)) => Err(job_error(e)),
+        Err(e) => {
+            warn!(job_id = %tracked.job_id, error = %e, "status message not marked done");
+            Ok(())
+        }
+        Ok(()) => Ok(()),
     }
 }
 
@@ -216,7 +331,7 @@ async fn deliver_success(
     state: &JobState,
 ) -> Result<String, JobError> {
     match tracked.kind {
-        Kind::Reply => deliver_reply(app, tracked, result(state)?).await,
+        Kind::Reply => deliver_reply(app, tracked, state, result(state)?).await,
         Kind::ImagePrompt => hand_over_picture(app, tracked, result(state)?).await,
         Kind::Picture | Kind::Photo => {
             let out: ImageOutput = result(state)?;
@@ -224,34 +339,56 @@ async fn deliver_success(
                 .caption
                 .as_deref()
                 .map(|c| trim_chars(c, CAPTION_LIMIT));
-            let what = send_image(app, tracked, &out, caption).await?;
-            finish_status(app, tracked, &t(tracked.lang, "status.done", &[])).await?;
+            let mut what = "already_sent".to_owned();
+            send_once(app, tracked, || async {
+                what = send_image(app, tracked, &out, caption).await?;
+                Ok(())
+            })
+            .await?;
+            mark_status_done(app, tracked).await?;
             Ok(what)
         }
         Kind::Video => {
             let out: VideoOutput = result(state)?;
-            let what = send_video(app, tracked, &out).await?;
-            finish_status(app, tracked, &t(tracked.lang, "status.done", &[])).await?;
+            let mut what = "already_sent".to_owned();
+            send_once(app, tracked, || async {
+                what = send_video(app, tracked, &out).await?;
+                Ok(())
+            })
+            .await?;
+            mark_status_done(app, tracked).await?;
             Ok(what)
         }
     }
 }
 
-/// Stores the reply in the dialog (once) and sends it with a "Picture" button.
-async fn deliver_reply(app: &BotApp, tracked: &Tracked, reply: Reply) -> Result<String, JobError> {
+/// Stores the exchange in the dialog (once, the user's message and the reply
+/// together) and sends the reply with a "Picture" button.
+async fn deliver_reply(
+    app: &BotApp,
+    tracked: &Tracked,
+    state: &JobState,
+    reply: Reply,
+) -> Result<String, JobError> {
     if let Some(dialog) = tracked.dialog_id
-        && app
+        && !app
             .tracker
-            .first_time(&tracked.job_id, "stored")
+            .done(&tracked.job_id, STORED)
             .await
             .map_err(transient)?
-        && let Err(e) = app
-            .store
-            .append_message(dialog, Role::Assistant, &reply.text)
-            .await
     {
-        let _ = app.tracker.forget_once(&tracked.job_id, "stored").await;
-        return Err(transient(e));
+        let asked: ReplyRequest = serde_json::from_str(&state.payload)
+            .map_err(|e| JobError::bad_input(format!("reply request unreadable: {e}")))?;
+        if let Some(question) = asked.messages.last().filter(|m| m.role == "user") {
+            app.store
+                .append_exchange(dialog, &question.content, &reply.text)
+                .await
+                .map_err(transient)?;
+        }
+        app.tracker
+            .mark_done(&tracked.job_id, STORED)
+            .await
+            .map_err(transient)?;
     }
     let markup = match (&app.offers.picture, tracked.dialog_id) {
         (Some(offer), Some(dialog)) => Some(keyboard(vec![row(vec![(
@@ -260,9 +397,13 @@ async fn deliver_reply(app: &BotApp, tracked: &Tracked, reply: Reply) -> Result<
         )])])),
         _ => None,
     };
-    say(&app.bot, tracked.chat_id, &reply.text, markup)
-        .await
-        .map_err(job_error)?;
+    send_once(app, tracked, || async {
+        say(&app.bot, tracked.chat_id, &reply.text, markup)
+            .await
+            .map(|_| ())
+            .map_err(job_error)
+    })
+    .await?;
     if let Some(id) = tracked.status_msg {
         // the "you are in the queue" message has served its purpose
         if let Err(e) = app
@@ -275,6 +416,9 @@ async fn deliver_reply(app: &BotApp, tracked: &Tracked, reply: Reply) -> Result<
     }
     Ok("reply".to_owned())
 }
+
+/// The marker of a reply stored in its dialog.
+const STORED: &str = "stored";
 
 /// The prompt is ready and GenerateImage is queued: record the follow-up (its
 /// failure refunds the picture), track it in this job's place.
@@ -434,33 +578,42 @@ async fn send_video(
 async fn deliver_failure(
     app: &BotApp,
     tracked: &Tracked,
-    state: &JobState,
+    outcome: &Outcome,
 ) -> Result<String, JobError> {
+    let text = failure_text(tracked, outcome);
+    send_once(app, tracked, || finish_status(app, tracked, &text)).await?;
+    Ok("failure".to_owned())
+}
+
+/// The words for how a job ended, with the refund when there was a price.
+fn failure_text(tracked: &Tracked, outcome: &Outcome) -> String {
     let lang = tracked.lang;
     let refund = if tracked.price > 0 {
         t(lang, "refund.returned", &[("credits", &tracked.price)])
     } else {
         t(lang, "refund.none", &[])
     };
-    let reason = state.error.clone().unwrap_or_default();
-    let text = if state.status == JobStatus::Cancelled {
-        t(lang, "fail.cancelled", &[("refund", &refund)])
+    let refund: &dyn std::fmt::Display = &refund;
+    let text = if outcome.status == JobStatus::Cancelled {
+        t(lang, "fail.cancelled", &[("refund", refund)])
     } else {
-        match state.error_class {
+        match outcome.class {
             Some(FailureClass::UserViolation) => {
-                t(lang, "fail.user_violation", &[("refund", &refund)])
+                t(lang, "fail.user_violation", &[("refund", refund)])
             }
-            Some(FailureClass::Billing) => t(lang, "fail.billing", &[("refund", &refund)]),
-            Some(FailureClass::BadInput) => t(
-                lang,
-                "fail.bad_input",
-                &[("reason", &trim_chars(&reason, 300)), ("refund", &refund)],
-            ),
-            Some(FailureClass::Timeout) => t(lang, "fail.timed_out", &[("refund", &refund)]),
-            Some(FailureClass::Cancelled) => t(lang, "fail.cancelled", &[("refund", &refund)]),
-            _ => t(lang, "fail.unavailable", &[("refund", &refund)]),
+            Some(FailureClass::Billing) => t(lang, "fail.billing", &[("refund", refund)]),
+            Some(FailureClass::BadInput) => {
+                let reason = trim_chars(outcome.error.as_deref().unwrap_or_default(), 300);
+                t(
+                    lang,
+                    "fail.bad_input",
+                    &[("reason", &reason), ("refund", refund)],
+                )
+            }
+            Some(FailureClass::Timeout) => t(lang, "fail.timed_out", &[("refund", refund)]),
+            Some(FailureClass::Cancelled) => t(lang, "fail.cancelled", &[("refund", refund)]),
+            _ => t(lang, "fail.unavailable", &[("refund", refund)]),
         }
     };
-    finish_status(app, tracked, text.trim()).await?;
-    Ok("failure".to_owned())
+    text.trim().to_owned()
 }

@@ -1,40 +1,37 @@
-//! The conversations: commands, text, photos, voice, and inline buttons. Handlers
-//! validate, charge and enqueue (see [`crate::orders`]); workers do the work.
-//! Every user-visible text comes from the catalogs ([`crate::i18n`]).
+//! The conversations: commands, text, photos and voice (inline buttons are in
+//! `crate::buttons`). Handlers validate, charge and enqueue (see [`crate::orders`]);
+//! workers do the work. Every user-visible text comes from the catalogs
+//! ([`crate::i18n`]).
 
 use std::sync::Arc;
 
 use genq_job_face_swap::FaceSwapRequest;
-use genq_job_generate_image_prompt::ImagePromptRequest;
 use genq_job_generate_reply::ReplyRequest;
-use genq_job_generate_video::{Template, VideoRequest};
-use genq_job_upscale::UpscaleRequest;
+use genq_job_generate_video::Template;
 use genq_providers::ChatMessage;
-use genq_store::{Role, User as StoreUser};
+use genq_store::User as StoreUser;
 use serde::{Deserialize, Serialize};
 use teloxide::{
     dispatching::UpdateHandler,
     net::Download,
-    payloads::AnswerCallbackQuerySetters,
     prelude::{Requester as _, *},
-    types::{CallbackQuery, FileMeta, User},
+    types::{FileMeta, User},
 };
-use tracing::{info, warn};
+use tracing::warn;
 
 use crate::{
     BotError,
     app::BotApp,
-    callbacks::{Action, VIDEO_COUNTS, VideoStyle},
+    callbacks::{Action, VIDEO_COUNTS},
+    cancel::cancel_job,
     i18n::{Lang, t},
-    orders::{Order, Placed, Requester},
+    orders::{Order, Requester},
     send::{keyboard, row, say, trim_chars, typing},
     tracking::Kind,
 };
 
 /// The largest file the Bot API lets a bot download (voice, photos).
 pub const DOWNLOAD_LIMIT: u64 = 20 * 1024 * 1024;
-/// Telegram's limit for an answer to a button (characters).
-const CALLBACK_TEXT_LIMIT: usize = 200;
 /// The longest prompt of an own-prompt video.
 const VIDEO_PROMPT_LIMIT: usize = 2000;
 
@@ -50,28 +47,28 @@ pub enum ChatState {
 
 /// A photo the user sent, behind a menu's buttons.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct PhotoStash {
-    image: String,
-    owner: i64,
+pub(crate) struct PhotoStash {
+    pub(crate) image: String,
+    pub(crate) owner: i64,
 }
 
 /// A video order waiting for its count.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct VideoStash {
-    image: String,
-    template: Template,
-    prompt: String,
-    owner: i64,
+pub(crate) struct VideoStash {
+    pub(crate) image: String,
+    pub(crate) template: Template,
+    pub(crate) prompt: String,
+    pub(crate) owner: i64,
 }
 
 /// The update handler tree.
 pub fn schema() -> UpdateHandler<BotError> {
     dptree::entry()
         .branch(Update::filter_message().endpoint(on_message))
-        .branch(Update::filter_callback_query().endpoint(on_callback))
+        .branch(Update::filter_callback_query().endpoint(crate::buttons::on_callback))
 }
 
-fn language(user: &User) -> Lang {
+pub(crate) fn language(user: &User) -> Lang {
     Lang::from_code(user.language_code.as_deref())
 }
 
@@ -87,7 +84,11 @@ async fn on_message(app: Arc<BotApp>, msg: Message) -> Result<(), BotError> {
     Ok(())
 }
 
-async fn known_user(app: &BotApp, user: &User, lang: Lang) -> Result<(StoreUser, bool), BotError> {
+pub(crate) async fn known_user(
+    app: &BotApp,
+    user: &User,
+    lang: Lang,
+) -> Result<(StoreUser, bool), BotError> {
     Ok(app
         .store
         .welcome_user(user.id.0 as i64, lang.code(), app.cfg.welcome_credits)
@@ -239,16 +240,13 @@ async fn new_dialog(app: &BotApp, who: &Requester) -> Result<(), BotError> {
     Ok(())
 }
 
-/// Cancels every open job of the user; the settler refunds each as it ends.
+/// Cancels every open job of the user; each is refunded as it ends.
 async fn cancel_all(app: &BotApp, who: &Requester) -> Result<(), BotError> {
     app.states.clear(who.chat_id).await?;
     let mut count = 0u32;
     for job in app.store.open_jobs_of_user(who.user_id).await? {
-        match app.queue.cancel(&job.queue, &job.id).await? {
-            genq_redis::CancelOutcome::Cancelled | genq_redis::CancelOutcome::Signalled => {
-                count += 1
-            }
-            other => info!(job_id = %job.id, outcome = ?other, "not cancelled"),
+        if cancel_job(app, &job.queue, &job.id).await? {
+            count += 1;
         }
     }
     let text = if count == 0 {
@@ -299,16 +297,20 @@ async fn on_text(app: &BotApp, who: &Requester, text: &str, msg_id: i32) -> Resu
         who,
         text.trim(),
         format!("msg:{}:{msg_id}", who.chat_id),
+        false,
     )
     .await
 }
 
 /// Text (typed or transcribed) → GenerateReply with the dialog's recent messages.
+/// `admitted`: the request was already counted by the rate limit (a voice message,
+/// before it was transcribed).
 async fn reply_order(
     app: &BotApp,
     who: &Requester,
     text: &str,
     idem: String,
+    admitted: bool,
 ) -> Result<(), BotError> {
     let Some(offer) = app.offers.reply.clone() else {
         return unsupported(app, who).await;
@@ -344,15 +346,16 @@ async fn reply_order(
         caption: None,
         video_of: None,
     };
-    if let Placed::Created(_) = app.place(who, vec![order]).await? {
-        app.store
-            .append_message(dialog.id, Role::User, text)
-            .await?;
+    // the exchange is stored in the dialog when the reply is delivered
+    if admitted {
+        app.place_admitted(who, vec![order]).await?;
+    } else {
+        app.place(who, vec![order]).await?;
     }
     Ok(())
 }
 
-fn to_json<T: Serialize>(value: &T) -> Result<serde_json::Value, BotError> {
+pub(crate) fn to_json<T: Serialize>(value: &T) -> Result<serde_json::Value, BotError> {
     serde_json::to_value(value).map_err(|e| BotError::Encode(e.to_string()))
 }
 
@@ -363,11 +366,17 @@ async fn download_to_artifacts(
     ext: &str,
     content_type: &str,
 ) -> Result<String, BotError> {
+    let bytes = download(app, file).await?;
+    let stored = app.artifacts.put(bytes, ext, content_type).await?;
+    Ok(stored.key)
+}
+
+/// A user's file from Telegram (`getFile`, then the download).
+async fn download(app: &BotApp, file: &FileMeta) -> Result<Vec<u8>, BotError> {
     let remote = app.bot.get_file(file.id.clone()).await?;
     let mut bytes = Vec::with_capacity(remote.size as usize);
     app.bot.download_file(&remote.path, &mut bytes).await?;
-    let stored = app.artifacts.put(bytes, ext, content_type).await?;
-    Ok(stored.key)
+    Ok(bytes)
 }
 
 async fn too_large(app: &BotApp, who: &Requester, size: u64) -> Result<(), BotError> {
@@ -481,10 +490,12 @@ async fn on_voice(
     let Some(transcriber) = app.transcriber.clone() else {
         return unsupported(app, who).await;
     };
+    // transcription is a paid provider call: the rate limit comes first
+    if !app.admit(who, "generate_reply").await? {
+        return Ok(());
+    }
     typing(&app.bot, who.chat_id).await;
-    let remote = app.bot.get_file(file.id.clone()).await?;
-    let mut audio = Vec::with_capacity(remote.size as usize);
-    app.bot.download_file(&remote.path, &mut audio).await?;
+    let audio = download(app, file).await?;
     let text = match transcriber
         .client
         .transcribe(&transcriber.model, audio, "voice.ogg")
@@ -497,10 +508,17 @@ async fn on_voice(
         }
     };
     let text = trim_chars(text.trim(), app.cfg.max_text_chars);
-    reply_order(app, who, &text, format!("voice:{}:{msg_id}", who.chat_id)).await
+    reply_order(
+        app,
+        who,
+        &text,
+        format!("voice:{}:{msg_id}", who.chat_id),
+        true,
+    )
+    .await
 }
 
-async fn video_count_menu(
+pub(crate) async fn video_count_menu(
     app: &BotApp,
     who: &Requester,
     stash: &VideoStash,
@@ -537,299 +555,4 @@ async fn video_count_menu(
     )
     .await?;
     Ok(())
-}
-
-async fn on_callback(app: Arc<BotApp>, q: CallbackQuery) -> Result<(), BotError> {
-    let lang = language(&q.from);
-    app.metrics.updates.with_label_values(&["callback"]).inc();
-    let answer = match handle_callback(&app, &q, lang).await {
-        Ok(answer) => answer,
-        Err(e) => {
-            warn!(error = %e, "button handling failed");
-            Some(t(lang, "err.internal", &[]))
-        }
-    };
-    let mut req = app.bot.answer_callback_query(q.id.clone());
-    if let Some(text) = answer {
-        req = req.text(trim_chars(&text, CALLBACK_TEXT_LIMIT));
-    }
-    if let Err(e) = req.await {
-        warn!(error = %e, "callback not answered");
-    }
-    Ok(())
-}
-
-/// Handles a button; the text of the answer (a small notice), if any.
-async fn handle_callback(
-    app: &BotApp,
-    q: &CallbackQuery,
-    lang: Lang,
-) -> Result<Option<String>, BotError> {
-    let stale = || Ok(Some(t(lang, "err.stale_button", &[])));
-    let Some(action) = q.data.as_deref().and_then(Action::parse) else {
-        return Ok(Some(t(lang, "err.unknown_button", &[])));
-    };
-    let Some(message) = &q.message else {
-        return stale();
-    };
-    let (chat_id, msg_id) = (message.chat().id.0, message.id().0);
-    let (db_user, _) = known_user(app, &q.from, lang).await?;
-    let who = Requester {
-        chat_id,
-        tg_user: q.from.id.0 as i64,
-        user_id: db_user.id,
-        lang,
-        reply_to: None,
-    };
-    let placed = match action {
-        Action::Persona(id) => {
-            let persona = match app.store.persona(id).await {
-                Ok(p) => p,
-                Err(genq_store::StoreError::UnknownPersona(_)) => return stale(),
-                Err(e) => return Err(e.into()),
-            };
-            app.store.new_dialog(who.user_id, persona.id).await?;
-            app.states.clear(chat_id).await?;
-            let mut text = t(
-                lang,
-                "start.persona_chosen",
-                &[("persona", &persona.name), ("greeting", &persona.greeting)],
-            );
-            if let Some(offer) = &app.offers.reply {
-                // sending a message is the confirmation: its price is said first
-                text.push_str("\n\n");
-                text.push_str(&t(
-                    lang,
-                    "start.reply_price",
-                    &[("price", &offer.price), ("credits", &db_user.credits)],
-                ));
-            }
-            say(&app.bot, chat_id, &text, None).await?;
-            return Ok(None);
-        }
-        Action::Picture(dialog_id) => {
-            let Some(order) = picture_order(app, &who, dialog_id, msg_id).await? else {
-                return stale();
-            };
-            app.place(&who, vec![order]).await?
-        }
-        Action::Upscale { token, factor } => {
-            let (Some(stash), Some(offer)) = (
-                own_stash::<PhotoStash>(app, &token, who.tg_user, |s| s.owner).await?,
-                app.offers.upscale.clone(),
-            ) else {
-                return stale();
-            };
-            let order = Order {
-                kind: Kind::Photo,
-                offer,
-                payload: to_json(&UpscaleRequest {
-                    image: stash.image,
-                    factor,
-                })?,
-                idem: format!("up{factor}:{chat_id}:{msg_id}"),
-                dialog_id: None,
-                caption: None,
-                video_of: None,
-            };
-            app.place(&who, vec![order]).await?
-        }
-        Action::FaceSwap { token } => {
-            let Some(stash) =
-                own_stash::<PhotoStash>(app, &token, who.tg_user, |s| s.owner).await?
-            else {
-                return stale();
-            };
-            app.states
-                .set(
-                    chat_id,
-                    &ChatState::AwaitFace {
-                        target: stash.image,
-                    },
-                )
-                .await?;
-            say(&app.bot, chat_id, &t(lang, "photo.face_prompt", &[]), None).await?;
-            return Ok(None);
-        }
-        Action::Animate { token } => {
-            if own_stash::<PhotoStash>(app, &token, who.tg_user, |s| s.owner)
-                .await?
-                .is_none()
-            {
-                return stale();
-            }
-            let buttons = [
-                ("button.tpl_ugc", VideoStyle::Ugc),
-                ("button.tpl_ad", VideoStyle::Ad),
-                ("button.tpl_own", VideoStyle::Own),
-            ]
-            .into_iter()
-            .map(|(key, style)| {
-                (
-                    t(lang, key, &[]),
-                    Action::Style {
-                        token: token.clone(),
-                        style,
-                    },
-                )
-            })
-            .collect();
-            let text = t(lang, "animate.template", &[]);
-            say(&app.bot, chat_id, &text, Some(keyboard(vec![row(buttons)]))).await?;
-            return Ok(None);
-        }
-        Action::Style { token, style } => {
-            let Some(stash) =
-                own_stash::<PhotoStash>(app, &token, who.tg_user, |s| s.owner).await?
-            else {
-                return stale();
-            };
-            let template = match style {
-                VideoStyle::Ugc => Template::Ugc,
-                VideoStyle::Ad => Template::Ad,
-                VideoStyle::Own => {
-                    app.states
-                        .set(chat_id, &ChatState::AwaitVideoPrompt { image: stash.image })
-                        .await?;
-                    say(&app.bot, chat_id, &t(lang, "animate.own_prompt", &[]), None).await?;
-                    return Ok(None);
-                }
-            };
-            let video = VideoStash {
-                image: stash.image,
-                template,
-                prompt: template_prompt(template).to_owned(),
-                owner: who.tg_user,
-            };
-            video_count_menu(app, &who, &video).await?;
-            return Ok(None);
-        }
-        Action::Count { token, count } => {
-            let (Some(stash), Some(offer)) = (
-                own_stash::<VideoStash>(app, &token, who.tg_user, |s| s.owner).await?,
-                app.offers.video.clone(),
-            ) else {
-                return stale();
-            };
-            let mut orders = Vec::new();
-            for n in 1..=count {
-                let payload = VideoRequest {
-                    prompt: stash.prompt.clone(),
-                    template: stash.template,
-                    image: Some(stash.image.clone()),
-                    seconds: 5,
-                };
-                orders.push(Order {
-                    kind: Kind::Video,
-                    offer: offer.clone(),
-                    payload: to_json(&payload)?,
-                    // one order per menu, whichever count is tapped (twice)
-                    idem: format!("vid:{chat_id}:{msg_id}:{n}"),
-                    dialog_id: None,
-                    caption: None,
-                    video_of: Some((n, count)),
-                });
-            }
-            app.place(&who, orders).await?
-        }
-        Action::CancelJob(job_id) => return cancel_one(app, &who, &job_id).await,
-    };
-    Ok(match placed {
-        Placed::Duplicate => Some(t(lang, "err.already_taken", &[])),
-        Placed::Created(_) | Placed::Refused => None,
-    })
-}
-
-/// What the video provider is asked for with a ready-made style (provider-facing,
-/// not shown to users).
-fn template_prompt(template: Template) -> &'static str {
-    match template {
-        Template::Ugc => {
-            "Bring this photo to life as a casual handheld smartphone clip: natural movement, \
-             authentic user-generated style"
-        }
-        Template::Ad => {
-            "Bring this photo to life as a polished commercial shot: smooth camera move, clean \
-             light, product advertisement style"
-        }
-        Template::Custom => "",
-    }
-}
-
-/// A stashed value behind a button, when it is still there and the user's own.
-async fn own_stash<S: serde::de::DeserializeOwned>(
-    app: &BotApp,
-    token: &str,
-    tg_user: i64,
-    owner: impl Fn(&S) -> i64,
-) -> Result<Option<S>, BotError> {
-    Ok(app
-        .states
-        .unstash::<S>(token)
-        .await?
-        .filter(|s| owner(s) == tg_user))
-}
-
-/// GenerateImagePrompt for the scene of one of the user's dialogs.
-async fn picture_order(
-    app: &BotApp,
-    who: &Requester,
-    dialog_id: i64,
-    msg_id: i32,
-) -> Result<Option<Order>, BotError> {
-    let Some(offer) = app.offers.picture.clone() else {
-        return Ok(None);
-    };
-    let dialogs = app.store.dialogs(who.user_id).await?;
-    let Some(dialog) = dialogs.into_iter().find(|d| d.id == dialog_id) else {
-        return Ok(None);
-    };
-    let persona = app.store.persona(dialog.persona_id).await?;
-    let messages: Vec<ChatMessage> = app
-        .store
-        .last_messages(dialog.id, app.cfg.history_messages)
-        .await?
-        .into_iter()
-        .map(|m| ChatMessage::new(m.role.as_str(), m.content))
-        .collect();
-    if messages.is_empty() {
-        return Ok(None);
-    }
-    let payload = ImagePromptRequest {
-        persona_look: persona.fixed_look,
-        messages,
-        width: 1024,
-        height: 1024,
-    };
-    Ok(Some(Order {
-        kind: Kind::ImagePrompt,
-        offer,
-        payload: to_json(&payload)?,
-        idem: format!("pic:{}:{msg_id}", who.chat_id),
-        dialog_id: Some(dialog.id),
-        caption: None,
-        video_of: None,
-    }))
-}
-
-/// The Cancel button of a status message: a finished or cancelled job's button
-/// answers politely and does nothing.
-async fn cancel_one(
-    app: &BotApp,
-    who: &Requester,
-    job_id: &str,
-) -> Result<Option<String>, BotError> {
-    let stale = Ok(Some(t(who.lang, "err.stale_button", &[])));
-    let Some(tracked) = app.tracker.get(job_id).await? else {
-        return stale;
-    };
-    if tracked.tg_user != who.tg_user {
-        return stale;
-    }
-    match app.queue.cancel(&tracked.queue, job_id).await? {
-        genq_redis::CancelOutcome::Cancelled | genq_redis::CancelOutcome::Signalled => {
-            Ok(Some(t(who.lang, "status.cancelling", &[])))
-        }
-        _ => stale,
-    }
 }

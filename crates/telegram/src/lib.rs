@@ -3,7 +3,8 @@
 //! message per job up to date, and delivers results through a `deliver` job on its
 //! own queue. Workers do the work.
 //!
-//! - [`handlers`]: the conversations (commands, text, photos, voice, buttons);
+//! - [`handlers`], `buttons`: the conversations (commands, text, photos, voice;
+//!   inline buttons); `cancel`: /cancel and Cancel buttons;
 //! - [`orders`]: guard rails, charge-and-enqueue, the acknowledgement;
 //! - [`events`] → [`delivery`]: completion events become `deliver` jobs;
 //! - [`status`]: the status messages and "typing…";
@@ -13,7 +14,9 @@
 
 mod admin;
 pub mod app;
+mod buttons;
 pub mod callbacks;
+mod cancel;
 pub mod chat_state;
 pub mod delivery;
 mod error;

@@ -3,7 +3,11 @@
 //! and the acknowledgement within a second ("taken into work", with the position).
 
 use genq_store::{Charged, PaidJob, StoreError};
-use teloxide::types::InlineKeyboardMarkup;
+use teloxide::{
+    prelude::{ChatId, Requester as _},
+    types::InlineKeyboardMarkup,
+};
+use tracing::warn;
 
 use crate::{
     BotError,
@@ -12,7 +16,7 @@ use crate::{
     i18n::{Lang, t},
     limits::{Admission, SlotReservation},
     send::{keyboard, row, say, typing},
-    tracking::{Kind, Tracked},
+    tracking::{Kind, SENT, Tracked},
 };
 
 /// How long after its charge an untracked job is taken up again when its Telegram
@@ -49,8 +53,9 @@ pub struct Order {
 pub enum Placed {
     /// Charged and enqueued: these job ids (the user was acknowledged).
     Created(Vec<String>),
-    /// Every order was placed before (a double tap): nothing charged, nothing sent.
-    Duplicate,
+    /// Every order was placed before (a double tap): nothing charged, nothing sent;
+    /// `active` when such a job still runs.
+    Duplicate { active: bool },
     /// Refused; the user was told why.
     Refused,
 }
@@ -63,21 +68,43 @@ impl BotApp {
             .inc();
     }
 
-    /// Charges and enqueues `orders` (one user action) and acknowledges them.
+    /// Charges and enqueues `orders` (one user action) and acknowledges them, after
+    /// the rate limit.
     pub async fn place(&self, who: &Requester, orders: Vec<Order>) -> Result<Placed, BotError> {
         let Some(first) = orders.first() else {
-            return Ok(Placed::Duplicate);
+            return Ok(Placed::Refused);
         };
-        let job_type = first.offer.job_type;
-        if let Admission::TooMany { retry_after } = self.limiter.admit(who.tg_user).await? {
-            self.count_order(job_type, "rate_limited");
-            let seconds = retry_after.as_secs().max(1);
-            let text = t(who.lang, "err.rate_limited", &[("seconds", &seconds)]);
-            say(&self.bot, who.chat_id, &text, None).await?;
+        if !self.admit(who, first.offer.job_type).await? {
             return Ok(Placed::Refused);
         }
-        let total: i64 = orders.iter().map(|o| o.offer.price).sum();
+        self.place_admitted(who, orders).await
+    }
+
+    /// Counts one paid request against the user's rate limit; false (and the user
+    /// told when to come back) when over it.
+    pub async fn admit(&self, who: &Requester, job_type: &str) -> Result<bool, BotError> {
+        let Admission::TooMany { retry_after } = self.limiter.admit(who.tg_user).await? else {
+            return Ok(true);
+        };
+        self.count_order(job_type, "rate_limited");
+        let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+        let text = t(who.lang, "err.rate_limited", &[("seconds", &seconds)]);
+        say(&self.bot, who.chat_id, &text, None).await?;
+        Ok(false)
+    }
+
+    /// [`BotApp::place`] for a request already counted by [`BotApp::admit`].
+    pub async fn place_admitted(
+        &self,
+        who: &Requester,
+        orders: Vec<Order>,
+    ) -> Result<Placed, BotError> {
+        let Some(first) = orders.first() else {
+            return Ok(Placed::Refused);
+        };
+        let job_type = first.offer.job_type;
         if orders.len() > 1 {
+            let total: i64 = orders.iter().map(|o| o.offer.price).sum();
             let balance = self.store.balance(who.user_id).await?;
             if balance < total && !self.all_placed_before(who, &orders).await? {
                 return self.refuse_credits(who, job_type, total, balance).await;
@@ -90,56 +117,88 @@ impl BotApp {
             say(&self.bot, who.chat_id, &text, None).await?;
             return Ok(Placed::Refused);
         }
-        let mut created = Vec::new();
+        let run = self.charge_all(who, &orders).await?;
+        // every charged job is tracked before anything goes to Telegram
+        for (job_id, order) in &run.created {
+            self.track(who, job_id, order).await?;
+        }
+        let mut active_duplicate = false;
+        for (job_id, order) in &run.duplicates {
+            if self.tracker.is_watched(job_id).await? {
+                active_duplicate = true;
+            } else {
+                // a tap on the button of a finished job: it holds no slot
+                self.slots.release(who.tg_user, &order.idem).await?;
+            }
+        }
+        for (job_id, order) in &run.created {
+            if let Err(e) = self.acknowledge(who, job_id, order).await {
+                warn!(job_id = %job_id, error = %e, "acknowledgement not sent; the job goes on");
+            }
+        }
+        if let Some((price, balance)) = run.short {
+            if run.created.is_empty() && run.duplicates.is_empty() {
+                return self.refuse_credits(who, job_type, price, balance).await;
+            }
+            self.count_order(job_type, "insufficient_credits");
+            let text = t(
+                who.lang,
+                "err.insufficient",
+                &[("price", &price), ("balance", &balance)],
+            );
+            say(&self.bot, who.chat_id, &text, None).await?;
+        }
+        if !run.created.is_empty() {
+            return Ok(Placed::Created(
+                run.created.into_iter().map(|(id, _)| id).collect(),
+            ));
+        }
+        Ok(Placed::Duplicate {
+            active: active_duplicate,
+        })
+    }
+
+    /// Charges the orders in turn until one finds the balance short.
+    async fn charge_all<'o>(
+        &self,
+        who: &Requester,
+        orders: &'o [Order],
+    ) -> Result<ChargeRun<'o>, BotError> {
+        let mut run = ChargeRun::default();
         for (i, order) in orders.iter().enumerate() {
+            let job_type = order.offer.job_type;
             match self.charge(who, order).await {
                 Ok(Charged::Created { job_id, .. }) => {
                     self.count_order(job_type, "created");
-                    created.push((job_id, order));
+                    run.created.push((job_id, order));
+                }
+                Ok(Charged::Existing { job_id }) if self.orphaned(&job_id).await? => {
+                    // charged by a bot that died before tracking it: take it up
+                    self.count_order(job_type, "recovered");
+                    run.created.push((job_id, order));
                 }
                 Ok(Charged::Existing { job_id }) => {
-                    if self.orphaned(&job_id).await? {
-                        // charged by a bot that died before tracking it: take it up
-                        self.count_order(job_type, "recovered");
-                        created.push((job_id, order));
-                    } else {
-                        self.count_order(job_type, "duplicate");
-                    }
-                }
-                Err(BotError::Store(StoreError::InsufficientCredits { balance, price })) => {
-                    for o in &orders[i..] {
-                        self.slots.release(who.tg_user, &o.idem).await?;
-                    }
-                    if created.is_empty() {
-                        return self.refuse_credits(who, job_type, price, balance).await;
-                    }
-                    self.count_order(job_type, "insufficient_credits");
-                    let text = t(
-                        who.lang,
-                        "err.insufficient",
-                        &[("price", &price), ("balance", &balance)],
-                    );
-                    say(&self.bot, who.chat_id, &text, None).await?;
-                    break;
+                    self.count_order(job_type, "duplicate");
+                    run.duplicates.push((job_id, order));
                 }
                 Err(e) => {
                     for o in &orders[i..] {
                         self.slots.release(who.tg_user, &o.idem).await?;
                     }
+                    if let BotError::Store(StoreError::InsufficientCredits { balance, price }) = e {
+                        run.short = Some((price, balance));
+                        break;
+                    }
                     self.count_order(job_type, "error");
+                    // the jobs charged so far must not go untracked
+                    for (job_id, order) in &run.created {
+                        self.track(who, job_id, order).await?;
+                    }
                     return Err(e);
                 }
             }
         }
-        if created.is_empty() {
-            return Ok(Placed::Duplicate);
-        }
-        let mut ids = Vec::new();
-        for (job_id, order) in created {
-            self.track_and_ack(who, &job_id, order).await?;
-            ids.push(job_id);
-        }
-        Ok(Placed::Created(ids))
+        Ok(run)
     }
 
     async fn charge(&self, who: &Requester, order: &Order) -> Result<Charged, BotError> {
@@ -203,17 +262,9 @@ impl BotApp {
         Ok(Placed::Refused)
     }
 
-    /// Records the job for status and delivery, then acknowledges it: a status
-    /// message ("taken into work", the queue position when there is a backlog) with
-    /// a Cancel button; a reply shows "typing" instead, and a status message only
-    /// when it has to wait.
-    async fn track_and_ack(
-        &self,
-        who: &Requester,
-        job_id: &str,
-        order: &Order,
-    ) -> Result<(), BotError> {
-        let mut tracked = Tracked {
+    /// Records the job for status and delivery.
+    async fn track(&self, who: &Requester, job_id: &str, order: &Order) -> Result<(), BotError> {
+        let tracked = Tracked {
             job_id: job_id.to_owned(),
             queue: order.offer.queue.clone(),
             kind: order.kind,
@@ -224,13 +275,25 @@ impl BotApp {
             price: order.offer.price,
             slot: order.idem.clone(),
             status_msg: None,
+            ack_expected: true,
             reply_to: who.reply_to,
             dialog_id: order.dialog_id,
             caption: order.caption.clone(),
             video_of: order.video_of,
         };
-        self.tracker.track(&tracked).await?;
-        let ahead = self.queue.stats(&order.offer.queue).await?.ready;
+        self.tracker.track(&tracked).await
+    }
+
+    /// Acknowledges a tracked job: a status message ("taken into work", the queue
+    /// position when there is a backlog) with a Cancel button; a reply shows
+    /// "typing" instead, and a status message only when it has to wait.
+    async fn acknowledge(
+        &self,
+        who: &Requester,
+        job_id: &str,
+        order: &Order,
+    ) -> Result<(), BotError> {
+        let ahead = self.jobs_ahead(&order.offer.queue, job_id).await?;
         if !order.kind.has_status_message() {
             typing(&self.bot, who.chat_id).await;
             if ahead == 0 {
@@ -249,11 +312,46 @@ impl BotApp {
             Some(cancel_button(who.lang, job_id)),
         )
         .await?;
+        self.tracker.set_shown(job_id, &text).await?;
+        let Some(mut tracked) = self.tracker.get(job_id).await? else {
+            return Ok(());
+        };
         tracked.status_msg = Some(msg.0);
         self.tracker.update(&tracked).await?;
-        self.tracker.set_shown(job_id, &text).await?;
+        if self.tracker.done(job_id, SENT).await? {
+            // delivered meanwhile, its last word sent on its own: the ack goes
+            if let Err(e) = self.bot.delete_message(ChatId(who.chat_id), msg).await {
+                warn!(job_id = %job_id, error = %e, "late acknowledgement not deleted");
+            }
+        }
         Ok(())
     }
+
+    /// Jobs that run before `job_id`: its place in `ready` once the relay pushed it;
+    /// until then, everything ready.
+    async fn jobs_ahead(&self, queue: &str, job_id: &str) -> Result<u64, BotError> {
+        // read first: if the relay pushes the job after this, it is found below
+        let ready = self.queue.stats(queue).await?.ready;
+        if let Some(n) = self.queue.jobs_ahead(queue, job_id).await? {
+            return Ok(n);
+        }
+        if self.queue.job(queue, job_id).await?.is_some() {
+            // pushed just now (then it is in `ready`), or already running
+            return Ok(self.queue.jobs_ahead(queue, job_id).await?.unwrap_or(0));
+        }
+        Ok(ready)
+    }
+}
+
+/// What charging one action's orders did.
+#[derive(Default)]
+struct ChargeRun<'o> {
+    /// Charged now (or taken up after a dead bot): job id and order.
+    created: Vec<(String, &'o Order)>,
+    /// Placed before (a double tap): job id and order.
+    duplicates: Vec<(String, &'o Order)>,
+    /// The balance ran short: (price, balance).
+    short: Option<(i64, i64)>,
 }
 
 /// The Cancel button under a status message.

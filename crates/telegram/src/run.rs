@@ -178,14 +178,7 @@ pub async fn run_bot(
             error!(error = %e, "delivery worker stopped with an error");
         }
     }));
-    let router = tokio::spawn(route_events(app.clone(), app.offers.queues(), stop.clone()));
-    tasks.push(tokio::spawn(async move {
-        match router.await {
-            Ok(Err(e)) => error!(error = %e, "delivery router stopped with an error"),
-            Err(e) => error!(error = %e, "delivery router panicked"),
-            Ok(Ok(())) => {}
-        }
-    }));
+    tasks.push(tokio::spawn(keep_routing(app.clone(), stop.clone())));
     tasks.push(tokio::spawn(run_status_loop(app.clone(), stop.clone())));
     if let Some(addr) = opts.metrics_addr {
         let metrics_stop = stop.clone();
@@ -209,6 +202,23 @@ pub async fn run_bot(
     }
     info!("bot stopped");
     Ok(())
+}
+
+/// Runs the delivery router until `stop`, starting it again after an error (Redis
+/// away at start-up, say) with back-off.
+async fn keep_routing(app: Arc<BotApp>, stop: CancellationToken) {
+    let mut delay = Duration::from_millis(500);
+    while !stop.is_cancelled() {
+        match route_events(app.clone(), app.offers.queues(), stop.clone()).await {
+            Ok(()) => return,
+            Err(e) => error!(error = %e, retry_in = ?delay, "delivery router stopped; restarting"),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
 }
 
 /// Receives updates until `stop`: long polling, or a webhook (axum) by config.
@@ -272,6 +282,11 @@ async fn serve_webhook(
             ));
         }
         options = options.secret_token(secret);
+    } else {
+        warn!(
+            "no GENQ_BOT_WEBHOOK_SECRET: a secret of this replica's own is used; \
+             several replicas need the same one"
+        );
     }
     let secret = options.get_or_gen_secret_token().to_owned();
     app.bot

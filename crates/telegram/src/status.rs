@@ -27,6 +27,8 @@ const TICK: Duration = Duration::from_secs(1);
 const RECHECK: Duration = Duration::from_secs(1);
 /// Telegram shows a chat action for about 5 s.
 const TYPING_EVERY: Duration = Duration::from_secs(4);
+/// How far back the sweep looks.
+const SWEEP_WINDOW: Duration = Duration::from_secs(3600);
 /// Jobs looked at per tick.
 const BATCH: usize = 200;
 /// Status edits (and typing actions) per tick, all chats together: edits are not
@@ -37,6 +39,8 @@ const MAX_EDITS_PER_TICK: usize = 20;
 pub async fn run_status_loop(app: Arc<BotApp>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let sweep_every = app.cfg.orphan_sweep_secs.max(1);
+    let mut round: u64 = 0;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -44,6 +48,12 @@ pub async fn run_status_loop(app: Arc<BotApp>, stop: CancellationToken) {
         }
         match app.tracker.status_lease(&app.instance, TICK * 5).await {
             Ok(true) => {
+                if round.is_multiple_of(sweep_every)
+                    && let Err(e) = take_up_untracked(&app).await
+                {
+                    warn!(error = %e, "sweep for untracked jobs failed");
+                }
+                round += 1;
                 if let Err(e) = update_due(&app).await {
                     warn!(error = %e, "status update round failed");
                 }
@@ -78,9 +88,12 @@ async fn update_due(app: &BotApp) -> Result<(), BotError> {
 /// `may_send`).
 async fn update_one(app: &BotApp, tracked: &Tracked, may_send: bool) -> Result<bool, BotError> {
     let state = app.queue.job(&tracked.queue, &tracked.job_id).await?;
-    if let Some(s) = &state
-        && s.status.is_final()
-    {
+    let ended = match &state {
+        Some(s) => s.status.is_final(),
+        // not in Redis: not pushed yet, or its data is gone (the store knows)
+        None => ended_in_history(app, &tracked.job_id).await?,
+    };
+    if ended {
         push_delivery(app, &tracked.job_id, &tracked.queue).await?;
         app.tracker.unwatch(&tracked.job_id).await?;
         return Ok(false);
@@ -129,6 +142,77 @@ async fn update_one(app: &BotApp, tracked: &Tracked, may_send: bool) -> Result<b
     Ok(true)
 }
 
+/// True when the store has the job as finished (its Redis data expired, or it was
+/// cancelled before it was pushed).
+async fn ended_in_history(app: &BotApp, job_id: &str) -> Result<bool, BotError> {
+    Ok(app
+        .store
+        .job(job_id)
+        .await?
+        .is_some_and(|j| matches!(j.status.as_str(), "succeeded" | "failed" | "cancelled")))
+}
+
+/// Jobs charged in the last hour (and `bot.orphan_sweep_secs` ago at least: a live
+/// handler tracks its jobs at once) that no bot tracks (their bot died between the
+/// charge and tracking them, and Telegram did not send the update again) are
+/// tracked now, so their results are delivered. Without a status message: the
+/// result (or failure) arrives as a message of its own.
+async fn take_up_untracked(app: &BotApp) -> Result<(), BotError> {
+    let now = chrono::Utc::now();
+    let span = |d: Duration| chrono::Duration::from_std(d).unwrap_or_default();
+    let recent = app
+        .store
+        .jobs_created_between(
+            now - span(SWEEP_WINDOW),
+            now - span(Duration::from_secs(app.cfg.orphan_sweep_secs)),
+            1000,
+        )
+        .await?;
+    let ids: Vec<String> = recent.iter().map(|j| j.id.clone()).collect();
+    let untracked = app.tracker.untracked(&ids).await?;
+    for job in recent.into_iter().filter(|j| untracked.contains(&j.id)) {
+        let Some(kind) = kind_of(&job.job_type) else {
+            continue;
+        };
+        warn!(job_id = %job.id, "taking up a job no bot tracked");
+        app.tracker
+            .track(&Tracked {
+                slot: job
+                    .idempotency_key
+                    .clone()
+                    .unwrap_or_else(|| job.id.clone()),
+                job_id: job.id,
+                queue: job.queue,
+                kind,
+                chat_id: job.telegram_id,
+                tg_user: job.telegram_id,
+                user_id: job.user_id,
+                lang: Lang::from_code(Some(&job.language)),
+                price: job.price,
+                status_msg: None,
+                ack_expected: false,
+                reply_to: None,
+                dialog_id: None,
+                caption: None,
+                video_of: None,
+            })
+            .await?;
+    }
+    Ok(())
+}
+
+/// What the bot delivers for a job type it offers.
+fn kind_of(job_type: &str) -> Option<Kind> {
+    Some(match job_type {
+        "generate_reply" => Kind::Reply,
+        "generate_image_prompt" => Kind::ImagePrompt,
+        "generate_image" => Kind::Picture,
+        "upscale" | "face_swap" => Kind::Photo,
+        "generate_video" => Kind::Video,
+        _ => return None,
+    })
+}
+
 /// The status line for a job's state (`None`: not in Redis yet, still on its way).
 pub fn status_text(lang: Lang, state: Option<&JobState>, ahead: Option<u64>) -> String {
     let Some(state) = state else {
@@ -146,8 +230,10 @@ pub fn status_text(lang: Lang, state: Option<&JobState>, ahead: Option<u64>) -> 
             Some(p) if p.percent > 0 => t(lang, "status.progress", &[("percent", &p.percent)]),
             _ => t(lang, "status.running", &[]),
         },
-        JobStatus::AwaitingApproval => t(lang, "status.running", &[]),
-        JobStatus::Succeeded => t(lang, "status.done", &[]),
-        JobStatus::Failed | JobStatus::Cancelled => t(lang, "status.cancelling", &[]),
+        // a final job is delivered, not shown here; "working" until the delivery says more
+        JobStatus::AwaitingApproval
+        | JobStatus::Succeeded
+        | JobStatus::Failed
+        | JobStatus::Cancelled => t(lang, "status.running", &[]),
     }
 }

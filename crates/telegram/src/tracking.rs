@@ -6,7 +6,8 @@
 //! - `<p>:bot:job:<job id>`: STRING, JSON [`Tracked`], expires after [`TRACK_TTL`];
 //! - `<p>:bot:watch`: ZSET job id → when the status loop next looks at it (ms);
 //! - `<p>:bot:shown:<job id>`: HASH `text`, `at` (ms): the status text last shown
-//!   and when, so edits are throttled and never repeat the same text.
+//!   and when, so edits are throttled and never repeat the same text;
+//! - `<p>:bot:once:<job id>:<what>`: a one-off side effect done (`sent`, `stored`).
 
 use std::time::Duration;
 
@@ -18,6 +19,9 @@ use crate::{BotError, i18n::Lang};
 
 /// How long the bot remembers a job (stale buttons are recognised meanwhile).
 pub const TRACK_TTL: Duration = Duration::from_secs(2 * 24 * 3600);
+
+/// The one-off marker of a job whose result (or failure message) reached the chat.
+pub const SENT: &str = "sent";
 
 /// What a tracked job is, for status and delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +65,10 @@ pub struct Tracked {
     /// The status message being edited, once sent.
     #[serde(default)]
     pub status_msg: Option<i32>,
+    /// False when no acknowledgement will come (a job taken up after its bot died):
+    /// delivery does not wait for a status message then.
+    #[serde(default = "yes")]
+    pub ack_expected: bool,
     /// The user's message it answers.
     #[serde(default)]
     pub reply_to: Option<i32>,
@@ -73,6 +81,10 @@ pub struct Tracked {
     /// Video: its number and how many were ordered together.
     #[serde(default)]
     pub video_of: Option<(u32, u32)>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The bot's job records in Redis.
@@ -141,6 +153,25 @@ impl Tracker {
                 None
             }
         }))
+    }
+
+    /// Which of `ids` the bot does not track.
+    pub async fn untracked(&self, ids: &[String]) -> Result<Vec<String>, BotError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.exists(self.job_key(id));
+        }
+        let mut conn = self.conn.clone();
+        let known: Vec<bool> = pipe.query_async(&mut conn).await?;
+        Ok(ids
+            .iter()
+            .zip(known)
+            .filter(|(_, k)| !k)
+            .map(|(id, _)| id.clone())
+            .collect())
     }
 
     /// Jobs due for a look by the status loop (at most `limit`).
@@ -221,28 +252,31 @@ impl Tracker {
         Ok(())
     }
 
-    /// Marks a one-off side effect of a job as done (true the first time only):
-    /// storing a reply in the dialog, linking a follow-up job.
-    pub async fn first_time(&self, id: &str, what: &str) -> Result<bool, BotError> {
-        let mut conn = self.conn.clone();
-        let set: Option<String> = redis::cmd("SET")
-            .arg(format!("{}:bot:once:{id}:{what}", self.prefix))
-            .arg(1)
-            .arg("NX")
-            .arg("EX")
-            .arg(TRACK_TTL.as_secs())
-            .query_async(&mut conn)
-            .await?;
-        Ok(set.is_some())
+    fn once_key(&self, id: &str, what: &str) -> String {
+        format!("{}:bot:once:{id}:{what}", self.prefix)
     }
 
-    /// Undoes [`Tracker::first_time`] when the side effect failed.
-    pub async fn forget_once(&self, id: &str, what: &str) -> Result<(), BotError> {
+    /// True when a one-off side effect of a job was done (the result sent, the
+    /// exchange stored), so a retried delivery does not do it twice.
+    pub async fn done(&self, id: &str, what: &str) -> Result<bool, BotError> {
         let mut conn = self.conn.clone();
-        let _: i64 = conn
-            .del(format!("{}:bot:once:{id}:{what}", self.prefix))
+        Ok(conn.exists(self.once_key(id, what)).await?)
+    }
+
+    /// Records a one-off side effect of a job as done.
+    pub async fn mark_done(&self, id: &str, what: &str) -> Result<(), BotError> {
+        let mut conn = self.conn.clone();
+        let _: () = conn
+            .set_ex(self.once_key(id, what), 1, TRACK_TTL.as_secs())
             .await?;
         Ok(())
+    }
+
+    /// True while the status loop watches the job (it has not been delivered).
+    pub async fn is_watched(&self, id: &str) -> Result<bool, BotError> {
+        let mut conn = self.conn.clone();
+        let score: Option<f64> = conn.zscore(self.watch_key(), id).await?;
+        Ok(score.is_some())
     }
 
     /// The status loop's lease: true when this replica holds it for `ttl` (taken or

@@ -143,7 +143,8 @@ impl Stack {
         }
     }
 
-    async fn start_worker(&mut self) {
+    /// Starts `genq run --no-admin` (workers, relay, settler).
+    pub async fn start_worker(&mut self) {
         let mut env = self.env();
         env.push(("GENQ_BOT_TOKEN", String::new()));
         env.push(("GENQ_METRICS_ADDR", format!("127.0.0.1:{}", free_port())));
@@ -158,6 +159,36 @@ impl Stack {
             "the worker did not start"
         );
         self.worker = Some(worker);
+    }
+
+    /// SIGKILLs the worker (and with it the relay and the settler).
+    pub fn kill_worker(&mut self) {
+        if let Some(mut worker) = self.worker.take() {
+            worker.sigkill();
+        }
+    }
+
+    /// What the dead bot committed for the photo menu's button `data` (`up2:<token>`):
+    /// the job and its charge under the button's idempotency key, nothing else.
+    pub async fn charge_like_a_dead_bot(&self, chat: i64, user_id: i64, menu_id: i32, data: &str) {
+        let token = data.trim_start_matches("up2:");
+        let mut conn = self.queue.connection();
+        let stash: String =
+            redis::AsyncCommands::get(&mut conn, format!("{}:bot:tok:{token}", self.prefix))
+                .await
+                .expect("the photo behind the menu");
+        let image = serde_json::from_str::<Value>(&stash).expect("stash")["image"].clone();
+        self.store
+            .charge_and_enqueue(&genq_store::PaidJob {
+                user_id,
+                job_type: "upscale".to_owned(),
+                queue: "img".to_owned(),
+                payload: serde_json::json!({ "image": image, "factor": 2 }),
+                price: 2,
+                idempotency_key: Some(format!("up2:{chat}:{menu_id}")),
+            })
+            .await
+            .expect("charge");
     }
 
     /// The store's record of Telegram user `tg_id` (once the bot has seen them).
