@@ -3,8 +3,9 @@
 //! - [`UserLimiter`]: how many paid requests a user may make per minute and per hour
 //!   (a sliding log in a sorted set `<prefix>:bot:rate:<user>`).
 //! - [`JobSlots`]: how many jobs a user may have queued or running at once (a sorted
-//!   set `<prefix>:bot:open:<user>` of job ids scored by when their slot expires, so a
-//!   job whose release was lost does not block the user forever).
+//!   set `<prefix>:bot:open:<user>` of order keys, the idempotency keys jobs were
+//!   charged under, scored by when their slot expires, so a job whose release was
+//!   lost does not block the user forever).
 //!
 //! Both decide inside one Lua script each, so concurrent requests of one user on any
 //! number of replicas never overshoot. The scripts read the clock with Redis `TIME`:
@@ -217,7 +218,7 @@ pub enum SlotReservation {
 /// A cap on how many jobs of one user are open (queued or running) at once,
 /// shared by every bot replica.
 ///
-/// Each slot is a job id in the sorted set `<prefix>:bot:open:<user>`, scored by
+/// Each slot is an order key (a job's idempotency key) in the sorted set `<prefix>:bot:open:<user>`, scored by
 /// when it expires (reservation time + the slot TTL, 2 h by default). Expired slots
 /// are dropped by every script, so a job whose release was lost frees its slot by
 /// itself. Times are the Redis server's.
@@ -257,7 +258,7 @@ impl JobSlots {
         format!("{}:bot:open:{user}", self.prefix)
     }
 
-    /// Atomically reserves a slot for each of `ids` (job ids) for `user` if the
+    /// Atomically reserves a slot for each of `ids` (order keys) for `user` if the
     /// user's open slots plus the ids not yet holding one fit under the cap; else
     /// reserves none and says how many are open. Ids already holding a slot have
     /// it renewed; repeated ids count once; no ids is always `Reserved`.

@@ -145,3 +145,30 @@ pub fn job_error(e: RequestError) -> JobError {
         RequestError::MigrateToChatId(id) => JobError::bad_input(format!("the chat moved to {id}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trimming_counts_characters_and_marks_the_cut() {
+        assert_eq!(trim_chars("short", 10), "short");
+        assert_eq!(trim_chars("exactly10!", 10), "exactly10!");
+        let cut = trim_chars(&"я".repeat(2000), CAPTION_LIMIT);
+        assert_eq!(cut.chars().count(), CAPTION_LIMIT);
+        assert!(cut.ends_with('…'));
+    }
+
+    #[test]
+    fn a_429_is_rate_limiting_with_telegrams_wait() {
+        let e = job_error(RequestError::RetryAfter(
+            teloxide::types::Seconds::from_seconds(7),
+        ));
+        assert_eq!(e.class, genq_core::FailureClass::RateLimited);
+        assert_eq!(e.retry_after, Some(Duration::from_secs(7)));
+        let blocked = job_error(RequestError::Api(ApiError::BotBlocked));
+        assert_eq!(blocked.class, genq_core::FailureClass::BadInput);
+        let other = job_error(RequestError::Api(ApiError::MessageToEditNotFound));
+        assert_eq!(other.class, genq_core::FailureClass::Transient);
+    }
+}

@@ -237,3 +237,74 @@ pub fn status_text(lang: Lang, state: Option<&JobState>, ahead: Option<u64>) -> 
         | JobStatus::Cancelled => t(lang, "status.running", &[]),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use genq_core::Progress;
+
+    use super::*;
+
+    fn state(status: JobStatus, attempts: u32, progress: Option<u8>) -> JobState {
+        JobState {
+            id: "j".to_owned(),
+            queue: "img".to_owned(),
+            job_type: "upscale".to_owned(),
+            status,
+            attempts,
+            payload: "{}".to_owned(),
+            progress: progress.map(|percent| Progress {
+                percent,
+                note: None,
+            }),
+            result: None,
+            error: None,
+            error_class: None,
+            idempotency_key: None,
+            enqueued_at_ms: None,
+            started_at_ms: None,
+            finished_at_ms: None,
+            due_at_ms: None,
+            worker: None,
+            cancel_requested: false,
+        }
+    }
+
+    #[test]
+    fn the_status_line_follows_the_job() {
+        let l = Lang::En;
+        assert_eq!(status_text(l, None, None), t(l, "status.queued", &[]));
+        let queued = state(JobStatus::Queued, 0, None);
+        assert_eq!(
+            status_text(l, Some(&queued), Some(4)),
+            t(l, "status.queued_position", &[("ahead", &4)])
+        );
+        assert_eq!(
+            status_text(l, Some(&queued), Some(0)),
+            t(l, "status.queued", &[])
+        );
+        let retry = state(JobStatus::Scheduled, 1, None);
+        assert_eq!(
+            status_text(l, Some(&retry), None),
+            t(l, "status.retrying", &[])
+        );
+        let running = state(JobStatus::Running, 1, Some(40));
+        assert_eq!(
+            status_text(l, Some(&running), None),
+            t(l, "status.progress", &[("percent", &40)])
+        );
+        let mut stopping = state(JobStatus::Running, 1, None);
+        stopping.cancel_requested = true;
+        assert_eq!(
+            status_text(l, Some(&stopping), None),
+            t(l, "status.cancelling", &[])
+        );
+    }
+
+    #[test]
+    fn offered_job_types_map_to_what_is_delivered() {
+        assert_eq!(kind_of("generate_reply"), Some(Kind::Reply));
+        assert_eq!(kind_of("face_swap"), Some(Kind::Photo));
+        assert_eq!(kind_of("generate_video"), Some(Kind::Video));
+        assert_eq!(kind_of("probe"), None);
+    }
+}
