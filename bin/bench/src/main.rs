@@ -6,8 +6,13 @@
 //! push-to-start latency at idle (p50/p99), and 10,000 jobs that each await 5 s at
 //! concurrency 5,000 (efficiency against the ideal 10 s, and peak RSS, each backend
 //! in a child process of its own so that peak RSS is its own).
+//!
+//! Subcommands: `store` (charge-and-enqueue on PostgreSQL), `images` (GenerateImage
+//! against the fake provider), `bot` (the Telegram bot's acknowledgement and answer
+//! latency under load, against the fake Telegram).
 
 mod baseline;
+mod bot_side;
 mod genq_side;
 mod images_side;
 mod store_side;
@@ -32,7 +37,7 @@ struct Cli {
     #[arg(long)]
     redis: Option<String>,
     /// Smaller sizes, for a quick look (the targets apply to the full run).
-    #[arg(long)]
+    #[arg(long, global = true)]
     quick: bool,
     /// Only these backends.
     #[arg(long, value_delimiter = ',', default_values = ["genq", "apalis-redis"])]
@@ -78,6 +83,28 @@ enum ChildRun {
         concurrency: usize,
         #[arg(long, default_value_t = 2000)]
         latency_ms: u64,
+    },
+    /// The Telegram bot under load: time to the acknowledgement and to the answer
+    /// (fake Telegram and fake provider; bot, worker, relay and settler in this process).
+    Bot {
+        /// Redis to run against; a private redis-server when absent.
+        #[arg(long)]
+        redis: Option<String>,
+        /// PostgreSQL URL; the bench works in a schema of its own and drops it.
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+        database_url: String,
+        /// Steady load: users sending one text message each [default: 200, quick 50].
+        #[arg(long)]
+        users: Option<usize>,
+        /// Steady load: seconds their messages are spread over, evenly [default: 10, quick 5].
+        #[arg(long)]
+        spread_secs: Option<f64>,
+        /// Burst: users tapping Upscale x2 at the same instant [default: 100, quick 30].
+        #[arg(long)]
+        burst: Option<usize>,
+        /// How long the fake provider's upscale tasks take.
+        #[arg(long, default_value_t = 200)]
+        task_ms: u64,
     },
     /// (internal) one sleep drain in this process; prints JSON.
     #[command(hide = true)]
@@ -387,8 +414,131 @@ async fn run_images_bench(
     Ok(())
 }
 
-async fn run_child(child: ChildRun) -> anyhow::Result<()> {
+/// Telegram's limit on a bot's messages, all chats together (teloxide's throttle keeps it).
+const TELEGRAM_MESSAGES_PER_SEC: f64 = 30.0;
+/// The product promise: every request acknowledged within a second.
+const ACK_TARGET: Duration = Duration::from_secs(1);
+
+async fn run_bot_bench(
+    redis: Option<String>,
+    database_url: &str,
+    sizes: bot_side::BotSizes,
+) -> anyhow::Result<()> {
+    let private = match &redis {
+        Some(_) => None,
+        None => Some(
+            genq_testkit::PrivateRedis::start()
+                .await
+                .context("starting a private redis-server")?,
+        ),
+    };
+    let url = redis
+        .or_else(|| private.as_ref().map(|p| p.url()))
+        .unwrap_or_default();
+    let f = bot_side::run(&url, database_url, &sizes).await?;
+    print_bot_table(&sizes, &f);
+    Ok(())
+}
+
+fn print_bot_table(s: &bot_side::BotSizes, f: &bot_side::BotFigures) {
+    let target_ms = ACK_TARGET.as_secs_f64() * 1000.0;
+    let header = format!(
+        "{:<44}{:>6}{:>11}{:>11}{:>11}{:>9}{:>10}{:>10}",
+        "time from the update (ms)", "n", "p50", "p99", "max", "<= 1 s", "p50/1 s", "p99/1 s"
+    );
+    println!(
+        "Telegram bot under load: fake Telegram + fake provider (upscale task {:?}); \
+         bot, worker, relay, settler in this process",
+        s.task
+    );
+    println!("{header}");
+    println!("{}", "-".repeat(header.len()));
+    let line = |name: &str, sorted: &[Duration]| {
+        let p50 = percentile(sorted, 0.50);
+        let p99 = percentile(sorted, 0.99);
+        let max = sorted.last().map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0);
+        let within = sorted.iter().filter(|d| **d <= ACK_TARGET).count();
+        println!(
+            "{name:<44}{:>6}{p50:>11.1}{p99:>11.1}{max:>11.1}{:>8.0}%{:>9.2}x{:>9.2}x",
+            sorted.len(),
+            100.0 * within as f64 / sorted.len().max(1) as f64,
+            p50 / target_ms,
+            p99 / target_ms,
+        );
+    };
+    println!(
+        "steady: {} users, one text each over {:.0} s ({:.1}/s sent)",
+        s.users,
+        s.spread.as_secs_f64(),
+        f.steady_rate
+    );
+    line("  ack: \"typing\"", &f.steady.ack);
+    line("  reply \"Echo: …\"", &f.steady.done);
+    println!(
+        "burst: {} users tap Upscale x2 at the same instant",
+        s.burst
+    );
+    line("  ack: the tap's answer, \"taken into work\"", &f.burst.tap);
+    line("  status message with Cancel", &f.burst.ack);
+    line("  photo / document", &f.burst.done);
+    println!();
+    println!(
+        "Telegram allows a bot ~{TELEGRAM_MESSAGES_PER_SEC:.0} messages/s overall (teloxide's throttle keeps it; \
+         chat actions, edits and callback answers are not counted)."
+    );
+    let per_message = 1.0 / TELEGRAM_MESSAGES_PER_SEC;
+    println!(
+        "  burst: the last of {} status messages cannot leave before ~{:.1} s ({:.0} per 1 s window), \
+         later when results go first; {} messages in all (status + results) need ~{:.1} s.",
+        s.burst,
+        ((s.burst - 1) as f64 * per_message).floor(),
+        TELEGRAM_MESSAGES_PER_SEC,
+        f.burst_messages,
+        f.burst_messages as f64 * per_message,
+    );
+    println!(
+        "  steady: the ack (\"typing\") is not throttled; the replies ({:.1}/s) {} the limit. \
+         {} of {} users also got a status message (a backlog at their ack): their reply \
+         then waits out Telegram's 1 message/s per chat.",
+        f.steady_rate,
+        if f.steady_rate <= TELEGRAM_MESSAGES_PER_SEC {
+            "stay under"
+        } else {
+            "queue behind"
+        },
+        f.steady_status_messages,
+        s.users,
+    );
+    println!("Latency is seen by polling the fake's record of each waiting chat every 1-2 ms.");
+}
+
+async fn run_child(child: ChildRun, quick: bool) -> anyhow::Result<()> {
     let (backend, redis, ns, n, sleep_ms, concurrency) = match child {
+        ChildRun::Bot {
+            redis,
+            database_url,
+            users,
+            spread_secs,
+            burst,
+            task_ms,
+        } => {
+            let sizes = bot_side::BotSizes {
+                users: users.unwrap_or(if quick { 50 } else { 200 }),
+                spread: Duration::try_from_secs_f64(spread_secs.unwrap_or(if quick {
+                    5.0
+                } else {
+                    10.0
+                }))
+                .context("--spread-secs must be a number of seconds >= 0")?,
+                burst: burst.unwrap_or(if quick { 30 } else { 100 }),
+                task: Duration::from_millis(task_ms),
+            };
+            anyhow::ensure!(
+                sizes.users > 0 && sizes.burst > 0,
+                "--users and --burst must be at least 1"
+            );
+            return run_bot_bench(redis, &database_url, sizes).await;
+        }
         ChildRun::Images {
             redis,
             jobs,
@@ -502,7 +652,7 @@ fn print_table(s: &Sizes, results: &[(BackendName, Figures)]) {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Some(child) = cli.child {
-        return run_child(child).await;
+        return run_child(child, cli.quick).await;
     }
     let private = match &cli.redis {
         Some(_) => None,

@@ -25,7 +25,7 @@ use crate::{
         ChatState, PhotoStash, VideoStash, known_user, language, to_json, video_count_menu,
     },
     i18n::{Lang, t},
-    orders::{Order, Placed, Requester},
+    orders::{Order, Placed, Requester, TapAnswer},
     send::{keyboard, row, say, trim_chars},
     tracking::Kind,
 };
@@ -37,13 +37,17 @@ const CALLBACK_TEXT_LIMIT: usize = 200;
 pub(crate) async fn on_callback(app: Arc<BotApp>, q: CallbackQuery) -> Result<(), BotError> {
     let lang = language(&q.from);
     app.metrics.updates.with_label_values(&["callback"]).inc();
-    let answer = match handle_callback(&app, &q, lang).await {
+    let pending = TapAnswer::new(q.id.clone());
+    let answer = match handle_callback(&app, &q, lang, &pending).await {
         Ok(answer) => answer,
         Err(e) => {
             warn!(error = %e, "button handling failed");
             Some(t(lang, "err.internal", &[]))
         }
     };
+    if !pending.take() {
+        return Ok(()); // answered with the acknowledgement already
+    }
     let mut req = app.bot.answer_callback_query(q.id.clone());
     if let Some(text) = answer {
         req = req.text(trim_chars(&text, CALLBACK_TEXT_LIMIT));
@@ -71,6 +75,7 @@ async fn handle_callback(
     app: &BotApp,
     q: &CallbackQuery,
     lang: Lang,
+    pending: &TapAnswer,
 ) -> Result<Option<String>, BotError> {
     let Some(action) = q.data.as_deref().and_then(Action::parse) else {
         return Ok(Some(t(lang, "err.unknown_button", &[])));
@@ -86,6 +91,7 @@ async fn handle_callback(
             user_id: db_user.id,
             lang,
             reply_to: None,
+            tap: Some(pending.clone()),
         },
         msg_id: message.id().0,
     };

@@ -108,6 +108,7 @@ async fn handle_message(
         user_id: db_user.id,
         lang,
         reply_to: Some(msg.id.0),
+        tap: None,
     };
     let kind = if let Some(text) = msg.text() {
         if text.starts_with('/') {

@@ -4,6 +4,7 @@
 
 use genq_store::{Charged, PaidJob, StoreError};
 use teloxide::{
+    payloads::AnswerCallbackQuerySetters,
     prelude::{ChatId, Requester as _},
     types::InlineKeyboardMarkup,
 };
@@ -33,6 +34,32 @@ pub struct Requester {
     pub lang: Lang,
     /// The user's message being answered.
     pub reply_to: Option<i32>,
+    /// The button tap being answered: its answer (a notice shown at once, outside
+    /// Telegram's message limits) is the acknowledgement, before any message.
+    pub tap: Option<TapAnswer>,
+}
+
+/// A button tap awaiting its answer (`answerCallbackQuery`), answered once.
+#[derive(Debug, Clone)]
+pub struct TapAnswer {
+    pub id: teloxide::types::CallbackQueryId,
+    answered: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl TapAnswer {
+    pub fn new(id: teloxide::types::CallbackQueryId) -> Self {
+        Self {
+            id,
+            answered: Default::default(),
+        }
+    }
+
+    /// True the first time only: whoever gets it answers the tap.
+    pub fn take(&self) -> bool {
+        !self
+            .answered
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 /// One job to charge and enqueue.
@@ -130,6 +157,9 @@ impl BotApp {
                 // a tap on the button of a finished job: it holds no slot
                 self.slots.release(who.tg_user, &order.idem).await?;
             }
+        }
+        if let Some((job_id, order)) = run.created.first() {
+            self.answer_tap(who, &order.offer.queue, job_id).await;
         }
         for (job_id, order) in &run.created {
             if let Err(e) = self.acknowledge(who, job_id, order).await {
@@ -284,6 +314,25 @@ impl BotApp {
         self.tracker.track(&tracked).await
     }
 
+    /// A tap that placed an order is answered at once with "taken into work" (and
+    /// the position): a notice Telegram shows immediately, whatever the backlog of
+    /// messages under its 30-a-second limit. Best effort.
+    async fn answer_tap(&self, who: &Requester, queue: &str, job_id: &str) {
+        let Some(tap) = who.tap.as_ref().filter(|tap| tap.take()) else {
+            return;
+        };
+        let ahead = self.jobs_ahead(queue, job_id).await.unwrap_or(0);
+        let text = ack_text(who.lang, ahead);
+        if let Err(e) = self
+            .bot
+            .answer_callback_query(tap.id.clone())
+            .text(text)
+            .await
+        {
+            warn!(job_id = %job_id, error = %e, "tap not answered");
+        }
+    }
+
     /// Acknowledges a tracked job: a status message ("taken into work", the queue
     /// position when there is a backlog) with a Cancel button; a reply shows
     /// "typing" instead, and a status message only when it has to wait.
@@ -300,11 +349,7 @@ impl BotApp {
                 return Ok(());
             }
         }
-        let text = if ahead > 0 {
-            t(who.lang, "ack.position", &[("ahead", &ahead)])
-        } else {
-            t(who.lang, "ack.queued", &[])
-        };
+        let text = ack_text(who.lang, ahead);
         let msg = say(
             &self.bot,
             who.chat_id,
@@ -352,6 +397,15 @@ struct ChargeRun<'o> {
     duplicates: Vec<(String, &'o Order)>,
     /// The balance ran short: (price, balance).
     short: Option<(i64, i64)>,
+}
+
+/// "Taken into work", with the number of requests ahead when there is a backlog.
+fn ack_text(lang: Lang, ahead: u64) -> String {
+    if ahead > 0 {
+        t(lang, "ack.position", &[("ahead", &ahead)])
+    } else {
+        t(lang, "ack.queued", &[])
+    }
 }
 
 /// The Cancel button under a status message.
