@@ -32,9 +32,7 @@ async fn a_voice_message_is_transcribed_and_answered_as_text() {
     stack
         .tg
         .user_sends_voice(chat, chat, vec![0u8; 21 * 1024 * 1024], 600);
-    let refusal = stack
-        .wait_sent(chat, before, |m| m.kind == SentKind::Text)
-        .await;
+    let refusal = stack.next_text(chat, before).await;
     assert!(
         is_text(
             refusal.text.as_deref().unwrap_or_default(),
@@ -54,13 +52,8 @@ async fn cancel_stops_the_users_jobs_and_refunds_them() {
     let chat = 2002;
     let menu = stack.send_photo(chat).await;
     let user = stack.user(chat).await;
-    let before = stack.sent_count(chat);
-    stack
-        .tg
-        .user_presses_button(chat, chat, menu.message_id, &button(&menu, "up4:"));
-    let status = stack
-        .wait_sent(chat, before, |m| m.kind == SentKind::Text)
-        .await;
+    let before = stack.tap(chat, &menu, "up4:");
+    let status = stack.next_text(chat, before).await;
     stack.wait_balance(user.id, 98).await;
     // wait until it runs (polling the provider's task that never ends)
     stack
@@ -70,9 +63,7 @@ async fn cancel_stops_the_users_jobs_and_refunds_them() {
         .await;
     let before = stack.sent_count(chat);
     stack.tg.user_sends_command(chat, chat, "/cancel");
-    let said = stack
-        .wait_sent(chat, before, |m| m.kind == SentKind::Text)
-        .await;
+    let said = stack.next_text(chat, before).await;
     assert_eq!(said.text, Some(text("cancel.done", &[("count", &1)])));
     let end = stack
         .wait_text(chat, status.message_id, |t| is_text(t, "fail.cancelled"))
@@ -85,9 +76,7 @@ async fn cancel_stops_the_users_jobs_and_refunds_them() {
 
     let before = stack.sent_count(chat);
     stack.tg.user_sends_command(chat, chat, "/cancel");
-    let said = stack
-        .wait_sent(chat, before, |m| m.kind == SentKind::Text)
-        .await;
+    let said = stack.next_text(chat, before).await;
     assert_eq!(said.text, Some(text("cancel.none", &[])));
     stack.finish().await;
 }
@@ -99,10 +88,7 @@ async fn the_cancel_button_of_a_running_job_cancels_it() {
     let chat = 2003;
     let menu = stack.send_photo(chat).await;
     let user = stack.user(chat).await;
-    let before = stack.sent_count(chat);
-    stack
-        .tg
-        .user_presses_button(chat, chat, menu.message_id, &button(&menu, "up2:"));
+    let before = stack.tap(chat, &menu, "up2:");
     let status = stack
         .wait_sent(chat, before, |m| {
             m.kind == SentKind::Text && !buttons(m).is_empty()
@@ -187,20 +173,10 @@ async fn too_few_credits_too_long_a_text_and_too_many_jobs_are_refused() {
     let user = stack.user(chat).await;
 
     // one upscale runs (2 of 3 credits); a second is over the concurrent cap
-    let before = stack.sent_count(chat);
-    stack
-        .tg
-        .user_presses_button(chat, chat, menu.message_id, &button(&menu, "up2:"));
-    stack
-        .wait_sent(chat, before, |m| m.kind == SentKind::Text)
-        .await;
-    let before = stack.sent_count(chat);
-    stack
-        .tg
-        .user_presses_button(chat, chat, menu.message_id, &button(&menu, "up4:"));
-    let busy = stack
-        .wait_sent(chat, before, |m| m.kind == SentKind::Text)
-        .await;
+    let before = stack.tap(chat, &menu, "up2:");
+    stack.next_text(chat, before).await;
+    let before = stack.tap(chat, &menu, "up4:");
+    let busy = stack.next_text(chat, before).await;
     assert_eq!(busy.text, Some(text("err.too_many_jobs", &[("count", &1)])));
     stack.wait_balance(user.id, 1).await;
 
@@ -214,34 +190,9 @@ async fn too_few_credits_too_long_a_text_and_too_many_jobs_are_refused() {
     .await;
     assert!(slots_free.is_some());
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let before = stack.sent_count(chat);
-    stack
-        .tg
-        .user_presses_button(chat, chat, menu.message_id, &button(&menu, "an:"));
-    let styles = stack
-        .wait_sent(chat, before, |m| !buttons(m).is_empty())
-        .await;
-    let before = stack.sent_count(chat);
-    stack.tg.user_presses_button(
-        chat,
-        chat,
-        styles.message_id,
-        &button(&styles, "st:")
-            .replace(":own", ":ad")
-            .replace(":ugc", ":ad"),
-    );
-    let counts = stack
-        .wait_sent(chat, before, |m| {
-            buttons(m).iter().any(|(_, d)| d.starts_with("n:"))
-        })
-        .await;
-    let before = stack.sent_count(chat);
-    stack
-        .tg
-        .user_presses_button(chat, chat, counts.message_id, &button(&counts, "n:"));
-    let refusal = stack
-        .wait_sent(chat, before, |m| m.kind == SentKind::Text)
-        .await;
+    let counts = stack.video_count_menu(chat, &menu, "ad").await;
+    let before = stack.tap(chat, &counts, "n:");
+    let refusal = stack.next_text(chat, before).await;
     assert_eq!(
         refusal.text,
         Some(text("err.insufficient", &[("price", &10), ("balance", &3)]))
@@ -252,9 +203,7 @@ async fn too_few_credits_too_long_a_text_and_too_many_jobs_are_refused() {
     // a text over the limit is refused before anything else
     let before = stack.sent_count(chat);
     stack.tg.user_sends_text(chat, chat, &"x".repeat(2001));
-    let refusal = stack
-        .wait_sent(chat, before, |m| m.kind == SentKind::Text)
-        .await;
+    let refusal = stack.next_text(chat, before).await;
     assert_eq!(
         refusal.text,
         Some(text("err.text_too_long", &[("len", &2001), ("max", &2000)]))
@@ -277,13 +226,8 @@ async fn the_acknowledgement_gives_the_queue_position_when_there_is_a_backlog() 
             .await
             .unwrap();
     }
-    let before = stack.sent_count(chat);
-    stack
-        .tg
-        .user_presses_button(chat, chat, menu.message_id, &button(&menu, "up2:"));
-    let ack = stack
-        .wait_sent(chat, before, |m| m.kind == SentKind::Text)
-        .await;
+    let before = stack.tap(chat, &menu, "up2:");
+    let ack = stack.next_text(chat, before).await;
     assert_eq!(ack.text, Some(text("ack.position", &[("ahead", &2)])));
     // once in the queue, the status message keeps the position up to date
     stack
@@ -292,11 +236,7 @@ async fn the_acknowledgement_gives_the_queue_position_when_there_is_a_backlog() 
         })
         .await;
     stack.queue.resume("img").await.unwrap();
-    stack
-        .wait_sent(chat, before, |m| {
-            matches!(m.kind, SentKind::Photo | SentKind::Document)
-        })
-        .await;
+    stack.next_result(chat, before).await;
     stack
         .wait_text(chat, ack.message_id, |t| t == text("status.done", &[]))
         .await;
@@ -328,9 +268,7 @@ async fn new_starts_a_fresh_dialog_and_other_messages_are_explained() {
 
     let before = stack.sent_count(chat);
     stack.tg.user_sends_command(chat, chat, "/new");
-    let said = stack
-        .wait_sent(chat, before, |m| m.kind == SentKind::Text)
-        .await;
+    let said = stack.next_text(chat, before).await;
     let persona = stack.store.persona(old.persona_id).await.unwrap();
     assert_eq!(
         said.text,
@@ -361,9 +299,7 @@ async fn new_starts_a_fresh_dialog_and_other_messages_are_explained() {
         chat,
         serde_json::json!({ "location": { "latitude": 55.75, "longitude": 37.62 } }),
     );
-    let said = stack
-        .wait_sent(chat, before, |m| m.kind == SentKind::Text)
-        .await;
+    let said = stack.next_text(chat, before).await;
     assert_eq!(said.text, Some(text("err.unsupported", &[])));
     stack.finish().await;
 }
@@ -376,13 +312,8 @@ async fn cancel_reaches_a_job_the_relay_has_not_pushed_yet() {
     let user = stack.user(chat).await;
     // no relay: the order stays in the outbox
     stack.kill_worker();
-    let before = stack.sent_count(chat);
-    stack
-        .tg
-        .user_presses_button(chat, chat, menu.message_id, &button(&menu, "up2:"));
-    let status = stack
-        .wait_sent(chat, before, |m| m.kind == SentKind::Text)
-        .await;
+    let before = stack.tap(chat, &menu, "up2:");
+    let status = stack.next_text(chat, before).await;
     stack.wait_balance(user.id, 98).await;
     assert_eq!(stack.store.outbox_len().await.unwrap(), 1);
 
@@ -429,15 +360,8 @@ async fn a_tap_on_a_finished_jobs_button_holds_no_slot() {
     let chat = 2010;
     let menu = stack.send_photo(chat).await;
     let user = stack.user(chat).await;
-    let before = stack.sent_count(chat);
-    stack
-        .tg
-        .user_presses_button(chat, chat, menu.message_id, &button(&menu, "up2:"));
-    stack
-        .wait_sent(chat, before, |m| {
-            matches!(m.kind, SentKind::Photo | SentKind::Document)
-        })
-        .await;
+    let before = stack.tap(chat, &menu, "up2:");
+    stack.next_result(chat, before).await;
     stack.wait_balance(user.id, 98).await;
     // the job is over: wait until the bot has closed it
     genq_testkit::wait_until(WAIT, || async {
@@ -463,22 +387,13 @@ async fn a_tap_on_a_finished_jobs_button_holds_no_slot() {
     .unwrap();
     assert_eq!(answers[answered].text, Some(text("err.stale_button", &[])));
     // the one slot is free: a new order goes through
-    let before = stack.sent_count(chat);
-    stack
-        .tg
-        .user_presses_button(chat, chat, menu.message_id, &button(&menu, "up4:"));
-    let ack = stack
-        .wait_sent(chat, before, |m| m.kind == SentKind::Text)
-        .await;
+    let before = stack.tap(chat, &menu, "up4:");
+    let ack = stack.next_text(chat, before).await;
     assert!(!is_text(
         ack.text.as_deref().unwrap_or_default(),
         "err.too_many_jobs"
     ));
-    stack
-        .wait_sent(chat, before, |m| {
-            matches!(m.kind, SentKind::Photo | SentKind::Document)
-        })
-        .await;
+    stack.next_result(chat, before).await;
     stack.wait_balance(user.id, 96).await;
     stack.finish().await;
 }

@@ -92,13 +92,8 @@ async fn the_picture_button_sends_a_photo_captioned_with_its_prompt() {
             !buttons(m).is_empty() && m.kind == SentKind::Text
         })
         .await;
-    let before = stack.sent_count(chat);
-    stack
-        .tg
-        .user_presses_button(chat, chat, reply.message_id, &button(&reply, "pic:"));
-    let status = stack
-        .wait_sent(chat, before, |m| m.kind == SentKind::Text)
-        .await;
+    let before = stack.tap(chat, &reply, "pic:");
+    let status = stack.next_text(chat, before).await;
     assert!(
         button(&status, "cx:").len() > 3,
         "the status message has a Cancel button"
@@ -130,33 +125,17 @@ async fn a_photo_can_be_upscaled_and_face_swapped() {
         "every paid button shows its price: {labels:?}"
     );
 
-    let before = stack.sent_count(chat);
-    stack
-        .tg
-        .user_presses_button(chat, chat, menu.message_id, &button(&menu, "up2:"));
-    stack
-        .wait_sent(chat, before, |m| {
-            matches!(m.kind, SentKind::Photo | SentKind::Document)
-        })
-        .await;
+    let before = stack.tap(chat, &menu, "up2:");
+    stack.next_result(chat, before).await;
     stack.wait_balance(user.id, 98).await;
 
-    let before = stack.sent_count(chat);
-    stack
-        .tg
-        .user_presses_button(chat, chat, menu.message_id, &button(&menu, "fs:"));
-    stack
-        .wait_sent(chat, before, |m| m.kind == SentKind::Text)
-        .await;
+    let before = stack.tap(chat, &menu, "fs:");
+    stack.next_text(chat, before).await;
     let before = stack.sent_count(chat);
     stack
         .tg
         .user_sends_photo(chat, chat, common::png(40, 40), 40, 40);
-    stack
-        .wait_sent(chat, before, |m| {
-            matches!(m.kind, SentKind::Photo | SentKind::Document)
-        })
-        .await;
+    stack.next_result(chat, before).await;
     stack.wait_balance(user.id, 95).await;
     assert_eq!(stack.jobs_of(user.id, "face_swap").await, 1);
     stack.finish().await;
@@ -168,27 +147,7 @@ async fn three_videos_arrive_as_three_messages_and_three_charges() {
     let chat = 1004;
     let menu = stack.send_photo(chat).await;
     let user = stack.user(chat).await;
-    let before = stack.sent_count(chat);
-    stack
-        .tg
-        .user_presses_button(chat, chat, menu.message_id, &button(&menu, "an:"));
-    let styles = stack
-        .wait_sent(chat, before, |m| !buttons(m).is_empty())
-        .await;
-    let before = stack.sent_count(chat);
-    stack.tg.user_presses_button(
-        chat,
-        chat,
-        styles.message_id,
-        &button(&styles, "st:")
-            .replace(":own", ":ugc")
-            .replace(":ad", ":ugc"),
-    );
-    let counts = stack
-        .wait_sent(chat, before, |m| {
-            buttons(m).iter().any(|(_, d)| d.starts_with("n:"))
-        })
-        .await;
+    let counts = stack.video_count_menu(chat, &menu, "ugc").await;
     let three = buttons(&counts)
         .into_iter()
         .find(|(_, d)| d.ends_with(":3"))
@@ -224,13 +183,8 @@ async fn a_policy_refusal_refunds_and_says_so() {
     let menu = stack.send_photo(chat).await;
     let user = stack.user(chat).await;
     stack.provider.fail_next(1, FakeFailure::ContentPolicy);
-    let before = stack.sent_count(chat);
-    stack
-        .tg
-        .user_presses_button(chat, chat, menu.message_id, &button(&menu, "up4:"));
-    let status = stack
-        .wait_sent(chat, before, |m| m.kind == SentKind::Text)
-        .await;
+    let before = stack.tap(chat, &menu, "up4:");
+    let status = stack.next_text(chat, before).await;
     let said = stack
         .wait_text(chat, status.message_id, |t| {
             is_text(t, "fail.user_violation")
@@ -308,9 +262,7 @@ async fn the_rate_limit_answers_with_when_to_come_back() {
     }
     let before = stack.sent_count(chat);
     stack.tg.user_sends_text(chat, chat, "three");
-    let refusal = stack
-        .wait_sent(chat, before, |m| m.kind == SentKind::Text)
-        .await;
+    let refusal = stack.next_text(chat, before).await;
     let said = refusal.text.unwrap_or_default();
     assert!(is_text(&said, "err.rate_limited"), "{said}");
     assert!(
@@ -329,13 +281,8 @@ async fn telegrams_429_is_honoured_and_the_photo_still_arrives() {
     let user = stack.user(chat).await;
     // hold deliveries back until the result is ready, then have Telegram answer 429
     stack.queue.pause("delivery").await.unwrap();
-    let before = stack.sent_count(chat);
-    stack
-        .tg
-        .user_presses_button(chat, chat, menu.message_id, &button(&menu, "up2:"));
-    stack
-        .wait_sent(chat, before, |m| m.kind == SentKind::Text)
-        .await;
+    let before = stack.tap(chat, &menu, "up2:");
+    stack.next_text(chat, before).await;
     let job_id = genq_testkit::wait_until(WAIT, || async {
         let id: Option<String> =
             sqlx::query_scalar("SELECT id FROM jobs WHERE user_id = $1 AND status = 'succeeded'")
@@ -389,13 +336,8 @@ async fn a_killed_bot_is_replaced_and_the_new_one_delivers_pending_results() {
     let chat = 1009;
     let menu = stack.send_photo(chat).await;
     let user = stack.user(chat).await;
-    let before = stack.sent_count(chat);
-    stack
-        .tg
-        .user_presses_button(chat, chat, menu.message_id, &button(&menu, "up2:"));
-    stack
-        .wait_sent(chat, before, |m| m.kind == SentKind::Text)
-        .await;
+    let before = stack.tap(chat, &menu, "up2:");
+    stack.next_text(chat, before).await;
     stack.kill_bot();
     // the job finishes while no bot runs
     let finished = genq_testkit::wait_until(WAIT, || async {
@@ -413,11 +355,7 @@ async fn a_killed_bot_is_replaced_and_the_new_one_delivers_pending_results() {
         "nothing delivered while the bot was down"
     );
     stack.start_bot().await;
-    stack
-        .wait_sent(chat, before, |m| {
-            matches!(m.kind, SentKind::Photo | SentKind::Document)
-        })
-        .await;
+    stack.next_result(chat, before).await;
     stack.wait_balance(user.id, 98).await;
     stack.finish().await;
 }
@@ -428,21 +366,14 @@ async fn stale_and_unknown_buttons_answer_politely_and_do_nothing() {
     let chat = 1010;
     let menu = stack.send_photo(chat).await;
     let user = stack.user(chat).await;
-    let before = stack.sent_count(chat);
-    stack
-        .tg
-        .user_presses_button(chat, chat, menu.message_id, &button(&menu, "up2:"));
+    let before = stack.tap(chat, &menu, "up2:");
     let status = stack
         .wait_sent(chat, before, |m| {
             m.kind == SentKind::Text && !buttons(m).is_empty()
         })
         .await;
     let cancel = button(&status, "cx:");
-    stack
-        .wait_sent(chat, before, |m| {
-            matches!(m.kind, SentKind::Photo | SentKind::Document)
-        })
-        .await;
+    stack.next_result(chat, before).await;
     stack.wait_balance(user.id, 98).await;
     let answered = stack.tg.callback_answers().len();
     stack
@@ -482,13 +413,8 @@ async fn a_new_bot_continues_the_conversation_where_the_old_one_stopped() {
     let chat = 1011;
     let menu = stack.send_photo(chat).await;
     let user = stack.user(chat).await;
-    let before = stack.sent_count(chat);
-    stack
-        .tg
-        .user_presses_button(chat, chat, menu.message_id, &button(&menu, "fs:"));
-    let ask = stack
-        .wait_sent(chat, before, |m| m.kind == SentKind::Text)
-        .await;
+    let before = stack.tap(chat, &menu, "fs:");
+    let ask = stack.next_text(chat, before).await;
     assert_eq!(ask.text, Some(text("photo.face_prompt", &[])));
     // the bot dies; its replacement knows the next photo is the face
     stack.kill_bot();
@@ -497,11 +423,7 @@ async fn a_new_bot_continues_the_conversation_where_the_old_one_stopped() {
     stack
         .tg
         .user_sends_photo(chat, chat, common::png(40, 40), 40, 40);
-    stack
-        .wait_sent(chat, before, |m| {
-            matches!(m.kind, SentKind::Photo | SentKind::Document)
-        })
-        .await;
+    stack.next_result(chat, before).await;
     assert_eq!(stack.jobs_of(user.id, "face_swap").await, 1);
     stack.wait_balance(user.id, 97).await;
     stack.finish().await;
@@ -541,10 +463,7 @@ async fn a_result_telegram_refuses_as_a_photo_arrives_as_a_document() {
         })
         .await;
     let user = stack.user(chat).await;
-    let before = stack.sent_count(chat);
-    stack
-        .tg
-        .user_presses_button(chat, chat, menu.message_id, &button(&menu, "up2:"));
+    let before = stack.tap(chat, &menu, "up2:");
     let document = stack
         .wait_sent(chat, before, |m| m.kind == SentKind::Document)
         .await;
@@ -579,13 +498,8 @@ async fn a_picture_refused_by_the_image_provider_refunds_the_whole_picture() {
         })
         .await;
     stack.wait_balance(user.id, 99).await;
-    let before = stack.sent_count(chat);
-    stack
-        .tg
-        .user_presses_button(chat, chat, reply.message_id, &button(&reply, "pic:"));
-    let status = stack
-        .wait_sent(chat, before, |m| m.kind == SentKind::Text)
-        .await;
+    let before = stack.tap(chat, &reply, "pic:");
+    let status = stack.next_text(chat, before).await;
     let said = stack
         .wait_text(chat, status.message_id, |t| {
             is_text(t, "fail.user_violation")
@@ -618,14 +532,8 @@ async fn an_order_charged_by_a_bot_that_died_before_tracking_it_is_delivered_whe
     stack
         .tg
         .user_presses_button(chat, chat, menu.message_id, &data);
-    let status = stack
-        .wait_sent(chat, before, |m| m.kind == SentKind::Text)
-        .await;
-    stack
-        .wait_sent(chat, before, |m| {
-            matches!(m.kind, SentKind::Photo | SentKind::Document)
-        })
-        .await;
+    let status = stack.next_text(chat, before).await;
+    stack.next_result(chat, before).await;
     stack
         .wait_text(chat, status.message_id, |t| t == text("status.done", &[]))
         .await;
@@ -653,11 +561,7 @@ async fn a_job_charged_by_a_bot_that_died_is_taken_up_by_the_sweep() {
         .charge_like_a_dead_bot(chat, user.id, menu.message_id, &button(&menu, "up2:"))
         .await;
     let before = stack.sent_count(chat);
-    stack
-        .wait_sent(chat, before, |m| {
-            matches!(m.kind, SentKind::Photo | SentKind::Document)
-        })
-        .await;
+    stack.next_result(chat, before).await;
     stack.wait_balance(user.id, 98).await;
     stack.finish().await;
 }

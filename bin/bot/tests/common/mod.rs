@@ -221,6 +221,55 @@ impl Stack {
         })
     }
 
+    /// The user taps the button of `message` whose data starts with `prefix`; how
+    /// many entries the chat had before (for [`Stack::wait_sent`]).
+    pub fn tap(&self, chat: i64, message: &SentMessage, prefix: &str) -> usize {
+        let before = self.sent_count(chat);
+        self.tg
+            .user_presses_button(chat, chat, message.message_id, &button(message, prefix));
+        before
+    }
+
+    /// The first text message sent to `chat` after `before`.
+    pub async fn next_text(&self, chat: i64, before: usize) -> SentMessage {
+        self.wait_sent(chat, before, |m| m.kind == SentKind::Text)
+            .await
+    }
+
+    /// The first photo or document (a result) sent to `chat` after `before`.
+    pub async fn next_result(&self, chat: i64, before: usize) -> SentMessage {
+        self.wait_sent(chat, before, |m| {
+            matches!(m.kind, SentKind::Photo | SentKind::Document)
+        })
+        .await
+    }
+
+    /// Photo menu → Animate → a ready-made style (`ugc` or `ad`): the count menu.
+    pub async fn video_count_menu(
+        &self,
+        chat: i64,
+        menu: &SentMessage,
+        style: &str,
+    ) -> SentMessage {
+        let before = self.tap(chat, menu, "an:");
+        let styles = self
+            .wait_sent(chat, before, |m| !buttons(m).is_empty())
+            .await;
+        let before = self.sent_count(chat);
+        let data = button(&styles, "st:");
+        let token = data.split(':').nth(1).unwrap_or_default();
+        self.tg.user_presses_button(
+            chat,
+            chat,
+            styles.message_id,
+            &format!("st:{token}:{style}"),
+        );
+        self.wait_sent(chat, before, |m| {
+            buttons(m).iter().any(|(_, d)| d.starts_with("n:"))
+        })
+        .await
+    }
+
     /// How many messages (and actions) were sent to `chat` so far.
     pub fn sent_count(&self, chat: i64) -> usize {
         self.tg.sent(chat).len()
