@@ -3,24 +3,11 @@
 //! in a schema of its own.
 
 use chrono::{TimeZone, Utc};
-use genq_core::{CompletionEvent, FailureClass, JobStatus};
-use genq_store::{Charged, PaidJob, Settled, Store, StoreConfig, StoreError};
-use genq_testkit::TestSchema;
+use genq_core::JobStatus;
+use genq_store::{Charged, PaidJob, Settled, Store, StoreError};
 
-async fn open(test: &str) -> (Store, TestSchema) {
-    let schema = TestSchema::create(test).await.expect("create schema");
-    let store = Store::open(&StoreConfig::new(&schema.url).schema(&schema.name))
-        .await
-        .expect("open store");
-    (store, schema)
-}
-
-/// A second store (its own pool) on the same schema: another bot or settler process.
-async fn another(schema: &TestSchema) -> Store {
-    Store::connect(&StoreConfig::new(&schema.url).schema(&schema.name))
-        .await
-        .expect("connect a second store")
-}
+mod common;
+use common::{another, count, final_event, open, settle_four_times};
 
 fn paid(user_id: i64, job_type: &str, price: i64) -> PaidJob {
     PaidJob {
@@ -41,19 +28,6 @@ async fn charge(store: &Store, user_id: i64, job_type: &str, price: i64) -> Stri
     {
         Charged::Created { job_id, .. } => job_id,
         other => panic!("expected a new job, got {other:?}"),
-    }
-}
-
-fn final_event(job_id: &str, status: JobStatus) -> CompletionEvent {
-    CompletionEvent {
-        event_id: "1-0".to_owned(),
-        job_id: job_id.to_owned(),
-        queue: "img".to_owned(),
-        job_type: "generate_image".to_owned(),
-        status,
-        attempts: 1,
-        error_class: (status != JobStatus::Succeeded).then_some(FailureClass::Transient),
-        error: (status != JobStatus::Succeeded).then(|| "provider kept failing".to_owned()),
     }
 }
 
@@ -191,28 +165,14 @@ async fn a_failed_follow_up_refunds_its_parents_charge_once() {
 
     // the image failed: two settlers see the event twice each
     let event = final_event("child-1", JobStatus::Failed);
-    let settles = [first.clone(), second.clone(), first.clone(), second.clone()].map(|s| {
-        let event = event.clone();
-        tokio::spawn(async move { s.settle(&event).await.unwrap() })
-    });
-    let outcomes: Vec<Settled> = futures::future::join_all(settles)
-        .await
-        .into_iter()
-        .map(|r| r.unwrap())
-        .collect();
+    let outcomes = settle_four_times(&first, &second, &event).await;
     assert_eq!(
-        outcomes
-            .iter()
-            .filter(|o| **o == Settled::Recorded { refunded: 7 })
-            .count(),
+        count(&outcomes, &Settled::Recorded { refunded: 7 }),
         1,
         "{outcomes:?}"
     );
     assert_eq!(
-        outcomes
-            .iter()
-            .filter(|o| **o == Settled::AlreadySettled)
-            .count(),
+        count(&outcomes, &Settled::AlreadySettled),
         3,
         "{outcomes:?}"
     );

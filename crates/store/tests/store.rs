@@ -1,17 +1,11 @@
 //! The store against real PostgreSQL, each test in a schema of its own.
 
 use chrono::{NaiveDate, TimeZone, Utc};
-use genq_core::{CompletionEvent, FailureClass, JobStatus};
+use genq_core::JobStatus;
 use genq_store::{Charged, MIGRATOR, PaidJob, Role, Settled, Store, StoreConfig, StoreError};
-use genq_testkit::TestSchema;
 
-async fn open(test: &str) -> (Store, TestSchema) {
-    let schema = TestSchema::create(test).await.expect("create schema");
-    let store = Store::open(&StoreConfig::new(&schema.url).schema(&schema.name))
-        .await
-        .expect("open store");
-    (store, schema)
-}
+mod common;
+use common::{another, count, final_event, open, settle_four_times};
 
 fn paid(user_id: i64, price: i64, key: Option<&str>) -> PaidJob {
     PaidJob {
@@ -21,19 +15,6 @@ fn paid(user_id: i64, price: i64, key: Option<&str>) -> PaidJob {
         payload: serde_json::json!({ "prompt": "a cat" }),
         price,
         idempotency_key: key.map(str::to_owned),
-    }
-}
-
-fn final_event(job_id: &str, status: JobStatus) -> CompletionEvent {
-    CompletionEvent {
-        event_id: "1-0".to_owned(),
-        job_id: job_id.to_owned(),
-        queue: "img".to_owned(),
-        job_type: "generate_image".to_owned(),
-        status,
-        attempts: 3,
-        error_class: Some(FailureClass::Transient),
-        error: Some("provider kept failing".to_owned()),
     }
 }
 
@@ -119,9 +100,7 @@ async fn one_idempotency_key_twenty_times_is_one_job_and_one_charge() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_job_seen_twice_by_two_settlers_is_refunded_once() {
     let (first, schema) = open("settle").await;
-    let second = Store::connect(&StoreConfig::new(&schema.url).schema(&schema.name))
-        .await
-        .unwrap();
+    let second = another(&schema).await;
     let user = first.upsert_user(1003, "en").await.unwrap();
     first.grant(user.id, 20, "welcome").await.unwrap();
     let job = first
@@ -131,30 +110,13 @@ async fn a_failed_job_seen_twice_by_two_settlers_is_refunded_once() {
     assert_eq!(first.balance(user.id).await.unwrap(), 13);
 
     let event = final_event(job.job_id(), JobStatus::Failed);
-    let settles = [first.clone(), second.clone(), first.clone(), second.clone()].map(|s| {
-        let event = event.clone();
-        tokio::spawn(async move { s.settle(&event).await.unwrap() })
-    });
-    let outcomes: Vec<Settled> = futures::future::join_all(settles)
-        .await
-        .into_iter()
-        .map(|r| r.unwrap())
-        .collect();
+    let outcomes = settle_four_times(&first, &second, &event).await;
     assert_eq!(
-        outcomes
-            .iter()
-            .filter(|o| **o == Settled::Recorded { refunded: 7 })
-            .count(),
+        count(&outcomes, &Settled::Recorded { refunded: 7 }),
         1,
         "{outcomes:?}"
     );
-    assert_eq!(
-        outcomes
-            .iter()
-            .filter(|o| **o == Settled::AlreadySettled)
-            .count(),
-        3
-    );
+    assert_eq!(count(&outcomes, &Settled::AlreadySettled), 3);
     assert_eq!(first.balance(user.id).await.unwrap(), 20);
     assert_eq!(first.ledger_sum(user.id).await.unwrap(), 20);
     // a late, different outcome for the same job changes nothing
