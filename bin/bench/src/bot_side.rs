@@ -22,7 +22,9 @@ use genq_redis::{RedisConfig, RedisQueue};
 use genq_relay::{Relay, Settler};
 use genq_runtime::{WorkerRuntime, WorkerSettings};
 use genq_telegram::BotOptions;
-use genq_testkit::{CallbackAnswer, FakeProvider, FakeTelegram, SentKind, SentMessage};
+use genq_testkit::{
+    CallbackAnswer, FakeProvider, FakeTelegram, SentKind, SentMessage, providers_toml,
+};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -255,21 +257,8 @@ impl Stack {
 /// upscales from the queue-style one (polled every 100 ms), guard rails far above
 /// what one user does here.
 fn config(base_url: &str, artifacts: &std::path::Path) -> anyhow::Result<genq_config::Config> {
-    let text = format!(
+    let jobs = format!(
         r#"
-[artifacts]
-dir = "{artifacts}"
-
-[providers.llm]
-protocol = "openai"
-base_url = "{base_url}/v1"
-keys = ["bench-llm-key"]
-
-[providers.media]
-protocol = "queue"
-base_url = "{base_url}/queue"
-keys = ["bench-media-key"]
-
 [jobs.generate_reply]
 provider = "llm"
 price = 1
@@ -284,9 +273,9 @@ welcome_credits = {WELCOME_CREDITS}
 requests_per_minute = 1000
 requests_per_hour = 10000
 max_concurrent_jobs = 1000
-"#,
-        artifacts = artifacts.display(),
+"#
     );
+    let text = providers_toml(base_url, artifacts) + &jobs;
     let cfg = genq_config::Config::parse(&text, "bench")?;
     cfg.validate()?;
     Ok(cfg)

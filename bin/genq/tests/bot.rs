@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use genq_testkit::{
     ChildProcess, FakeProvider, FakeTelegram, SentKind, TestSchema, cleanup_prefix, free_port,
-    http_get, redis_url, unique_prefix,
+    http_get, providers_toml, redis_url, unique_prefix,
 };
 
 const TOKEN: &str = "4242:ALL-IN-ONE";
@@ -23,23 +23,8 @@ impl Env {
         let prefix = unique_prefix(test);
         let dir = std::env::temp_dir().join(&prefix);
         std::fs::create_dir_all(dir.join("artifacts")).expect("temp dir");
-        let config = format!(
-            r#"
-[artifacts]
-dir = "{artifacts}"
-
-[providers.llm]
-protocol = "openai"
-base_url = "{base}/v1"
-keys = ["k1"]
-
-[jobs.generate_reply]
-provider = "llm"
-price = 1
-"#,
-            artifacts = dir.join("artifacts").display(),
-            base = provider.base_url(),
-        );
+        let config = providers_toml(&provider.base_url(), &dir.join("artifacts"))
+            + "\n[jobs.generate_reply]\nprovider = \"llm\"\nprice = 1\n";
         std::fs::write(dir.join("genq.toml"), config).expect("config");
         Self {
             schema: TestSchema::create(test).await.expect("schema"),

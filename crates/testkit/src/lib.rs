@@ -42,7 +42,7 @@ pub(crate) fn spawn_server(
 }
 
 pub use fake_provider::{
-    DEFAULT_TASK_DURATION, FakeFailure, FakeProvider, MALFORMED_BODY, TaskErrorCode,
+    DEFAULT_TASK_DURATION, FakeFailure, FakeProvider, MALFORMED_BODY, TaskErrorCode, providers_toml,
 };
 pub use fake_telegram::{CallbackAnswer, FakeTelegram, SentKind, SentMessage};
 

@@ -10,7 +10,7 @@ use genq_redis::{RedisConfig, RedisQueue};
 use genq_store::{Store, StoreConfig, User};
 use genq_testkit::{
     ChildProcess, FakeProvider, FakeTelegram, SentKind, SentMessage, TestSchema, cleanup_prefix,
-    free_port, redis_url, unique_prefix, wait_until,
+    free_port, providers_toml, redis_url, unique_prefix, wait_until,
 };
 use serde_json::Value;
 
@@ -432,25 +432,12 @@ pub fn png(width: u32, height: u32) -> Vec<u8> {
 }
 
 fn config_text(base: &str, artifacts: &std::path::Path, o: &Options) -> String {
-    format!(
+    let jobs = format!(
         r#"
-[artifacts]
-dir = "{artifacts}"
-
-[providers.llm]
-protocol = "openai"
-base_url = "{base}/v1"
-keys = ["llm-key-a"]
-
 [providers.painter]
 protocol = "openai"
 base_url = "{base}/v1"
 keys = ["painter-key"]
-
-[providers.media]
-protocol = "queue"
-base_url = "{base}/queue"
-keys = ["media-key-a"]
 
 [jobs.generate_reply]
 provider = "llm"
@@ -490,7 +477,6 @@ max_concurrent_jobs = {max_concurrent}
 status_edit_secs = 1
 {extra_bot}
 "#,
-        artifacts = artifacts.display(),
         welcome = o.welcome_credits,
         admins = o
             .admin_ids
@@ -502,7 +488,8 @@ status_edit_secs = 1
         per_hour = o.per_hour,
         max_concurrent = o.max_concurrent,
         extra_bot = o.extra_bot,
-    )
+    );
+    providers_toml(base, artifacts) + &jobs
 }
 
 /// The English catalog's text for `key` with `args`.

@@ -51,6 +51,30 @@ pub const DEFAULT_TASK_DURATION: Duration = Duration::from_millis(300);
 /// The largest request body accepted (base64 images, audio uploads).
 const BODY_LIMIT: usize = 64 * 1024 * 1024;
 
+/// The configuration (TOML) of genq's artifacts directory and two providers on a
+/// fake provider at `base_url`: `llm` (OpenAI protocol, key `fake-llm-key`) and
+/// `media` (queue protocol, key `fake-media-key`). Tests append their `[jobs.*]` and
+/// `[bot]` sections.
+pub fn providers_toml(base_url: &str, artifacts: &std::path::Path) -> String {
+    format!(
+        r#"
+[artifacts]
+dir = "{artifacts}"
+
+[providers.llm]
+protocol = "openai"
+base_url = "{base_url}/v1"
+keys = ["fake-llm-key"]
+
+[providers.media]
+protocol = "queue"
+base_url = "{base_url}/queue"
+keys = ["fake-media-key"]
+"#,
+        artifacts = artifacts.display(),
+    )
+}
+
 /// A running fake provider; it stops when dropped.
 pub struct FakeProvider {
     shared: Arc<Shared>,
