@@ -565,3 +565,46 @@ async fn a_job_charged_by_a_bot_that_died_is_taken_up_by_the_sweep() {
     stack.wait_balance(user.id, 98).await;
     stack.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pictures_cancel_button_stops_its_image_once_the_prompt_handed_over() {
+    let stack = Stack::start("bot_picture_cancel", Options::default()).await;
+    let chat = 1017;
+    stack.start_dialog(chat).await;
+    let user = stack.user(chat).await;
+    let before = stack.sent_count(chat);
+    stack.tg.user_sends_text(chat, chat, "paint the harbour");
+    let reply = stack
+        .wait_sent(chat, before, |m| {
+            !buttons(m).is_empty() && m.kind == SentKind::Text
+        })
+        .await;
+    stack.wait_balance(user.id, 99).await;
+    // from now on every provider call takes 3 s: time to tap Cancel mid-image
+    stack.provider.set_latency(Duration::from_secs(3));
+    let before = stack.tap(chat, &reply, "pic:");
+    let status = stack.next_text(chat, before).await;
+    let prompt_cancel = button(&status, "cx:");
+    genq_testkit::wait_until(WAIT, || async {
+        (stack.jobs_of(user.id, "generate_image").await == 1).then_some(())
+    })
+    .await
+    .expect("the prompt handed over to its image job");
+    stack
+        .tg
+        .user_presses_button(chat, chat, status.message_id, &prompt_cancel);
+    stack
+        .wait_text(chat, status.message_id, |t| is_text(t, "fail.cancelled"))
+        .await;
+    stack.wait_balance(user.id, 99).await;
+    assert_eq!(stack.ledger(user.id, "refund").await, vec![3]);
+    assert!(
+        !stack
+            .tg
+            .sent(chat)
+            .iter()
+            .any(|m| m.kind == SentKind::Photo),
+        "no picture after the cancel"
+    );
+    stack.finish().await;
+}

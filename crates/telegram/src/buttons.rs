@@ -392,12 +392,21 @@ async fn videos(
 /// The Cancel button of a status message.
 async fn cancel_button(app: &BotApp, tap: &Tap, job_id: &str) -> Result<Option<String>, BotError> {
     let who = &tap.who;
-    let Some(tracked) = app.tracker.get(job_id).await? else {
+    let Some(mut tracked) = app.tracker.get(job_id).await? else {
         return Ok(stale(who.lang));
     };
     if tracked.tg_user != who.tg_user {
         return Ok(stale(who.lang));
     }
+    // a picture's prompt is done: its image job stands behind the button now
+    let mut job_id = job_id.to_owned();
+    if let Some(child) = tracked.handed_to.clone()
+        && let Some(image) = app.tracker.get(&child).await?
+    {
+        job_id = child;
+        tracked = image;
+    }
+    let job_id = job_id.as_str();
     if cancel_job(app, &tracked.queue, job_id).await? {
         Ok(Some(t(who.lang, "status.cancelling", &[])))
     } else {

@@ -446,9 +446,15 @@ async fn hand_over_picture(
         queue: image_queue.clone(),
         kind: Kind::Picture,
         caption: Some(prompt.prompt.clone()),
+        handed_to: None,
         ..tracked.clone()
     };
     app.tracker.track(&picture).await.map_err(transient)?;
+    let prompt_job = Tracked {
+        handed_to: Some(child.clone()),
+        ..tracked.clone()
+    };
+    app.tracker.update(&prompt_job).await.map_err(transient)?;
     app.tracker
         .unwatch(&tracked.job_id)
         .await

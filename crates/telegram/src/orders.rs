@@ -310,6 +310,7 @@ impl BotApp {
             dialog_id: order.dialog_id,
             caption: order.caption.clone(),
             video_of: order.video_of,
+            handed_to: None,
         };
         self.tracker.track(&tracked).await
     }

@@ -195,6 +195,7 @@ async fn take_up_untracked(app: &BotApp) -> Result<(), BotError> {
                 dialog_id: None,
                 caption: None,
                 video_of: None,
+                handed_to: None,
             })
             .await?;
     }

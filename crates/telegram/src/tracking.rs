@@ -81,6 +81,10 @@ pub struct Tracked {
     /// Video: its number and how many were ordered together.
     #[serde(default)]
     pub video_of: Option<(u32, u32)>,
+    /// A picture's prompt: the GenerateImage job that took over (its status message
+    /// and Cancel button now stand for that job).
+    #[serde(default)]
+    pub handed_to: Option<String>,
 }
 
 fn yes() -> bool {
