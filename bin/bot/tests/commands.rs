@@ -255,15 +255,7 @@ async fn new_starts_a_fresh_dialog_and_other_messages_are_explained() {
     let chat = 2008;
     stack.start_dialog(chat).await;
     let user = stack.user(chat).await;
-    let before = stack.sent_count(chat);
-    stack
-        .tg
-        .user_sends_text(chat, chat, "remember the blue door");
-    stack
-        .wait_sent(chat, before, |m| {
-            m.text.as_deref() == Some("Echo: remember the blue door")
-        })
-        .await;
+    stack.chat(chat, "remember the blue door").await;
     let old = stack.store.active_dialog(user.id).await.unwrap().unwrap();
 
     let before = stack.sent_count(chat);
@@ -277,13 +269,7 @@ async fn new_starts_a_fresh_dialog_and_other_messages_are_explained() {
     let fresh = stack.store.active_dialog(user.id).await.unwrap().unwrap();
     assert_ne!(fresh.id, old.id);
     assert_eq!(fresh.persona_id, old.persona_id);
-    let before = stack.sent_count(chat);
-    stack.tg.user_sends_text(chat, chat, "hello again");
-    stack
-        .wait_sent(chat, before, |m| {
-            m.text.as_deref() == Some("Echo: hello again")
-        })
-        .await;
+    stack.chat(chat, "hello again").await;
     let messages = genq_testkit::wait_until(WAIT, || async {
         let m = stack.store.last_messages(fresh.id, 50).await.ok()?;
         (m.len() == 2).then_some(m)

@@ -30,13 +30,7 @@ async fn a_text_gets_a_reply_with_typing_stored_in_the_dialog_and_charged() {
         "a reply's price is said before the first message: {start:#?}"
     );
 
-    let before = stack.sent_count(chat);
-    stack.tg.user_sends_text(chat, chat, "hello there");
-    let reply = stack
-        .wait_sent(chat, before, |m| {
-            m.kind == SentKind::Text && m.text.as_deref() == Some("Echo: hello there")
-        })
-        .await;
+    let reply = stack.chat(chat, "hello there").await;
     assert!(
         stack.tg.chat_actions(chat).iter().any(|a| a == "typing"),
         "a typing action while it runs"
@@ -57,13 +51,7 @@ async fn a_text_gets_a_reply_with_typing_stored_in_the_dialog_and_charged() {
     assert_eq!(stored[1].content, "Echo: hello there");
 
     // the history goes with the next request
-    let before = stack.sent_count(chat);
-    stack.tg.user_sends_text(chat, chat, "and again");
-    stack
-        .wait_sent(chat, before, |m| {
-            m.text.as_deref() == Some("Echo: and again")
-        })
-        .await;
+    stack.chat(chat, "and again").await;
     stack.wait_balance(user.id, 98).await;
     stack.finish().await;
 }
@@ -83,15 +71,7 @@ async fn the_picture_button_sends_a_photo_captioned_with_its_prompt() {
     let chat = 1002;
     stack.start_dialog(chat).await;
     let user = stack.user(chat).await;
-    let before = stack.sent_count(chat);
-    stack
-        .tg
-        .user_sends_text(chat, chat, "a walk on the beach at sunset");
-    let reply = stack
-        .wait_sent(chat, before, |m| {
-            !buttons(m).is_empty() && m.kind == SentKind::Text
-        })
-        .await;
+    let reply = stack.chat(chat, "a walk on the beach at sunset").await;
     let before = stack.tap(chat, &reply, "pic:");
     let status = stack.next_text(chat, before).await;
     assert!(
@@ -251,14 +231,7 @@ async fn the_rate_limit_answers_with_when_to_come_back() {
     stack.start_dialog(chat).await;
     let user = stack.user(chat).await;
     for text in ["one", "two"] {
-        let before = stack.sent_count(chat);
-        stack.tg.user_sends_text(chat, chat, text);
-        let expected = format!("Echo: {text}");
-        stack
-            .wait_sent(chat, before, |m| {
-                m.text.as_deref() == Some(expected.as_str())
-            })
-            .await;
+        stack.chat(chat, text).await;
     }
     let before = stack.sent_count(chat);
     stack.tg.user_sends_text(chat, chat, "three");
@@ -490,13 +463,7 @@ async fn a_picture_refused_by_the_image_provider_refunds_the_whole_picture() {
     let chat = 1014;
     stack.start_dialog(chat).await;
     let user = stack.user(chat).await;
-    let before = stack.sent_count(chat);
-    stack.tg.user_sends_text(chat, chat, "draw us");
-    let reply = stack
-        .wait_sent(chat, before, |m| {
-            !buttons(m).is_empty() && m.kind == SentKind::Text
-        })
-        .await;
+    let reply = stack.chat(chat, "draw us").await;
     stack.wait_balance(user.id, 99).await;
     let before = stack.tap(chat, &reply, "pic:");
     let status = stack.next_text(chat, before).await;
@@ -572,13 +539,7 @@ async fn a_pictures_cancel_button_stops_its_image_once_the_prompt_handed_over() 
     let chat = 1017;
     stack.start_dialog(chat).await;
     let user = stack.user(chat).await;
-    let before = stack.sent_count(chat);
-    stack.tg.user_sends_text(chat, chat, "paint the harbour");
-    let reply = stack
-        .wait_sent(chat, before, |m| {
-            !buttons(m).is_empty() && m.kind == SentKind::Text
-        })
-        .await;
+    let reply = stack.chat(chat, "paint the harbour").await;
     stack.wait_balance(user.id, 99).await;
     // from now on every provider call takes 3 s: time to tap Cancel mid-image
     stack.provider.set_latency(Duration::from_secs(3));

@@ -230,6 +230,18 @@ impl Stack {
         before
     }
 
+    /// The user sends `text`; the reply ("Echo: <text>" from the fake provider), which
+    /// carries the "Draw the scene" button.
+    pub async fn chat(&self, chat: i64, text: &str) -> SentMessage {
+        let before = self.sent_count(chat);
+        self.tg.user_sends_text(chat, chat, text);
+        let expected = format!("Echo: {text}");
+        self.wait_sent(chat, before, |m| {
+            m.kind == SentKind::Text && m.text.as_deref() == Some(expected.as_str())
+        })
+        .await
+    }
+
     /// The first text message sent to `chat` after `before`.
     pub async fn next_text(&self, chat: i64, before: usize) -> SentMessage {
         self.wait_sent(chat, before, |m| m.kind == SentKind::Text)
