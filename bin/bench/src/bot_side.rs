@@ -1,7 +1,7 @@
 //! The Telegram bot under load: how soon a user is acknowledged (the product promise
 //! is "within one second") and answered. Everything runs in this process, as in
 //! production but on one host: the fake Telegram Bot API, the fake provider, the bot
-//! (`genq_telegram::run_bot`, long polling, behind teloxide's throttle), a worker for
+//! (`genq_telegram::run_bot`, long polling through its durable intake), a worker for
 //! the `text` and `img` queues, the outbox relay and the settler, on Redis (a key
 //! prefix of the run's own) and PostgreSQL (a schema of the run's own).
 //!
@@ -34,6 +34,9 @@ const TOKEN: &str = "123456:BENCH-TOKEN";
 /// Telegram ids (= private chat ids) of the steady-load users, then the burst's.
 const STEADY_CHATS: i64 = 7_100_000;
 const BURST_CHATS: i64 = 7_200_000;
+const BURST_429_CHATS: i64 = 7_300_000;
+/// The share of sends and edits the fake answers 429 in the second burst.
+pub const SHARE_429: f64 = 0.05;
 /// Credits every user starts with: far more than the run spends.
 const WELCOME_CREDITS: i64 = 1_000;
 /// The queues the in-process worker serves (replies; upscales).
@@ -41,7 +44,7 @@ const WORKER_QUEUES: [&str; 2] = ["text", "img"];
 const WORKER_CONCURRENCY: usize = 200;
 /// How often the bench looks at what the bot sent.
 const POLL: Duration = Duration::from_millis(1);
-/// teloxide's throttle counts messages per second (overall and per chat).
+/// Telegram counts messages per second (overall and per chat).
 const THROTTLE_WINDOW: Duration = Duration::from_secs(1);
 /// The side of the photo users send (the upscale doubles it).
 const PHOTO: (u32, u32) = (320, 240);
@@ -78,8 +81,13 @@ pub struct BotFigures {
     pub steady_status_messages: usize,
     pub burst: Latencies,
     /// Telegram messages the bot sent during the burst (status messages and results;
-    /// not chat actions, edits or callback answers, which teloxide does not throttle).
+    /// not chat actions, edits or callback answers).
     pub burst_messages: usize,
+    /// The same burst (other users) while the fake answers [`SHARE_429`] of the
+    /// sends and edits with 429 (retry after 1 s).
+    pub burst_429: Latencies,
+    /// 429s the fake answered during that burst.
+    pub refused_429: usize,
 }
 
 /// Runs both scenarios on a fresh stack and tears it down, whatever happened.
@@ -108,13 +116,25 @@ async fn scenarios(stack: &Stack, sizes: &BotSizes) -> anyhow::Result<BotFigures
         "[bot] burst: {} users send a photo, then all tap Upscale x2 at once…",
         sizes.burst
     );
-    let (burst, burst_messages) = burst(stack, sizes.burst).await?;
+    let (burst_figures, burst_messages) = burst(stack, sizes.burst, BURST_CHATS).await?;
+    eprintln!(
+        "[bot] burst again, {} other users, {:.0}% of sends answered 429…",
+        sizes.burst,
+        SHARE_429 * 100.0
+    );
+    stack.tg.rate_limit_share(SHARE_429, 1);
+    let refused_before = stack.tg.answered_429();
+    let (burst_429, _) = burst(stack, sizes.burst, BURST_429_CHATS).await?;
+    let refused_429 = stack.tg.answered_429() - refused_before;
+    stack.tg.rate_limit_share(0.0, 1);
     Ok(BotFigures {
         steady,
         steady_rate,
         steady_status_messages,
-        burst,
+        burst: burst_figures,
         burst_messages,
+        burst_429,
+        refused_429,
     })
 }
 
@@ -520,12 +540,12 @@ fn photo() -> anyhow::Result<Vec<u8>> {
 /// `n` users send a photo and get the menu (not timed), then all tap Upscale x2 at
 /// the same instant. The answer to the tap ("taken into work") is the ack; the
 /// status message with its Cancel button follows under Telegram's message limits.
-async fn burst(stack: &Stack, n: usize) -> anyhow::Result<(Latencies, usize)> {
+async fn burst(stack: &Stack, n: usize, first_chat: i64) -> anyhow::Result<(Latencies, usize)> {
     let tg = &stack.tg;
     let bytes = photo()?;
     let (w, h) = PHOTO;
     for i in 0..n {
-        let chat = BURST_CHATS + i as i64;
+        let chat = first_chat + i as i64;
         tg.user_sends_photo(chat, chat, bytes.clone(), w, h);
     }
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -533,7 +553,7 @@ async fn burst(stack: &Stack, n: usize) -> anyhow::Result<(Latencies, usize)> {
     while menus.iter().any(Option::is_none) {
         for (i, menu) in menus.iter_mut().enumerate().filter(|(_, m)| m.is_none()) {
             *menu = tg
-                .sent(BURST_CHATS + i as i64)
+                .sent(first_chat + i as i64)
                 .iter()
                 .find_map(|m| Some((m.message_id, button(m, "up2:")?)));
         }
@@ -544,8 +564,8 @@ async fn burst(stack: &Stack, n: usize) -> anyhow::Result<(Latencies, usize)> {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // the menus went through the throttle just now: let its windows (1 s overall,
-    // 1 s per chat) pass, so the taps start from a bot that is not sending
+    // the menus went out just now: let Telegram's windows (1 s overall, 1 s per
+    // chat) pass, so the taps start from a bot that is not sending
     tokio::time::sleep(THROTTLE_WINDOW * 2).await;
     let messages_before = sent_messages(tg);
     let mut probes: Vec<Probe> = menus
@@ -553,7 +573,7 @@ async fn burst(stack: &Stack, n: usize) -> anyhow::Result<(Latencies, usize)> {
         .flatten()
         .enumerate()
         .map(|(i, (menu, data))| {
-            let chat = BURST_CHATS + i as i64;
+            let chat = first_chat + i as i64;
             Probe::start(tg, chat, Expect::Upscaled, || {
                 Some(tg.user_presses_button(chat, chat, menu, &data))
             })

@@ -177,7 +177,13 @@ async fn too_few_credits_too_long_a_text_and_too_many_jobs_are_refused() {
     stack.next_text(chat, before).await;
     let before = stack.tap(chat, &menu, "up4:");
     let busy = stack.next_text(chat, before).await;
-    assert_eq!(busy.text, Some(text("err.too_many_jobs", &[("count", &1)])));
+    assert_eq!(
+        busy.text,
+        Some(text(
+            "err.too_many_jobs",
+            &[("count", &1), ("needed", &1), ("max", &1)]
+        ))
+    );
     stack.wait_balance(user.id, 1).await;
 
     // the face swap costs 3 with 1 left: refused, nothing charged
@@ -381,5 +387,41 @@ async fn a_tap_on_a_finished_jobs_button_holds_no_slot() {
     ));
     stack.next_result(chat, before).await;
     stack.wait_balance(user.id, 96).await;
+    stack.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_video_order_that_does_not_fit_the_free_slots_is_refused_naming_the_cap() {
+    let opts = Options {
+        max_concurrent: 3,
+        ..Options::default()
+    };
+    let stack = Stack::start("bot_cap_refusal", opts).await;
+    stack.provider.set_tasks_never_finish(true);
+    let chat = 2016;
+    let menu = stack.send_photo(chat).await;
+    let user = stack.user(chat).await;
+    let before = stack.tap(chat, &menu, "up2:");
+    stack.next_text(chat, before).await;
+    let counts = stack.video_count_menu(chat, &menu, "ugc").await;
+    let five = button(&counts, "n:");
+    let five = format!(
+        "{}:5",
+        five.rsplit_once(':')
+            .map_or(five.as_str(), |(head, _)| head)
+    );
+    let before = stack.sent_count(chat);
+    stack
+        .tg
+        .user_presses_button(chat, chat, counts.message_id, &five);
+    let refusal = stack.next_text(chat, before).await;
+    assert_eq!(
+        refusal.text,
+        Some(text(
+            "err.too_many_jobs",
+            &[("count", &1), ("needed", &5), ("max", &3)]
+        ))
+    );
+    assert_eq!(stack.jobs_of(user.id, "generate_video").await, 0);
     stack.finish().await;
 }

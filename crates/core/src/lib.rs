@@ -9,12 +9,14 @@
 //! the worker runtime (`genq-runtime`) depend on it, never the other way round.
 
 pub mod error;
+pub mod failpoint;
 pub mod job;
 pub mod registry;
 pub mod retry;
 pub mod state;
 
 pub use error::{FailureClass, JobError};
+pub use failpoint::failpoint;
 pub use job::{Job, JobContext, JobSpawner, ProgressSink};
 pub use registry::{ErasedJob, Registry, RegistryError, validate_queue_name};
 pub use retry::{ClassRule, RetryDecision, RetryPolicy};

@@ -8,11 +8,10 @@
 //!   (see `Store::settle`). It also sweeps old open jobs against Redis in case an
 //!   event was missed.
 
-mod failpoint;
 mod relay;
 mod settler;
 
-pub use failpoint::failpoint;
+pub use genq_core::failpoint;
 pub use relay::Relay;
 pub use settler::Settler;
 

@@ -9,6 +9,42 @@ use crate::{Store, StoreError};
 /// Longest message stored, in characters.
 pub const MAX_MESSAGE_CHARS: usize = 16_000;
 
+/// A message's length is within 1-[`MAX_MESSAGE_CHARS`] characters.
+pub(crate) fn check_message(text: &str) -> Result<(), StoreError> {
+    let chars = text.chars().count();
+    if chars == 0 || chars > MAX_MESSAGE_CHARS {
+        return Err(StoreError::Invalid(format!(
+            "a message must be 1-{MAX_MESSAGE_CHARS} characters, got {chars}"
+        )));
+    }
+    Ok(())
+}
+
+/// Inserts a user's message and its reply into a dialog inside `tx`, in order.
+pub(crate) async fn insert_exchange(
+    tx: &mut sqlx::PgConnection,
+    dialog_id: i64,
+    user_text: &str,
+    reply: &str,
+) -> Result<(), StoreError> {
+    let known: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM dialogs WHERE id = $1)")
+        .bind(dialog_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    if !known {
+        return Err(StoreError::UnknownDialog(dialog_id));
+    }
+    sqlx::query(
+        "INSERT INTO messages (dialog_id, role, content) VALUES ($1, 'user', $2), ($1, 'assistant', $3)",
+    )
+    .bind(dialog_id)
+    .bind(user_text)
+    .bind(reply)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Persona {
     pub id: i64,
@@ -193,12 +229,7 @@ impl Store {
         role: Role,
         content: &str,
     ) -> Result<Message, StoreError> {
-        let chars = content.chars().count();
-        if chars == 0 || chars > MAX_MESSAGE_CHARS {
-            return Err(StoreError::Invalid(format!(
-                "a message must be 1-{MAX_MESSAGE_CHARS} characters, got {chars}"
-            )));
-        }
+        check_message(content)?;
         let row = sqlx::query(
             "INSERT INTO messages (dialog_id, role, content)
              SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM dialogs WHERE id = $1)
@@ -227,30 +258,10 @@ impl Store {
         user_text: &str,
         reply: &str,
     ) -> Result<(), StoreError> {
-        for text in [user_text, reply] {
-            let chars = text.chars().count();
-            if chars == 0 || chars > MAX_MESSAGE_CHARS {
-                return Err(StoreError::Invalid(format!(
-                    "a message must be 1-{MAX_MESSAGE_CHARS} characters, got {chars}"
-                )));
-            }
-        }
+        check_message(user_text)?;
+        check_message(reply)?;
         let mut tx = self.pool().begin().await?;
-        let known: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM dialogs WHERE id = $1)")
-            .bind(dialog_id)
-            .fetch_one(&mut *tx)
-            .await?;
-        if !known {
-            return Err(StoreError::UnknownDialog(dialog_id));
-        }
-        sqlx::query(
-            "INSERT INTO messages (dialog_id, role, content) VALUES ($1, 'user', $2), ($1, 'assistant', $3)",
-        )
-        .bind(dialog_id)
-        .bind(user_text)
-        .bind(reply)
-        .execute(&mut *tx)
-        .await?;
+        insert_exchange(&mut tx, dialog_id, user_text, reply).await?;
         tx.commit().await?;
         Ok(())
     }

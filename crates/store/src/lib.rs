@@ -9,6 +9,7 @@
 //! See ARCHITECTURE.md, "Credits".
 
 mod args;
+mod bot_intake;
 mod credits;
 mod dialogs;
 mod error;
@@ -25,6 +26,7 @@ use sqlx::{
 };
 
 pub use args::DatabaseArgs;
+pub use bot_intake::{InboxUpdate, MAX_UPDATE_ATTEMPTS};
 pub use credits::{Charged, PaidJob};
 pub use dialogs::{Dialog, Message, Persona, Role};
 pub use error::StoreError;

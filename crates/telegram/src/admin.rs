@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use chrono::Duration;
 use genq_store::RetentionCohort;
 
-use crate::{BotError, app::BotApp, i18n::t, orders::Requester, send::say};
+use crate::{BotError, app::BotApp, i18n::t, orders::Requester};
 
 /// Today (UTC), the day reports are about.
 fn today() -> chrono::NaiveDate {
@@ -33,13 +33,8 @@ fn retention_rate(
 
 pub(crate) async fn admin(app: &BotApp, who: &Requester) -> Result<(), BotError> {
     if !app.cfg.admin_ids.contains(&who.tg_user) {
-        say(
-            &app.bot,
-            who.chat_id,
-            &t(who.lang, "admin.denied", &[]),
-            None,
-        )
-        .await?;
+        app.say_to(who, &t(who.lang, "admin.denied", &[]), None)
+            .await?;
         return Ok(());
     }
     let day = today();
@@ -100,6 +95,6 @@ pub(crate) async fn admin(app: &BotApp, who: &Requester) -> Result<(), BotError>
             ("queues", &queue_lines.join("\n")),
         ],
     );
-    say(&app.bot, who.chat_id, &text, None).await?;
+    app.say_to(who, &text, None).await?;
     Ok(())
 }

@@ -15,7 +15,7 @@ use crate::{
     chat_state::ChatStates,
     limits::{JobSlots, RateLimits, UserLimiter},
     metrics::BotMetrics,
-    send::TgBot,
+    send::{ChatCooling, TgBot},
     tracking::Tracker,
 };
 
@@ -132,7 +132,9 @@ pub struct BotApp {
     pub tracker: Tracker,
     pub transcriber: Option<Transcriber>,
     pub metrics: BotMetrics,
-    /// This replica's id (the status loop's lease).
+    /// Chats Telegram asked this replica to slow down for.
+    pub cooling: ChatCooling,
+    /// This replica's id (the status loop's lease, the intake's claims).
     pub instance: String,
 }
 
@@ -167,6 +169,7 @@ impl BotApp {
             artifacts,
             transcriber,
             metrics,
+            cooling: ChatCooling::default(),
             instance: format!("bot-{}", ulid::Ulid::new()),
         })
     }

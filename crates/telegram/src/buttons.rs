@@ -10,7 +10,7 @@ use genq_job_generate_video::{Template, VideoRequest};
 use genq_job_upscale::UpscaleRequest;
 use genq_providers::ChatMessage;
 use teloxide::{
-    payloads::{AnswerCallbackQuerySetters, EditMessageReplyMarkupSetters},
+    payloads::EditMessageReplyMarkupSetters,
     prelude::{Requester as _, *},
     types::{CallbackQuery, InlineKeyboardMarkup, MessageId},
 };
@@ -26,12 +26,9 @@ use crate::{
     },
     i18n::{Lang, t},
     orders::{Order, Placed, Requester, TapAnswer},
-    send::{keyboard, row, say, trim_chars},
+    send::{keyboard, row},
     tracking::Kind,
 };
-
-/// Telegram's limit for an answer to a button (characters).
-const CALLBACK_TEXT_LIMIT: usize = 200;
 
 /// A tap: handled, then answered with a small notice when there is something to say.
 pub(crate) async fn on_callback(app: Arc<BotApp>, q: CallbackQuery) -> Result<(), BotError> {
@@ -46,15 +43,9 @@ pub(crate) async fn on_callback(app: Arc<BotApp>, q: CallbackQuery) -> Result<()
         }
     };
     if !pending.take() {
-        return Ok(()); // answered with the acknowledgement already
+        return Ok(()); // answered already (the acknowledgement, or before a message)
     }
-    let mut req = app.bot.answer_callback_query(q.id.clone());
-    if let Some(text) = answer {
-        req = req.text(trim_chars(&text, CALLBACK_TEXT_LIMIT));
-    }
-    if let Err(e) = req.await {
-        warn!(error = %e, "callback not answered");
-    }
+    app.send_tap_answer(&pending, answer).await;
     Ok(())
 }
 
@@ -144,7 +135,7 @@ async fn choose_persona(
             &[("price", &offer.price), ("credits", &credits)],
         ));
     }
-    say(&app.bot, tap.who.chat_id, &text, None).await?;
+    app.say_to(&tap.who, &text, None).await?;
     Ok(None)
 }
 
@@ -245,13 +236,8 @@ async fn face_swap(app: &BotApp, tap: &Tap, token: &str) -> Result<Option<String
         target: stash.image,
     };
     app.states.set(who.chat_id, &state).await?;
-    say(
-        &app.bot,
-        who.chat_id,
-        &t(who.lang, "photo.face_prompt", &[]),
-        None,
-    )
-    .await?;
+    app.say_to(who, &t(who.lang, "photo.face_prompt", &[]), None)
+        .await?;
     Ok(None)
 }
 
@@ -278,13 +264,8 @@ async fn animate(app: &BotApp, tap: &Tap, token: &str) -> Result<Option<String>,
     })
     .collect();
     let text = t(lang, "animate.template", &[]);
-    say(
-        &app.bot,
-        tap.who.chat_id,
-        &text,
-        Some(keyboard(vec![row(buttons)])),
-    )
-    .await?;
+    app.say_to(&tap.who, &text, Some(keyboard(vec![row(buttons)])))
+        .await?;
     Ok(None)
 }
 
@@ -305,13 +286,8 @@ async fn video_style(
         VideoStyle::Own => {
             let state = ChatState::AwaitVideoPrompt { image: stash.image };
             app.states.set(who.chat_id, &state).await?;
-            say(
-                &app.bot,
-                who.chat_id,
-                &t(who.lang, "animate.own_prompt", &[]),
-                None,
-            )
-            .await?;
+            app.say_to(who, &t(who.lang, "animate.own_prompt", &[]), None)
+                .await?;
             return Ok(None);
         }
     };

@@ -23,14 +23,15 @@ use teloxide::{
     prelude::*,
     types::{InputFile, MessageId, ReplyParameters},
 };
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::{
     app::BotApp,
     callbacks::Action,
     i18n::t,
     send::{CAPTION_LIMIT, edit, job_error, keyboard, row, say, trim_chars},
-    tracking::{Kind, SENT, Tracked},
+    status::apply_final,
+    tracking::{Final, Kind, SENT, Tracked},
 };
 
 /// Telegram's limit for photos uploaded by a bot.
@@ -109,12 +110,29 @@ impl Job for Deliver {
 
     async fn run(&self, p: DeliverRequest, ctx: JobContext) -> Result<Delivered, JobError> {
         let app = &self.app;
-        let Some(tracked) = tracked_with_status(app, &p.job_id).await? else {
+        let Some(tracked) = app.tracker.get(&p.job_id).await.map_err(transient)? else {
             return Ok(delivered(app, "skipped"));
         };
+        if let Some(wait) = app.cooling.remaining(tracked.chat_id) {
+            // Telegram asked to slow down for this chat: come back then, no call now
+            return Err(JobError::rate_limited(
+                "Telegram flood control for this chat",
+                Some(wait),
+            ));
+        }
         match deliver(app, &tracked, &p).await {
             Ok(what) => Ok(delivered(app, &what)),
             Err(e) => {
+                if e.class == FailureClass::RateLimited {
+                    app.cooling.note(
+                        tracked.chat_id,
+                        e.retry_after.unwrap_or(Duration::from_secs(5)),
+                    );
+                    app.metrics
+                        .telegram_429
+                        .with_label_values(&["delivery"])
+                        .inc();
+                }
                 if self.retry_policy().decide(&e, ctx.attempt()) == RetryDecision::GiveUp {
                     give_up(app, &tracked, &e).await;
                 }
@@ -162,15 +180,10 @@ async fn deliver(app: &BotApp, tracked: &Tracked, p: &DeliverRequest) -> Result<
 /// delivered (unless it was), and the job is closed.
 async fn give_up(app: &BotApp, tracked: &Tracked, e: &JobError) {
     warn!(job_id = %tracked.job_id, error = %e.message, "delivery failed for good");
-    if !app
-        .tracker
-        .done(&tracked.job_id, SENT)
-        .await
-        .unwrap_or(false)
-    {
+    if !already_sent(app, &tracked.job_id).await.unwrap_or(true) {
         let text = t(tracked.lang, "fail.delivery", &[]);
-        if let Err(e) = say(&app.bot, tracked.chat_id, &text, None).await {
-            warn!(job_id = %tracked.job_id, error = %e, "could not say the delivery failed");
+        if let Err(e) = finish_status(app, tracked, &text).await {
+            warn!(job_id = %tracked.job_id, error = %e.message, "could not say the delivery failed");
         }
     }
     if let Err(e) = close(app, tracked).await {
@@ -215,52 +228,82 @@ struct Outcome {
     error: Option<String>,
 }
 
-/// Sends a job's result once: a retried delivery (a 429 on the edit that follows)
-/// does not send it again.
+/// Sends a job's result once: a retried delivery (a 429 on the edit that follows,
+/// a crash, a lost acknowledgement) does not send it again. The record that it was
+/// sent is written right after Telegram confirmed it, retried until it sticks (see
+/// [`record_sent`]); the only window left is a crash between Telegram's answer and
+/// that write (ARCHITECTURE.md, "Send once").
 async fn send_once<F, Fut>(app: &BotApp, tracked: &Tracked, send: F) -> Result<(), JobError>
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<(), JobError>>,
 {
-    if app
-        .tracker
-        .done(&tracked.job_id, SENT)
-        .await
-        .map_err(transient)?
-    {
+    if already_sent(app, &tracked.job_id).await? {
         return Ok(());
     }
     send().await?;
-    app.tracker
-        .mark_done(&tracked.job_id, SENT)
+    record_sent(app, &tracked.job_id).await;
+    Ok(())
+}
+
+/// True when the job's result (or failure message) reached the chat: PostgreSQL's
+/// `bot_deliveries` is the record; a copy in Redis stands in for a write PostgreSQL
+/// could not take. Either unreadable: an error (better late than twice).
+async fn already_sent(app: &BotApp, job_id: &str) -> Result<bool, JobError> {
+    if app.tracker.done(job_id, SENT).await.map_err(transient)? {
+        return Ok(true);
+    }
+    app.store
+        .was_delivered(job_id, SENT)
         .await
         .map_err(transient)
+}
+
+/// How long [`record_sent`] keeps trying (well inside the delivery's timeout).
+const RECORD_SENT_PATIENCE: Duration = Duration::from_secs(120);
+
+/// Records that the job's result went out: in PostgreSQL, or while PostgreSQL
+/// cannot be written, in Redis; retried until one sticks. Redis being away does not
+/// matter here (PostgreSQL is written first), so a Redis blip after a send never
+/// causes a second one.
+async fn record_sent(app: &BotApp, job_id: &str) {
+    let deadline = tokio::time::Instant::now() + RECORD_SENT_PATIENCE;
+    let mut delay = Duration::from_millis(50);
+    loop {
+        let pg = match app.store.mark_delivered(job_id, SENT).await {
+            Ok(_) => return,
+            Err(e) => e,
+        };
+        if app.tracker.mark_done(job_id, SENT).await.is_ok() {
+            warn!(job_id, error = %pg, "sent-record kept in Redis only: PostgreSQL refused it");
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            error!(job_id, error = %pg, "could not record that the result was sent; a retry may send it again");
+            return;
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
 }
 
 /// What a delivery of a picture's prompt reports: the image job delivers the rest.
 const HANDED_OVER: &str = "handed_over";
 
-/// How long a delivery waits for the acknowledgement's status message (a job can
-/// finish before the handler that placed it has sent it).
-const STATUS_MESSAGE_WAIT: Duration = Duration::from_secs(10);
-
-/// The job's record, once its status message is known (or after a short wait).
-async fn tracked_with_status(app: &BotApp, job_id: &str) -> Result<Option<Tracked>, JobError> {
-    let deadline = tokio::time::Instant::now() + STATUS_MESSAGE_WAIT;
-    loop {
-        let tracked = app.tracker.get(job_id).await.map_err(transient)?;
-        match &tracked {
-            Some(t)
-                if t.kind.has_status_message()
-                    && t.ack_expected
-                    && t.status_msg.is_none()
-                    && tokio::time::Instant::now() < deadline =>
-            {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            _ => return Ok(tracked),
-        }
-    }
+/// Closes the job's status message for its delivery: `with_status` is what it ends
+/// as if the acknowledgement sent it already; if not, the acknowledgement deletes it
+/// when it comes. The status message to finish here (if any) and what it ends as.
+async fn close_status(
+    app: &BotApp,
+    tracked: &Tracked,
+    with_status: Final,
+) -> Result<Option<(i32, Final)>, JobError> {
+    let (status, fin) = app
+        .tracker
+        .close(&tracked.job_id, &with_status, &Final::Delete)
+        .await
+        .map_err(transient)?;
+    Ok(status.map(|id| (id, fin)))
 }
 
 fn delivered(app: &BotApp, what: &str) -> Delivered {
@@ -282,9 +325,11 @@ async fn close(app: &BotApp, tracked: &Tracked) -> Result<(), crate::BotError> {
 }
 
 /// Shows `text` in the job's status message (its buttons removed), or sends it when
-/// there is none or it cannot be edited (deleted by the user, too old).
+/// there is none (or it is being deleted) or it cannot be edited (deleted by the
+/// user, too old).
 async fn finish_status(app: &BotApp, tracked: &Tracked, text: &str) -> Result<(), JobError> {
-    if let Some(id) = tracked.status_msg {
+    let status = close_status(app, tracked, Final::Edit(text.to_owned())).await?;
+    if let Some((id, Final::Edit(_))) = status {
         match edit(&app.bot, tracked.chat_id, id, text, None).await {
             Ok(()) => return Ok(()),
             Err(RequestError::Api(api)) => {
@@ -299,17 +344,21 @@ async fn finish_status(app: &BotApp, tracked: &Tracked, text: &str) -> Result<()
         .map_err(job_error)
 }
 
-/// After the result went out: the status message says "done". Best effort, but a
-/// 429 is waited out (the delivery is retried; the result is not sent again).
-async fn mark_status_done(app: &BotApp, tracked: &Tracked) -> Result<(), JobError> {
-    let Some(id) = tracked.status_msg else {
+/// After the result went out: the status message ends as closed ("done", or
+/// deleted). Best effort, but a 429 is waited out (the delivery is retried; the
+/// result is not sent again).
+async fn end_status(
+    app: &BotApp,
+    tracked: &Tracked,
+    status: Option<(i32, Final)>,
+) -> Result<(), JobError> {
+    let Some((id, fin)) = status else {
         return Ok(());
     };
-    let text = t(tracked.lang, "status.done", &[]);
-    match edit(&app.bot, tracked.chat_id, id, &text, None).await {
+    match apply_final(app, tracked.chat_id, id, &fin).await {
         Err(e @ RequestError::RetryAfter(_)) => Err(job_error(e)),
         Err(e) => {
-            warn!(job_id = %tracked.job_id, error = %e, "status message not marked done");
+            warn!(job_id = %tracked.job_id, error = %e, "status message not finished");
             Ok(())
         }
         Ok(()) => Ok(()),
@@ -339,24 +388,28 @@ async fn deliver_success(
                 .caption
                 .as_deref()
                 .map(|c| trim_chars(c, CAPTION_LIMIT));
+            let done = Final::Edit(t(tracked.lang, "status.done", &[]));
+            let status = close_status(app, tracked, done).await?;
             let mut what = "already_sent".to_owned();
             send_once(app, tracked, || async {
                 what = send_image(app, tracked, &out, caption).await?;
                 Ok(())
             })
             .await?;
-            mark_status_done(app, tracked).await?;
+            end_status(app, tracked, status).await?;
             Ok(what)
         }
         Kind::Video => {
             let out: VideoOutput = result(state)?;
+            let done = Final::Edit(t(tracked.lang, "status.done", &[]));
+            let status = close_status(app, tracked, done).await?;
             let mut what = "already_sent".to_owned();
             send_once(app, tracked, || async {
                 what = send_video(app, tracked, &out).await?;
                 Ok(())
             })
             .await?;
-            mark_status_done(app, tracked).await?;
+            end_status(app, tracked, status).await?;
             Ok(what)
         }
     }
@@ -370,26 +423,19 @@ async fn deliver_reply(
     state: &JobState,
     reply: Reply,
 ) -> Result<String, JobError> {
-    if let Some(dialog) = tracked.dialog_id
-        && !app
-            .tracker
-            .done(&tracked.job_id, STORED)
-            .await
-            .map_err(transient)?
-    {
+    if let Some(dialog) = tracked.dialog_id {
         let asked: ReplyRequest = serde_json::from_str(&state.payload)
             .map_err(|e| JobError::bad_input(format!("reply request unreadable: {e}")))?;
         if let Some(question) = asked.messages.last().filter(|m| m.role == "user") {
+            // stored once: the marker and the messages share one transaction
             app.store
-                .append_exchange(dialog, &question.content, &reply.text)
+                .append_exchange_once(&tracked.job_id, dialog, &question.content, &reply.text)
                 .await
                 .map_err(transient)?;
         }
-        app.tracker
-            .mark_done(&tracked.job_id, STORED)
-            .await
-            .map_err(transient)?;
     }
+    // the "you are in the queue" message, if any, has served its purpose
+    let status = close_status(app, tracked, Final::Delete).await?;
     let markup = match (&app.offers.picture, tracked.dialog_id) {
         (Some(offer), Some(dialog)) => Some(keyboard(vec![row(vec![(
             t(tracked.lang, "button.picture", &[("price", &offer.price)]),
@@ -404,21 +450,9 @@ async fn deliver_reply(
             .map_err(job_error)
     })
     .await?;
-    if let Some(id) = tracked.status_msg {
-        // the "you are in the queue" message has served its purpose
-        if let Err(e) = app
-            .bot
-            .delete_message(ChatId(tracked.chat_id), MessageId(id))
-            .await
-        {
-            warn!(job_id = %tracked.job_id, error = %e, "status message not deleted");
-        }
-    }
+    end_status(app, tracked, status).await?;
     Ok("reply".to_owned())
 }
-
-/// The marker of a reply stored in its dialog.
-const STORED: &str = "stored";
 
 /// The prompt is ready and GenerateImage is queued: record the follow-up (its
 /// failure refunds the picture), track it in this job's place.
@@ -450,6 +484,16 @@ async fn hand_over_picture(
         ..tracked.clone()
     };
     app.tracker.track(&picture).await.map_err(transient)?;
+    // the prompt's status message (if sent yet, else when it is) stands for the image
+    let forward = Final::Forward(child.clone());
+    let (status, _) = app
+        .tracker
+        .close(&tracked.job_id, &forward, &forward)
+        .await
+        .map_err(transient)?;
+    if let Some(id) = status {
+        end_status(app, tracked, Some((id, forward))).await?;
+    }
     let prompt_job = Tracked {
         handed_to: Some(child.clone()),
         ..tracked.clone()

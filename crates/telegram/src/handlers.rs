@@ -136,7 +136,7 @@ async fn handle_message(
 }
 
 async fn tell(app: &BotApp, who: &Requester, key: &str) -> Result<(), BotError> {
-    say(&app.bot, who.chat_id, &t(who.lang, key, &[]), None).await?;
+    app.say_to(who, &t(who.lang, key, &[]), None).await?;
     Ok(())
 }
 
@@ -164,7 +164,7 @@ async fn command(
         "balance" => {
             let credits = app.store.balance(who.user_id).await?;
             let text = t(who.lang, "balance", &[("credits", &credits)]);
-            say(&app.bot, who.chat_id, &text, None).await?;
+            app.say_to(who, &text, None).await?;
             Ok(())
         }
         "new" => new_dialog(app, who).await,
@@ -205,7 +205,7 @@ async fn start(app: &BotApp, who: &Requester, name: &str, created: bool) -> Resu
         ));
     }
     let markup = persona_keyboard(app, who.lang).await?;
-    say(&app.bot, who.chat_id, &text, Some(markup)).await?;
+    app.say_to(who, &text, Some(markup)).await?;
     Ok(())
 }
 
@@ -222,7 +222,7 @@ async fn help(app: &BotApp, who: &Requester) -> Result<(), BotError> {
             ("video_price", &o.video_price()),
         ],
     );
-    say(&app.bot, who.chat_id, &text, None).await?;
+    app.say_to(who, &text, None).await?;
     Ok(())
 }
 
@@ -231,13 +231,13 @@ async fn new_dialog(app: &BotApp, who: &Requester) -> Result<(), BotError> {
     let Some(current) = app.store.active_dialog(who.user_id).await? else {
         let markup = persona_keyboard(app, who.lang).await?;
         let text = t(who.lang, "new.no_persona", &[]);
-        say(&app.bot, who.chat_id, &text, Some(markup)).await?;
+        app.say_to(who, &text, Some(markup)).await?;
         return Ok(());
     };
     let persona = app.store.persona(current.persona_id).await?;
     app.store.new_dialog(who.user_id, persona.id).await?;
     let text = t(who.lang, "new.done", &[("persona", &persona.name)]);
-    say(&app.bot, who.chat_id, &text, None).await?;
+    app.say_to(who, &text, None).await?;
     Ok(())
 }
 
@@ -255,7 +255,7 @@ async fn cancel_all(app: &BotApp, who: &Requester) -> Result<(), BotError> {
     } else {
         t(who.lang, "cancel.done", &[("count", &count)])
     };
-    say(&app.bot, who.chat_id, &text, None).await?;
+    app.say_to(who, &text, None).await?;
     Ok(())
 }
 
@@ -269,7 +269,7 @@ async fn on_text(app: &BotApp, who: &Requester, text: &str, msg_id: i32) -> Resu
                     "err.text_too_long",
                     &[("len", &chars), ("max", &VIDEO_PROMPT_LIMIT)],
                 );
-                say(&app.bot, who.chat_id, &text, None).await?;
+                app.say_to(who, &text, None).await?;
                 return Ok(());
             }
             app.states.clear(who.chat_id).await?;
@@ -290,7 +290,7 @@ async fn on_text(app: &BotApp, who: &Requester, text: &str, msg_id: i32) -> Resu
             "err.text_too_long",
             &[("len", &chars), ("max", &app.cfg.max_text_chars)],
         );
-        say(&app.bot, who.chat_id, &text, None).await?;
+        app.say_to(who, &text, None).await?;
         return Ok(());
     }
     reply_order(
@@ -322,7 +322,7 @@ async fn reply_order(
     let Some(dialog) = app.store.active_dialog(who.user_id).await? else {
         let markup = persona_keyboard(app, who.lang).await?;
         let text = t(who.lang, "err.no_dialog", &[]);
-        say(&app.bot, who.chat_id, &text, Some(markup)).await?;
+        app.say_to(who, &text, Some(markup)).await?;
         return Ok(());
     };
     let persona = app.store.persona(dialog.persona_id).await?;
@@ -389,7 +389,7 @@ async fn too_large(app: &BotApp, who: &Requester, size: u64) -> Result<(), BotEr
             ("max_mb", &(DOWNLOAD_LIMIT / (1024 * 1024))),
         ],
     );
-    say(&app.bot, who.chat_id, &text, None).await?;
+    app.say_to(who, &text, None).await?;
     Ok(())
 }
 
@@ -475,7 +475,7 @@ async fn photo_menu(app: &BotApp, who: &Requester, image: String) -> Result<(), 
         return unsupported(app, who).await;
     }
     let text = t(lang, "photo.menu", &[]);
-    say(&app.bot, who.chat_id, &text, Some(keyboard(rows))).await?;
+    app.say_to(who, &text, Some(keyboard(rows))).await?;
     Ok(())
 }
 
@@ -548,12 +548,7 @@ pub(crate) async fn video_count_menu(
         })
         .collect();
     let text = t(who.lang, "animate.count", &[("price", &offer.price)]);
-    say(
-        &app.bot,
-        who.chat_id,
-        &text,
-        Some(keyboard(vec![row(buttons)])),
-    )
-    .await?;
+    app.say_to(who, &text, Some(keyboard(vec![row(buttons)])))
+        .await?;
     Ok(())
 }

@@ -10,6 +10,7 @@
 //! - [`status`]: the status messages and "typing…";
 //! - [`tracking`], [`chat_state`], [`limits`]: what the bot keeps in Redis;
 //! - [`i18n`]: the Russian and English message catalogs;
+//! - [`intake`]: updates recorded before Telegram is told, handled exactly once;
 //! - [`run`]: the bot process.
 
 mod admin;
@@ -23,6 +24,7 @@ mod error;
 pub mod events;
 pub mod handlers;
 pub mod i18n;
+pub mod intake;
 pub mod limits;
 pub mod metrics;
 pub mod orders;

@@ -14,6 +14,11 @@ pub struct BotMetrics {
     pub deliveries: IntCounterVec,
     /// Jobs whose status messages the bot keeps up to date.
     pub watched_jobs: IntGauge,
+    /// The durable intake, by outcome: recorded, recovered (taken over after its bot
+    /// died), handled, failed, ignored, panicked, undecodable.
+    pub intake: IntCounterVec,
+    /// Telegram's 429s, by what was refused: ack, tap, edit, delivery.
+    pub telegram_429: IntCounterVec,
 }
 
 impl BotMetrics {
@@ -43,6 +48,22 @@ impl BotMetrics {
             "genq_bot_watched_jobs",
             "Jobs whose status messages the bot keeps up to date",
         )?;
+        let intake = IntCounterVec::new(
+            Opts::new(
+                "genq_bot_intake_total",
+                "Telegram updates through the durable intake, by outcome",
+            ),
+            &["outcome"],
+        )?;
+        let telegram_429 = IntCounterVec::new(
+            Opts::new(
+                "genq_bot_telegram_429_total",
+                "Telegram flood-control answers (429), by what was refused",
+            ),
+            &["what"],
+        )?;
+        registry.register(Box::new(intake.clone()))?;
+        registry.register(Box::new(telegram_429.clone()))?;
         registry.register(Box::new(updates.clone()))?;
         registry.register(Box::new(orders.clone()))?;
         registry.register(Box::new(deliveries.clone()))?;
@@ -52,6 +73,8 @@ impl BotMetrics {
             orders,
             deliveries,
             watched_jobs,
+            intake,
+            telegram_429,
         })
     }
 }

@@ -5,8 +5,8 @@
 use genq_store::{Charged, PaidJob, StoreError};
 use teloxide::{
     payloads::AnswerCallbackQuerySetters,
-    prelude::{ChatId, Requester as _},
-    types::InlineKeyboardMarkup,
+    prelude::Requester as _,
+    types::{InlineKeyboardMarkup, MessageId},
 };
 use tracing::warn;
 
@@ -16,9 +16,13 @@ use crate::{
     callbacks::Action,
     i18n::{Lang, t},
     limits::{Admission, SlotReservation},
-    send::{keyboard, row, say, typing},
-    tracking::{Kind, SENT, Tracked},
+    send::{keyboard, row, say, trim_chars, typing, with_retry},
+    status::apply_final,
+    tracking::{Kind, Tracked},
 };
+
+/// Telegram's limit for an answer to a button (characters).
+pub(crate) const CALLBACK_TEXT_LIMIT: usize = 200;
 
 /// How long after its charge an untracked job is taken up again when its Telegram
 /// update comes back (Telegram re-delivers updates a crashed bot did not confirm).
@@ -116,7 +120,7 @@ impl BotApp {
         self.count_order(job_type, "rate_limited");
         let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
         let text = t(who.lang, "err.rate_limited", &[("seconds", &seconds)]);
-        say(&self.bot, who.chat_id, &text, None).await?;
+        self.say_to(who, &text, None).await?;
         Ok(false)
     }
 
@@ -140,8 +144,8 @@ impl BotApp {
         let slots: Vec<String> = orders.iter().map(|o| o.idem.clone()).collect();
         if let SlotReservation::Full { open } = self.slots.reserve(who.tg_user, &slots).await? {
             self.count_order(job_type, "too_many_jobs");
-            let text = t(who.lang, "err.too_many_jobs", &[("count", &open)]);
-            say(&self.bot, who.chat_id, &text, None).await?;
+            let text = too_many_jobs_text(who.lang, open, slots.len(), self.slots.cap());
+            self.say_to(who, &text, None).await?;
             return Ok(Placed::Refused);
         }
         let run = self.charge_all(who, &orders).await?;
@@ -176,7 +180,7 @@ impl BotApp {
                 "err.insufficient",
                 &[("price", &price), ("balance", &balance)],
             );
-            say(&self.bot, who.chat_id, &text, None).await?;
+            self.say_to(who, &text, None).await?;
         }
         if !run.created.is_empty() {
             return Ok(Placed::Created(
@@ -288,7 +292,7 @@ impl BotApp {
             "err.insufficient",
             &[("price", &price), ("balance", &balance)],
         );
-        say(&self.bot, who.chat_id, &text, None).await?;
+        self.say_to(who, &text, None).await?;
         Ok(Placed::Refused)
     }
 
@@ -305,7 +309,6 @@ impl BotApp {
             price: order.offer.price,
             slot: order.idem.clone(),
             status_msg: None,
-            ack_expected: true,
             reply_to: who.reply_to,
             dialog_id: order.dialog_id,
             caption: order.caption.clone(),
@@ -323,15 +326,47 @@ impl BotApp {
             return;
         };
         let ahead = self.jobs_ahead(queue, job_id).await.unwrap_or(0);
-        let text = ack_text(who.lang, ahead);
-        if let Err(e) = self
-            .bot
-            .answer_callback_query(tap.id.clone())
-            .text(text)
-            .await
-        {
-            warn!(job_id = %job_id, error = %e, "tap not answered");
+        self.send_tap_answer(tap, Some(ack_text(who.lang, ahead)))
+            .await;
+    }
+
+    /// Answers a tap (`answerCallbackQuery`, outside the message limits; a short
+    /// 429 is waited out). Best effort: logged when it fails.
+    pub(crate) async fn send_tap_answer(&self, tap: &TapAnswer, text: Option<String>) {
+        let answered = with_retry(|| {
+            let mut req = self.bot.answer_callback_query(tap.id.clone());
+            if let Some(text) = &text {
+                req = req.text(trim_chars(text, CALLBACK_TEXT_LIMIT));
+            }
+            req.into_future()
+        })
+        .await;
+        if let Err(e) = answered {
+            if matches!(e, teloxide::RequestError::RetryAfter(_)) {
+                self.metrics.telegram_429.with_label_values(&["tap"]).inc();
+            }
+            warn!(error = %e, "tap not answered");
         }
+    }
+
+    /// Sends `text` to the requester's chat; a tap still waiting for its answer is
+    /// answered first (empty), so a slow or rate-limited message never delays it.
+    pub(crate) async fn say_to(
+        &self,
+        who: &Requester,
+        text: &str,
+        markup: Option<InlineKeyboardMarkup>,
+    ) -> Result<MessageId, teloxide::RequestError> {
+        if let Some(tap) = who.tap.as_ref().filter(|tap| tap.take()) {
+            self.send_tap_answer(tap, None).await;
+        }
+        let sent = say(&self.bot, who.chat_id, text, markup).await;
+        if let Err(e) = &sent
+            && self.cooling.note_error(who.chat_id, e)
+        {
+            self.metrics.telegram_429.with_label_values(&["ack"]).inc();
+        }
+        sent
     }
 
     /// Acknowledges a tracked job: a status message ("taken into work", the queue
@@ -351,23 +386,15 @@ impl BotApp {
             }
         }
         let text = ack_text(who.lang, ahead);
-        let msg = say(
-            &self.bot,
-            who.chat_id,
-            &text,
-            Some(cancel_button(who.lang, job_id)),
-        )
-        .await?;
+        let msg = self
+            .say_to(who, &text, Some(cancel_button(who.lang, job_id)))
+            .await?;
         self.tracker.set_shown(job_id, &text).await?;
-        let Some(mut tracked) = self.tracker.get(job_id).await? else {
-            return Ok(());
-        };
-        tracked.status_msg = Some(msg.0);
-        self.tracker.update(&tracked).await?;
-        if self.tracker.done(job_id, SENT).await? {
-            // delivered meanwhile, its last word sent on its own: the ack goes
-            if let Err(e) = self.bot.delete_message(ChatId(who.chat_id), msg).await {
-                warn!(job_id = %job_id, error = %e, "late acknowledgement not deleted");
+        if let Some(fin) = self.tracker.save_status(job_id, msg.0).await? {
+            // the job was closed before its status message was recorded: the close
+            // decided what the message ends as
+            if let Err(e) = apply_final(self, who.chat_id, msg.0, &fin).await {
+                warn!(job_id = %job_id, error = %e, "late acknowledgement not finished");
             }
         }
         Ok(())
@@ -398,6 +425,16 @@ struct ChargeRun<'o> {
     duplicates: Vec<(String, &'o Order)>,
     /// The balance ran short: (price, balance).
     short: Option<(i64, i64)>,
+}
+
+/// The refusal of an order that does not fit in the user's free job slots: how many
+/// are in progress, how many the order needs, and the cap.
+fn too_many_jobs_text(lang: Lang, open: u32, needed: usize, cap: u32) -> String {
+    t(
+        lang,
+        "err.too_many_jobs",
+        &[("count", &open), ("needed", &needed), ("max", &cap)],
+    )
 }
 
 /// "Taken into work", with the number of requests ahead when there is a backlog.

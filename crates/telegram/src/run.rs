@@ -11,13 +11,7 @@ use genq_metrics::WorkerMetrics;
 use genq_redis::RedisQueue;
 use genq_runtime::{WorkerRuntime, WorkerSettings};
 use genq_store::Store;
-use teloxide::{
-    adaptors::{Throttle, throttle::Settings},
-    payloads::SetWebhookSetters,
-    prelude::*,
-    types::BotCommand,
-    update_listeners::webhooks,
-};
+use teloxide::{payloads::SetWebhookSetters, prelude::*, types::BotCommand};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -26,8 +20,8 @@ use crate::{
     app::{BotApp, Offers, Transcriber},
     delivery::Deliver,
     events::route_events,
-    handlers::schema,
     i18n::{Lang, t},
+    intake::Intake,
     metrics::BotMetrics,
     send::TgBot,
     status::run_status_loop,
@@ -59,8 +53,9 @@ pub fn no_token_hint() -> String {
     )
 }
 
-/// A teloxide bot for `token`, at `api_url` when given, behind teloxide's throttle
-/// (per-chat and global limits; 429s are returned, not retried inside it).
+/// A teloxide bot for `token`, at `api_url` when given. No throttle adaptor: its
+/// queue froze every chat on one chat's 429; the bot paces itself instead
+/// (acknowledgements first, edits capped and coalesced, deliveries rescheduled).
 pub fn telegram_bot(token: &str, api_url: Option<&str>) -> Result<TgBot, BotError> {
     if token.trim().is_empty() || !token.contains(':') {
         return Err(BotError::Setup(format!(
@@ -73,10 +68,7 @@ pub fn telegram_bot(token: &str, api_url: Option<&str>) -> Result<TgBot, BotErro
             .map_err(|e| BotError::Setup(format!("bot API URL '{url}': {e}")))?;
         bot = bot.set_api_url(parsed);
     }
-    Ok(Throttle::spawn_with_settings(
-        bot,
-        Settings::default().no_retry(),
-    ))
+    Ok(bot)
 }
 
 async fn register_commands(bot: &TgBot) {
@@ -221,47 +213,67 @@ async fn keep_routing(app: Arc<BotApp>, stop: CancellationToken) {
     }
 }
 
-/// Receives updates until `stop`: long polling, or a webhook (axum) by config.
+/// Receives updates until `stop` through the durable intake: long polling, or a
+/// webhook (axum) by config.
 async fn dispatch(
     app: &Arc<BotApp>,
     webhook_secret: Option<String>,
     stop: CancellationToken,
 ) -> Result<(), BotError> {
-    let mut dispatcher = Dispatcher::builder(app.bot.clone(), schema())
-        .dependencies(dptree::deps![app.clone()])
-        .default_handler(|_| async {})
-        .error_handler(LoggingErrorHandler::with_custom_text(
-            "update handler failed",
-        ))
-        .build();
-    let token = dispatcher.shutdown_token();
-    tokio::spawn(async move {
-        stop.cancelled().await;
-        // the dispatcher may not be running yet: try until it is
-        loop {
-            match token.shutdown() {
-                Ok(done) => {
-                    done.await;
-                    return;
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
+    let intake = Intake::new(app.clone());
+    let upkeep = tokio::spawn(intake.clone().run_upkeep(stop.clone()));
+    let result = match app.cfg.mode {
+        BotMode::Polling => intake.clone().run_polling(stop.clone()).await,
+        BotMode::Webhook => serve_webhook(app, &intake, webhook_secret, stop.clone()).await,
+    };
+    stop.cancel();
+    intake.drain(Duration::from_secs(10)).await;
+    let _ = upkeep.await;
+    result
+}
+
+/// The webhook's secret: the operator's (the same on every replica) or one of this
+/// replica's own.
+fn webhook_secret(secret: Option<String>) -> Result<String, BotError> {
+    match secret.filter(|s| !s.is_empty()) {
+        Some(secret)
+            if secret.len() > 256
+                || !secret
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') =>
+        {
+            Err(BotError::Setup(
+                "GENQ_BOT_WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ and -"
+                    .to_owned(),
+            ))
         }
-    });
-    match app.cfg.mode {
-        BotMode::Polling => dispatcher.dispatch().await,
-        BotMode::Webhook => serve_webhook(app, dispatcher, webhook_secret).await?,
+        Some(secret) => Ok(secret),
+        None => {
+            warn!(
+                "no GENQ_BOT_WEBHOOK_SECRET: a secret of this replica's own is used; \
+                 several replicas need the same one"
+            );
+            Ok(format!("{}{}", ulid::Ulid::new(), ulid::Ulid::new()))
+        }
     }
-    Ok(())
+}
+
+/// What the webhook route shares.
+#[derive(Clone)]
+struct Webhook {
+    intake: Arc<Intake>,
+    secret: Arc<str>,
 }
 
 /// Webhook mode: registers the URL with Telegram (with a secret shared by every
-/// replica) and serves updates from axum. Unlike teloxide's `webhooks::axum`, a
-/// stopping replica does not delete the webhook the others still serve.
+/// replica) and serves updates from axum. An update is answered 200 only once it
+/// is recorded (else 500, and Telegram sends it again). A stopping replica does not
+/// delete the webhook the others still serve.
 async fn serve_webhook(
     app: &Arc<BotApp>,
-    mut dispatcher: Dispatcher<TgBot, BotError, teloxide::dispatching::DefaultKey>,
+    intake: &Arc<Intake>,
     secret: Option<String>,
+    stop: CancellationToken,
 ) -> Result<(), BotError> {
     let raw_url = app.cfg.webhook_url.clone().unwrap_or_default();
     let url = url::Url::parse(&raw_url)
@@ -269,50 +281,73 @@ async fn serve_webhook(
     let addr: SocketAddr = app.cfg.webhook_addr.parse().map_err(|e| {
         BotError::Setup(format!("bot.webhook_addr '{}': {e}", app.cfg.webhook_addr))
     })?;
-    let mut options = webhooks::Options::new(addr, url.clone());
-    if let Some(secret) = secret.filter(|s| !s.is_empty()) {
-        if secret.len() > 256
-            || !secret
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
-            return Err(BotError::Setup(
-                "GENQ_BOT_WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ and -"
-                    .to_owned(),
-            ));
-        }
-        options = options.secret_token(secret);
-    } else {
-        warn!(
-            "no GENQ_BOT_WEBHOOK_SECRET: a secret of this replica's own is used; \
-             several replicas need the same one"
-        );
-    }
-    let secret = options.get_or_gen_secret_token().to_owned();
+    let secret = webhook_secret(secret)?;
     app.bot
-        .set_webhook(url)
-        .secret_token(secret)
+        .set_webhook(url.clone())
+        .secret_token(secret.clone())
         .await
         .map_err(|e| BotError::Setup(format!("Telegram refused the webhook: {e}")))?;
-    let (listener, stop_flag, router) = webhooks::axum_no_setup(options);
+    let path = if url.path().is_empty() {
+        "/"
+    } else {
+        url.path()
+    };
+    let router = axum::Router::new()
+        .route(path, axum::routing::post(on_webhook))
+        .with_state(Webhook {
+            intake: intake.clone(),
+            secret: secret.into(),
+        });
     let tcp = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| BotError::Setup(format!("cannot listen on {addr} for the webhook: {e}")))?;
-    let server = tokio::spawn(async move {
-        if let Err(e) = axum::serve(tcp, router)
-            .with_graceful_shutdown(stop_flag)
-            .await
-        {
-            error!(error = %e, "webhook server failed");
+    info!(%addr, path, "webhook listening");
+    axum::serve(tcp, router)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await
+        .map_err(|e| BotError::Setup(format!("webhook server failed: {e}")))
+}
+
+/// One update from Telegram: checked, recorded, then answered.
+async fn on_webhook(
+    axum::extract::State(hook): axum::extract::State<Webhook>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> (axum::http::StatusCode, String) {
+    use axum::http::StatusCode;
+    let given = headers
+        .get("x-telegram-bot-api-secret-token")
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(given, hook.secret.as_bytes())) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            "wrong or missing X-Telegram-Bot-Api-Secret-Token".to_owned(),
+        );
+    }
+    let update: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("the body is not JSON: {e}"),
+            );
         }
-    });
-    info!(%addr, "webhook listening");
-    dispatcher
-        .dispatch_with_listener(
-            listener,
-            LoggingErrorHandler::with_custom_text("update listener failed"),
-        )
-        .await;
-    let _ = server.await;
-    Ok(())
+    };
+    let Some(id) = update.get("update_id").and_then(serde_json::Value::as_i64) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "the update has no numeric update_id".to_owned(),
+        );
+    };
+    match hook.intake.accept(vec![(id, update)]).await {
+        Ok(()) => (StatusCode::OK, String::new()),
+        Err(e) => {
+            warn!(update_id = id, error = %e, "update not recorded; Telegram will send it again");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the update could not be recorded".to_owned(),
+            )
+        }
+    }
 }

@@ -1,13 +1,16 @@
-//! Talking to Telegram: the throttled bot type, keyboards, sends that wait out a
-//! short flood-control pause (for answers in handlers), and what a Telegram error
-//! means for a delivery job.
+//! Talking to Telegram: the bot type, keyboards, sends that wait out a short
+//! flood-control pause (for answers in handlers), the chats Telegram asked to slow
+//! down for, and what a Telegram error means for a delivery job.
 
-use std::time::Duration;
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
 
 use genq_core::JobError;
 use teloxide::{
     ApiError, RequestError,
-    adaptors::Throttle,
     payloads::{EditMessageTextSetters, SendMessageSetters},
     prelude::*,
     types::{ChatAction, InlineKeyboardButton, InlineKeyboardMarkup, MessageId},
@@ -15,10 +18,48 @@ use teloxide::{
 
 use crate::callbacks::Action;
 
-/// The bot every part uses: teloxide's throttle keeps per-chat and global limits.
-/// It does not retry a 429 itself: handlers wait a short one out ([`with_retry`]),
+/// The bot every part uses. Nothing queues inside it: a 429 comes back to the
+/// caller at once, and only that caller waits. Handlers wait a short one out
+/// ([`with_retry`]: that chat's next update waits, no other), status edits skip a
+/// chat that is cooling ([`ChatCooling`]) and are sent later with the latest text,
 /// delivery jobs are rescheduled (no slot held).
-pub type TgBot = Throttle<Bot>;
+pub type TgBot = Bot;
+
+/// The chats Telegram answered 429 for, and until when: status edits and
+/// deliveries leave them alone meanwhile, acknowledgements still go first.
+#[derive(Default)]
+pub struct ChatCooling {
+    until: Mutex<HashMap<i64, Instant>>,
+}
+
+impl ChatCooling {
+    /// Telegram asked to wait `after` before sending to `chat` again.
+    pub fn note(&self, chat: i64, after: Duration) {
+        let mut map = self.until.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        map.retain(|_, t| *t > now);
+        let until = now + after;
+        let entry = map.entry(chat).or_insert(until);
+        *entry = (*entry).max(until);
+    }
+
+    /// How long `chat` is still cooling, if it is.
+    pub fn remaining(&self, chat: i64) -> Option<Duration> {
+        let map = self.until.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&chat)
+            .and_then(|t| t.checked_duration_since(Instant::now()))
+            .filter(|d| !d.is_zero())
+    }
+
+    /// Notes a 429 in `result` for `chat`; true when it was one.
+    pub fn note_error(&self, chat: i64, e: &RequestError) -> bool {
+        if let RequestError::RetryAfter(after) = e {
+            self.note(chat, after.duration());
+            return true;
+        }
+        false
+    }
+}
 
 /// Telegram's message text limit (characters).
 pub const TEXT_LIMIT: usize = 4096;
@@ -157,6 +198,22 @@ mod tests {
         let cut = trim_chars(&"я".repeat(2000), CAPTION_LIMIT);
         assert_eq!(cut.chars().count(), CAPTION_LIMIT);
         assert!(cut.ends_with('…'));
+    }
+
+    #[test]
+    fn a_cooling_chat_is_remembered_until_its_wait_is_over() {
+        let cooling = ChatCooling::default();
+        assert_eq!(cooling.remaining(1), None);
+        cooling.note(1, Duration::from_secs(30));
+        cooling.note(1, Duration::from_secs(1));
+        assert!(
+            cooling
+                .remaining(1)
+                .is_some_and(|d| d > Duration::from_secs(25))
+        );
+        assert_eq!(cooling.remaining(2), None);
+        cooling.note(3, Duration::ZERO);
+        assert_eq!(cooling.remaining(3), None);
     }
 
     #[test]

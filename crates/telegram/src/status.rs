@@ -8,6 +8,12 @@ use std::{sync::Arc, time::Duration};
 
 use genq_core::{JobState, JobStatus};
 use genq_redis::now_ms;
+use teloxide::{
+    RequestError,
+    payloads::EditMessageReplyMarkupSetters,
+    prelude::{ChatId, Requester as _},
+    types::{InlineKeyboardMarkup, MessageId},
+};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -17,8 +23,8 @@ use crate::{
     events::push_delivery,
     i18n::{Lang, t},
     orders::cancel_button,
-    send::{edit, typing},
-    tracking::{Kind, Tracked},
+    send::{edit, typing, with_retry},
+    tracking::{Final, Kind, Tracked},
 };
 
 /// How often the loop looks at due jobs.
@@ -113,6 +119,13 @@ async fn update_one(app: &BotApp, tracked: &Tracked, may_send: bool) -> Result<b
     let Some(msg) = tracked.status_msg else {
         return Ok(false);
     };
+    if app.cooling.remaining(tracked.chat_id).is_some()
+        || app.tracker.final_of(&tracked.job_id).await?.is_some()
+    {
+        // Telegram asked to wait for this chat (the latest text goes later), or the
+        // delivery is finishing the message
+        return Ok(false);
+    }
     let ahead = match &state {
         Some(s) if s.status == JobStatus::Queued => {
             app.queue
@@ -138,8 +151,69 @@ async fn update_one(app: &BotApp, tracked: &Tracked, may_send: bool) -> Result<b
     // a failed edit (a 429) is tried again after the gap, not at once
     let shown = if sent.is_ok() { text.as_str() } else { "" };
     app.tracker.set_shown(&tracked.job_id, shown).await?;
+    if let Err(e) = &sent
+        && app.cooling.note_error(tracked.chat_id, e)
+    {
+        app.metrics.telegram_429.with_label_values(&["edit"]).inc();
+    }
     sent?;
+    // the job may have been closed while this edit was on its way (its Cancel button
+    // just came back): the close wins
+    if let Some(fin) = app.tracker.final_of(&tracked.job_id).await? {
+        apply_final(app, tracked.chat_id, msg, &fin).await?;
+    }
     Ok(true)
+}
+
+/// Makes status message `msg` in `chat` end as `fin` (a short 429 is waited out).
+pub(crate) async fn apply_final(
+    app: &BotApp,
+    chat: i64,
+    msg: i32,
+    fin: &Final,
+) -> Result<(), RequestError> {
+    let mut fin = fin.clone();
+    // a forward leads to the image job's own close, at most a few steps deep
+    for _ in 0..4 {
+        match fin {
+            Final::Edit(text) => {
+                return with_retry(|| edit(&app.bot, chat, msg, &text, None)).await;
+            }
+            Final::Delete => {
+                let deleted = with_retry(|| {
+                    app.bot
+                        .delete_message(ChatId(chat), MessageId(msg))
+                        .into_future()
+                })
+                .await;
+                return match deleted {
+                    Err(RequestError::Api(e)) => {
+                        // gone already, or too old to delete: at least no live button
+                        debug!(chat, msg, error = %e, "status message not deleted; clearing it");
+                        let cleared = app
+                            .bot
+                            .edit_message_reply_markup(ChatId(chat), MessageId(msg))
+                            .reply_markup(InlineKeyboardMarkup::new(Vec::<Vec<_>>::new()))
+                            .await;
+                        match cleared {
+                            Err(RequestError::Api(_)) | Ok(_) => Ok(()),
+                            Err(e) => Err(e),
+                        }
+                    }
+                    other => other.map(|_| ()),
+                };
+            }
+            Final::Forward(child) => match app.tracker.save_status(&child, msg).await {
+                Ok(Some(next)) => fin = next,
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    warn!(job_id = %child, error = %e, "status message not handed over");
+                    return Ok(());
+                }
+            },
+        }
+    }
+    Ok(())
 }
 
 /// True when the store has the job as finished (its Redis data expired, or it was
@@ -190,7 +264,6 @@ async fn take_up_untracked(app: &BotApp) -> Result<(), BotError> {
                 lang: Lang::from_code(Some(&job.language)),
                 price: job.price,
                 status_msg: None,
-                ack_expected: false,
                 reply_to: None,
                 dialog_id: None,
                 caption: None,

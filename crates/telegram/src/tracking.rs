@@ -7,12 +7,16 @@
 //! - `<p>:bot:watch`: ZSET job id → when the status loop next looks at it (ms);
 //! - `<p>:bot:shown:<job id>`: HASH `text`, `at` (ms): the status text last shown
 //!   and when, so edits are throttled and never repeat the same text;
-//! - `<p>:bot:once:<job id>:<what>`: a one-off side effect done (`sent`, `stored`).
+//! - `<p>:bot:msg:<job id>`: HASH `status` (the status message's id, once the
+//!   acknowledgement sent it), `final` (what the status message must end as, once
+//!   the job is closed): see [`Final`];
+//! - `<p>:bot:once:<job id>:<what>`: a one-off side effect done (`sent`), a copy
+//!   written only when PostgreSQL (`bot_deliveries`, the record) could not be.
 
-use std::time::Duration;
+use std::{sync::LazyLock, time::Duration};
 
 use genq_redis::now_ms;
-use redis::{AsyncCommands, aio::ConnectionManager};
+use redis::{AsyncCommands, Script, aio::ConnectionManager};
 use serde::{Deserialize, Serialize};
 
 use crate::{BotError, i18n::Lang};
@@ -62,13 +66,10 @@ pub struct Tracked {
     pub price: i64,
     /// The idempotency key it was charged under (also its concurrency slot).
     pub slot: String,
-    /// The status message being edited, once sent.
-    #[serde(default)]
+    /// The status message being edited, once sent (read from `<p>:bot:msg:<id>`,
+    /// where the acknowledgement records it; not stored with the record).
+    #[serde(default, skip_serializing)]
     pub status_msg: Option<i32>,
-    /// False when no acknowledgement will come (a job taken up after its bot died):
-    /// delivery does not wait for a status message then.
-    #[serde(default = "yes")]
-    pub ack_expected: bool,
     /// The user's message it answers.
     #[serde(default)]
     pub reply_to: Option<i32>,
@@ -87,9 +88,66 @@ pub struct Tracked {
     pub handed_to: Option<String>,
 }
 
-fn yes() -> bool {
-    true
+/// What a job's status message must end as. The acknowledgement (which sends the
+/// status message) and the delivery (which closes the job) may run in either order,
+/// on different replicas: each records its half in one script that also reads the
+/// other's ([`Tracker::save_status`], [`Tracker::close`]), so whichever comes second
+/// finishes the message. The status loop re-checks after each edit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Final {
+    /// Edit it to this text, without buttons.
+    Edit(String),
+    /// Delete it (the result or failure went out as a message of its own).
+    Delete,
+    /// It now stands for this job (a picture's prompt handed over to its image job).
+    Forward(String),
 }
+
+impl Final {
+    fn encode(&self) -> String {
+        match self {
+            Final::Edit(text) => format!("e:{text}"),
+            Final::Delete => "d".to_owned(),
+            Final::Forward(id) => format!("f:{id}"),
+        }
+    }
+
+    fn decode(raw: &str) -> Option<Self> {
+        match raw.split_once(':') {
+            Some(("e", text)) => Some(Final::Edit(text.to_owned())),
+            Some(("f", id)) => Some(Final::Forward(id.to_owned())),
+            _ if raw == "d" => Some(Final::Delete),
+            _ => None,
+        }
+    }
+}
+
+/// The acknowledgement's half: records the status message, returns `final` if the
+/// job was closed already. KEYS[1] the job's msg hash; ARGV message id, ttl (s).
+static SAVE_STATUS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"redis.call('HSET', KEYS[1], 'status', ARGV[1])
+          redis.call('EXPIRE', KEYS[1], ARGV[2])
+          return redis.call('HGET', KEYS[1], 'final')",
+    )
+});
+
+/// The delivery's half: closes the job (the first close wins: `final` is set once),
+/// with `final` chosen by whether a status message exists yet; returns the status
+/// message (or nil) and the `final` in force. KEYS[1] the msg hash; ARGV final when
+/// there is a status message, final when there is none, ttl (s).
+static CLOSE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"local status = redis.call('HGET', KEYS[1], 'status')
+          local fin = redis.call('HGET', KEYS[1], 'final')
+          if not fin then
+            if status then fin = ARGV[1] else fin = ARGV[2] end
+            redis.call('HSET', KEYS[1], 'final', fin)
+            redis.call('EXPIRE', KEYS[1], ARGV[3])
+          end
+          return {status or '', fin}",
+    )
+});
 
 /// The bot's job records in Redis.
 #[derive(Clone)]
@@ -116,6 +174,53 @@ impl Tracker {
 
     fn shown_key(&self, id: &str) -> String {
         format!("{}:bot:shown:{id}", self.prefix)
+    }
+
+    fn msg_key(&self, id: &str) -> String {
+        format!("{}:bot:msg:{id}", self.prefix)
+    }
+
+    /// Records the status message the acknowledgement sent for a job; what the
+    /// message must end as when the job was closed meanwhile.
+    pub async fn save_status(&self, id: &str, message_id: i32) -> Result<Option<Final>, BotError> {
+        let mut conn = self.conn.clone();
+        let fin: Option<String> = SAVE_STATUS
+            .key(self.msg_key(id))
+            .arg(message_id)
+            .arg(TRACK_TTL.as_secs())
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(fin.as_deref().and_then(Final::decode))
+    }
+
+    /// Closes a job's status message: `with_status` is what it ends as if it was
+    /// sent already, `without` what it will end as when it comes later. The status
+    /// message to finish now (only when the `final` in force is an edit or a
+    /// forward of a message that exists), and the `final` in force.
+    pub async fn close(
+        &self,
+        id: &str,
+        with_status: &Final,
+        without: &Final,
+    ) -> Result<(Option<i32>, Final), BotError> {
+        let mut conn = self.conn.clone();
+        let (status, fin): (String, String) = CLOSE
+            .key(self.msg_key(id))
+            .arg(with_status.encode())
+            .arg(without.encode())
+            .arg(TRACK_TTL.as_secs())
+            .invoke_async(&mut conn)
+            .await?;
+        let fin = Final::decode(&fin).unwrap_or(Final::Delete);
+        let status = status.parse::<i32>().ok().filter(|_| fin != Final::Delete);
+        Ok((status, fin))
+    }
+
+    /// What a job's status message must end as, once the job is closed.
+    pub async fn final_of(&self, id: &str) -> Result<Option<Final>, BotError> {
+        let mut conn = self.conn.clone();
+        let fin: Option<String> = conn.hget(self.msg_key(id), "final").await?;
+        Ok(fin.as_deref().and_then(Final::decode))
     }
 
     /// Records (or replaces) a job and puts it on the status loop's watch list.
@@ -149,9 +254,16 @@ impl Tracker {
     /// The record of a job, if the bot tracks it. An undecodable record is `None`.
     pub async fn get(&self, id: &str) -> Result<Option<Tracked>, BotError> {
         let mut conn = self.conn.clone();
-        let raw: Option<String> = conn.get(self.job_key(id)).await?;
-        Ok(raw.and_then(|r| match serde_json::from_str(&r) {
-            Ok(t) => Some(t),
+        let (raw, status): (Option<String>, Option<i32>) = redis::pipe()
+            .get(self.job_key(id))
+            .hget(self.msg_key(id), "status")
+            .query_async(&mut conn)
+            .await?;
+        Ok(raw.and_then(|r| match serde_json::from_str::<Tracked>(&r) {
+            Ok(mut t) => {
+                t.status_msg = status;
+                Some(t)
+            }
             Err(e) => {
                 tracing::warn!(job_id = %id, error = %e, "undecodable tracking record ignored");
                 None

@@ -115,17 +115,30 @@ where
     }
 }
 
-/// A `redis-server` of the test's own, on a free port, without persistence.
-/// Killed when dropped.
+/// A `redis-server` of the test's own, on a free port: without persistence, or
+/// with an append-only file synced on every write ([`PrivateRedis::start_persistent`]:
+/// a restart keeps the data, so a test can make Redis *unavailable* without making
+/// it *forget*). Killed when dropped.
 pub struct PrivateRedis {
     pub port: u16,
     child: Option<Child>,
     dir: PathBuf,
+    persistent: bool,
 }
 
 impl PrivateRedis {
-    /// Starts one and waits until it answers PING.
+    /// Starts one without persistence and waits until it answers.
     pub async fn start() -> std::io::Result<Self> {
+        Self::start_with(false).await
+    }
+
+    /// Starts one with `appendonly yes`, `appendfsync always` and waits until it
+    /// answers: a stop and restart loses nothing.
+    pub async fn start_persistent() -> std::io::Result<Self> {
+        Self::start_with(true).await
+    }
+
+    async fn start_with(persistent: bool) -> std::io::Result<Self> {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("genq-redis-{port}-{}", ulid::Ulid::new()));
         std::fs::create_dir_all(&dir)?;
@@ -133,6 +146,7 @@ impl PrivateRedis {
             port,
             child: None,
             dir,
+            persistent,
         };
         me.spawn().await?;
         Ok(me)
@@ -152,7 +166,9 @@ impl PrivateRedis {
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                if self.persistent { "yes" } else { "no" },
+                "--appendfsync",
+                "always",
             ])
             .arg("--dir")
             .arg(&self.dir)
@@ -173,7 +189,7 @@ impl PrivateRedis {
         )))
     }
 
-    /// Kills the server (its data is gone: it keeps nothing on disk).
+    /// Kills the server (without persistence its data is gone).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -274,6 +290,14 @@ impl ChildProcess {
             name,
             output,
         })
+    }
+
+    /// True when a line of the process's stderr so far contains `needle`.
+    pub fn output_contains(&self, needle: &str) -> bool {
+        self.output
+            .lock()
+            .map(|out| out.iter().any(|l| l.contains(needle)))
+            .unwrap_or(false)
     }
 
     /// Waits until a line of the process's stderr contains `needle`.

@@ -31,6 +31,8 @@ pub struct Options {
     pub task_duration: Duration,
     /// More lines for the `[bot]` section.
     pub extra_bot: String,
+    /// A Redis of the test's own (one it stops or restarts); the shared one if `None`.
+    pub redis_url: Option<String>,
 }
 
 impl Default for Options {
@@ -43,6 +45,7 @@ impl Default for Options {
             admin_ids: vec![],
             task_duration: Duration::from_millis(300),
             extra_bot: String::new(),
+            redis_url: None,
         }
     }
 }
@@ -55,6 +58,7 @@ pub struct Stack {
     pub queue: RedisQueue,
     pub dir: PathBuf,
     pub config: PathBuf,
+    pub redis_url: String,
     schema: Option<TestSchema>,
     schema_name: String,
     db_url: String,
@@ -82,7 +86,8 @@ impl Stack {
         let store = Store::open(&StoreConfig::new(&schema.url).schema(&schema.name))
             .await
             .expect("store");
-        let queue = RedisQueue::connect(RedisConfig::with_url(redis_url()).prefix(&prefix))
+        let redis_url = opts.redis_url.clone().unwrap_or_else(redis_url);
+        let queue = RedisQueue::connect(RedisConfig::with_url(&redis_url).prefix(&prefix))
             .await
             .expect("redis");
         let mut stack = Stack {
@@ -93,6 +98,7 @@ impl Stack {
             queue,
             dir,
             config,
+            redis_url,
             schema_name: schema.name.clone(),
             db_url: schema.url.clone(),
             schema: Some(schema),
@@ -106,7 +112,7 @@ impl Stack {
 
     fn env(&self) -> Vec<(&'static str, String)> {
         vec![
-            ("GENQ_REDIS_URL", redis_url()),
+            ("GENQ_REDIS_URL", self.redis_url.clone()),
             ("GENQ_PREFIX", self.prefix.clone()),
             ("GENQ_DATABASE_URL", self.db_url.clone()),
             ("GENQ_DATABASE_SCHEMA", self.schema_name.clone()),
@@ -120,7 +126,13 @@ impl Stack {
 
     /// Starts the `bot` process (the previous one, if any, must be gone).
     pub async fn start_bot(&mut self) {
+        self.start_bot_with(&[]).await;
+    }
+
+    /// Starts the `bot` process with more environment (a failpoint, say).
+    pub async fn start_bot_with(&mut self, extra: &[(&'static str, String)]) {
         let mut env = self.env();
+        env.extend(extra.iter().cloned());
         env.push(("GENQ_BOT_TOKEN", TOKEN.to_owned()));
         env.push(("GENQ_BOT_WEBHOOK_SECRET", WEBHOOK_SECRET.to_owned()));
         env.push(("GENQ_BOT_API_URL", self.tg.api_url()));
@@ -382,7 +394,7 @@ impl Stack {
         if let Some(mut w) = self.worker.take() {
             w.sigkill();
         }
-        cleanup_prefix(&redis_url(), &self.prefix).await;
+        cleanup_prefix(&self.redis_url, &self.prefix).await;
         if let Some(schema) = self.schema.take() {
             schema.drop().await;
         }

@@ -30,7 +30,7 @@ const CHAT_ACTIONS: &[&str] = &[
 /// Serves `method` (lower case) with `params`: its result, or Telegram's error.
 pub(crate) async fn call(shared: &Shared, method: &str, params: &Params) -> Result<Value, TgError> {
     if rate_limited(method)
-        && let Some(secs) = shared.state().rate_limits.pop_front()
+        && let Some(secs) = shared.state().scripted_429(params.i64("chat_id"))
     {
         return Err(TgError::retry_after(secs));
     }
@@ -446,16 +446,18 @@ fn answer_callback_query(shared: &Shared, params: &Params) -> Result<Value, TgEr
         return Err(TgError::bad_request("MESSAGE_TOO_LONG"));
     }
     let mut state = shared.state();
-    if !state.callback_queries.contains(&id) {
+    // a query is answered once, as in Telegram
+    let Some(pressed) = state.callback_queries.remove(&id) else {
         return Err(TgError::bad_request(
             "query is too old and response timeout expired or query id is invalid",
         ));
-    }
+    };
     state.callback_answers.push(CallbackAnswer {
         callback_query_id: id,
         text,
         show_alert: params.flag("show_alert"),
         url: params.str("url"),
+        after: pressed.elapsed(),
     });
     Ok(json!(true))
 }

@@ -227,6 +227,60 @@ impl FakeTelegram {
             .extend(std::iter::repeat_n(retry_after_secs, n));
     }
 
+    /// From now on, about `share` (0.0-1.0) of the send and edit calls answer 429
+    /// with `retry_after_secs`, chosen at random (seeded: the same calls each run).
+    pub fn rate_limit_share(&self, share: f64, retry_after_secs: u32) {
+        self.shared.state().random_429 = (share > 0.0).then(|| Random429 {
+            per_million: (share.clamp(0.0, 1.0) * 1_000_000.0) as u32,
+            retry_after: retry_after_secs,
+            rng: 0x9E37_79B9_7F4A_7C15,
+        });
+    }
+
+    /// Every send and edit call to `chat_id` answers 429 with `retry_after_secs`
+    /// for the next `duration`.
+    pub fn rate_limit_chat(&self, chat_id: i64, duration: Duration, retry_after_secs: u32) {
+        self.shared.state().chat_429.insert(
+            chat_id,
+            (std::time::Instant::now() + duration, retry_after_secs),
+        );
+    }
+
+    /// How many calls were answered 429 so far.
+    pub fn answered_429(&self) -> usize {
+        self.shared.state().answered_429
+    }
+
+    /// The next `n` calls of `method` are served (their effect recorded) but their
+    /// answers are held until [`FakeTelegram::release`]: a client waiting for them
+    /// can be killed, or the world changed, between Telegram doing it and the client
+    /// hearing so.
+    pub fn hold_next(&self, method: &str, n: usize) {
+        let mut state = self.shared.state();
+        let hold = state.holds.entry(method.to_ascii_lowercase()).or_default();
+        hold.remaining += n;
+        hold.released = false;
+    }
+
+    /// How many calls of `method` are being held now.
+    pub fn held(&self, method: &str) -> usize {
+        self.shared
+            .state()
+            .holds
+            .get(&method.to_ascii_lowercase())
+            .map_or(0, |h| h.waiting)
+    }
+
+    /// Answers the held calls of `method` (and holds no more of them).
+    pub fn release(&self, method: &str) {
+        let mut state = self.shared.state();
+        if let Some(hold) = state.holds.get_mut(&method.to_ascii_lowercase()) {
+            hold.remaining = 0;
+            hold.released = true;
+            hold.release.notify_waiters();
+        }
+    }
+
     /// Calls received of `method` (any case; failed calls included). Downloads of
     /// files count as `download`.
     pub fn calls(&self, method: &str) -> usize {
@@ -330,12 +384,21 @@ struct State {
     /// `file_path` → file id.
     file_paths: HashMap<String, String>,
     next_file: u64,
-    /// Callback queries sent to the bot.
-    callback_queries: HashSet<String>,
+    /// Callback queries sent to the bot and not answered yet, with when.
+    callback_queries: HashMap<String, std::time::Instant>,
     last_callback: u64,
     callback_answers: Vec<CallbackAnswer>,
     /// `retry_after` of each of the next rate-limited calls.
     rate_limits: VecDeque<u32>,
+    /// A share of send and edit calls answered 429, at random.
+    random_429: Option<Random429>,
+    /// Chats whose send and edit calls are all answered 429 until a deadline:
+    /// chat → (deadline, retry_after).
+    chat_429: HashMap<i64, (std::time::Instant, u32)>,
+    /// 429s answered in all.
+    answered_429: usize,
+    /// Methods whose next calls are held before they are answered.
+    holds: HashMap<String, Hold>,
     /// Users' `language_code` other than "en".
     languages: HashMap<i64, String>,
 }
@@ -369,9 +432,54 @@ impl ChatLog {
     }
 }
 
+/// A share of calls answered 429 (a seeded xorshift, so runs repeat).
+struct Random429 {
+    /// Out of 1,000,000.
+    per_million: u32,
+    retry_after: u32,
+    rng: u64,
+}
+
+impl Random429 {
+    fn hit(&mut self) -> bool {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        (self.rng % 1_000_000) < u64::from(self.per_million)
+    }
+}
+
+/// Calls of one method held before their answer: how many more to hold, how many
+/// are waiting, and what releases them.
+#[derive(Default)]
+struct Hold {
+    remaining: usize,
+    waiting: usize,
+    release: Arc<Notify>,
+    released: bool,
+}
+
 impl State {
     fn chat(&mut self, chat_id: i64) -> &mut ChatLog {
         self.chats.entry(chat_id).or_default()
+    }
+
+    /// The `retry_after` of a 429 this call of a send or edit method (to `chat`)
+    /// gets: scripted ones first, then a rate-limited chat, then the random share.
+    fn scripted_429(&mut self, chat: Option<i64>) -> Option<u32> {
+        let secs = self
+            .rate_limits
+            .pop_front()
+            .or_else(|| {
+                let (until, secs) = *self.chat_429.get(&chat?)?;
+                (std::time::Instant::now() < until).then_some(secs)
+            })
+            .or_else(|| {
+                let r = self.random_429.as_mut()?;
+                r.hit().then_some(r.retry_after)
+            })?;
+        self.answered_429 += 1;
+        Some(secs)
     }
 }
 
@@ -387,6 +495,34 @@ impl Shared {
 
     fn state(&self) -> MutexGuard<'_, State> {
         lock(&self.state)
+    }
+
+    /// Holds the answer of this call of `method` when a hold applies, until released.
+    async fn wait_if_held(&self, method: &str) {
+        let release = {
+            let mut state = self.state();
+            let Some(hold) = state.holds.get_mut(method) else {
+                return;
+            };
+            if hold.remaining == 0 || hold.released {
+                return;
+            }
+            hold.remaining -= 1;
+            hold.waiting += 1;
+            hold.release.clone()
+        };
+        loop {
+            let notified = release.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.state().holds.get(method).is_some_and(|h| h.released) {
+                break;
+            }
+            notified.await;
+        }
+        if let Some(hold) = self.state().holds.get_mut(method) {
+            hold.waiting -= 1;
+        }
     }
 
     /// Counts a call of `method` (lower case).
@@ -414,7 +550,9 @@ async fn api_call(
         .state()
         .requests
         .push((method.clone(), params.to_record()));
-    match methods::call(&shared, &method, &params).await {
+    let answer = methods::call(&shared, &method, &params).await;
+    shared.wait_if_held(&method).await;
+    match answer {
         Ok(result) => reply::ok(result),
         Err(e) => {
             tracing::debug!(%method, ?e, "fake Telegram: call failed");

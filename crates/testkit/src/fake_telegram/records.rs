@@ -65,4 +65,6 @@ pub struct CallbackAnswer {
     pub text: Option<String>,
     pub show_alert: bool,
     pub url: Option<String>,
+    /// How long after the button was pressed the answer came.
+    pub after: std::time::Duration,
 }

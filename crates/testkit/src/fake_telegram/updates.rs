@@ -129,7 +129,9 @@ impl Shared {
             let mut state = self.state();
             state.last_callback += 1;
             let id = format!("{}", 4_000_000_000_000_000_u64 + state.last_callback);
-            state.callback_queries.insert(id.clone());
+            state
+                .callback_queries
+                .insert(id.clone(), std::time::Instant::now());
             let message = state
                 .chat(chat_id)
                 .bot_message(message_id)

@@ -1,6 +1,6 @@
 //! Named points where a process can be told (by `GENQ_FAILPOINT=<name>`) to stop
-//! and wait to be killed: how the crash-safety tests SIGKILL a relay exactly
-//! between two steps. Unset, a failpoint costs one comparison.
+//! and wait to be killed: how the crash-safety tests SIGKILL a process (the relay,
+//! the bot) exactly between two steps. Unset, a failpoint costs one comparison.
 
 use std::sync::LazyLock;
 
