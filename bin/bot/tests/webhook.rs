@@ -77,6 +77,63 @@ async fn in_webhook_mode_updates_posted_to_the_bot_are_answered() {
     assert!(sent.is_some(), "the webhook accepted the update");
     let answer = stack.wait_sent(chat, 0, |m| m.kind == SentKind::Text).await;
     assert_eq!(answer.text, Some(text("balance", &[("credits", &100)])));
+
+    // a second replica behind the same webhook secret
+    let port2 = free_port();
+    let url2 = format!("http://127.0.0.1:{port2}/telegram");
+    let config2 = stack.dir.join("genq-replica.toml");
+    let replica_config = std::fs::read_to_string(&stack.config)
+        .expect("config")
+        .replace(&format!("127.0.0.1:{port}"), &format!("127.0.0.1:{port2}"));
+    std::fs::write(&config2, replica_config).expect("replica config");
+    let replica = stack
+        .spawn_bot(&[("GENQ_CONFIG", config2.display().to_string())])
+        .await;
+    let post = |url: String, update: serde_json::Value| {
+        let (http, secret) = (http.clone(), secret.clone());
+        async move {
+            http.post(&url)
+                .header("X-Telegram-Bot-Api-Secret-Token", secret)
+                .json(&update)
+                .send()
+                .await
+                .expect("the webhook answers")
+                .status()
+        }
+    };
+    // Telegram sends the update again, to either replica: handled once
+    for target in [url.clone(), url2.clone(), url2.clone()] {
+        let status = post(target, update.clone()).await;
+        assert!(
+            status.is_success(),
+            "a repeated update is accepted: {status}"
+        );
+    }
+    // a new update to the second replica is handled there
+    let mut second = update.clone();
+    second["update_id"] = json!(2);
+    second["message"]["message_id"] = json!(2);
+    assert!(post(url2.clone(), second).await.is_success());
+    let answers = wait_until(WAIT, || {
+        let n = stack
+            .tg
+            .sent(chat)
+            .iter()
+            .filter(|m| m.kind == SentKind::Text)
+            .count();
+        async move { (n >= 2).then_some(n) }
+    })
+    .await;
+    assert_eq!(answers, Some(2));
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let balances = stack
+        .tg
+        .sent(chat)
+        .iter()
+        .filter(|m| m.kind == SentKind::Text)
+        .count();
+    assert_eq!(balances, 2, "one answer per update, whatever was repeated");
+    drop(replica);
     // a replica that stops leaves the webhook to the others
     let mut stack = stack;
     if let Some(bot) = stack.bot.take() {

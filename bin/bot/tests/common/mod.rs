@@ -131,6 +131,12 @@ impl Stack {
 
     /// Starts the `bot` process with more environment (a failpoint, say).
     pub async fn start_bot_with(&mut self, extra: &[(&'static str, String)]) {
+        let bot = self.spawn_bot(extra).await;
+        self.bot = Some(bot);
+    }
+
+    /// Starts another `bot` process (a replica) and waits until it is up.
+    pub async fn spawn_bot(&self, extra: &[(&'static str, String)]) -> ChildProcess {
         let mut env = self.env();
         env.extend(extra.iter().cloned());
         env.push(("GENQ_BOT_TOKEN", TOKEN.to_owned()));
@@ -145,7 +151,7 @@ impl Stack {
             bot.wait_for_output("bot started", WAIT).await,
             "the bot did not start"
         );
-        self.bot = Some(bot);
+        bot
     }
 
     /// SIGKILLs the bot: no chance to clean up.
