@@ -73,3 +73,7 @@ CREATE UNIQUE INDEX credit_ledger_one_purchase_per_payment
 CREATE UNIQUE INDEX credit_ledger_one_refund_per_payment
     ON credit_ledger (payment_id) WHERE kind = 'purchase_refund';
 CREATE INDEX credit_ledger_user_time ON credit_ledger (user_id, created_at);
+
+-- Payments with their user's Telegram id, as operators and the bot read them.
+CREATE VIEW payment_view AS
+    SELECT p.*, u.telegram_id FROM payments p JOIN users u ON u.id = p.user_id;

@@ -7,6 +7,8 @@
 //! - `genq relay`, `genq settle`, `genq migrate`: the database seam on its own.
 //! - `genq push TYPE JSON`, `genq status ID`, `genq stats`, `genq cancel`, `genq pause`,
 //!   `genq resume`, `genq dead`, `genq retry-dead`: operate the queues.
+//! - `genq credits grant|deduct TELEGRAM_ID N --reason …`, `genq credits ledger
+//!   TELEGRAM_ID`: move a user's credits by hand (audited in the ledger) and read them.
 
 use std::{sync::Arc, time::Duration};
 
@@ -194,6 +196,106 @@ enum Command {
         #[command(flatten)]
         redis: RedisArgs,
     },
+    /// A user's credits: grant, deduct (audited in the ledger), read the ledger.
+    Credits {
+        #[command(subcommand)]
+        command: CreditsCommand,
+    },
+}
+
+/// Credit moves by an operator: `actor` in the ledger is `operator:cli:$USER`
+/// unless `--actor` names someone (`--actor alice` → `operator:alice`).
+#[derive(Debug, Subcommand)]
+enum CreditsCommand {
+    /// Give a user credits: genq credits grant 123456789 100 --reason "beta tester".
+    Grant {
+        #[command(flatten)]
+        args: CreditMoveArgs,
+    },
+    /// Take credits away (refused if the balance would go negative).
+    Deduct {
+        #[command(flatten)]
+        args: CreditMoveArgs,
+    },
+    /// A user's balance and last ledger entries, newest first.
+    Ledger {
+        /// The user's Telegram id.
+        telegram_id: i64,
+        /// Entries to show (1-500).
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct CreditMoveArgs {
+    /// The user's Telegram id.
+    telegram_id: i64,
+    /// Credits (1 to 1,000,000).
+    #[arg(allow_negative_numbers = true)]
+    amount: i64,
+    /// Why (1-500 characters); kept in the ledger.
+    #[arg(long)]
+    reason: String,
+    /// Who does it (default: operator:cli:$USER).
+    #[arg(long)]
+    actor: Option<String>,
+    #[command(flatten)]
+    db: DatabaseArgs,
+}
+
+/// The ledger's `actor` for a move from the command line.
+fn cli_actor(actor: Option<&str>) -> String {
+    match actor.map(str::trim).filter(|a| !a.is_empty()) {
+        Some(a) if a.starts_with("operator:") => a.to_owned(),
+        Some(a) => format!("operator:{a}"),
+        None => match std::env::var("USER").ok().filter(|u| !u.trim().is_empty()) {
+            Some(user) => format!("operator:cli:{}", user.trim()),
+            None => "operator:cli".to_owned(),
+        },
+    }
+}
+
+async fn credits(command: CreditsCommand) -> anyhow::Result<()> {
+    match command {
+        CreditsCommand::Grant { args } => {
+            let store = open_store(&args.db).await?;
+            let actor = cli_actor(args.actor.as_deref());
+            let moved = store
+                .grant_credits(args.telegram_id, args.amount, &args.reason, &actor)
+                .await?;
+            print_json(&moved)?;
+        }
+        CreditsCommand::Deduct { args } => {
+            let store = open_store(&args.db).await?;
+            let actor = cli_actor(args.actor.as_deref());
+            let moved = store
+                .deduct_credits(args.telegram_id, args.amount, &args.reason, &actor)
+                .await?;
+            print_json(&moved)?;
+        }
+        CreditsCommand::Ledger {
+            telegram_id,
+            limit,
+            db,
+        } => {
+            let store = open_store(&db).await?;
+            let user = store
+                .user_by_telegram_id(telegram_id)
+                .await?
+                .ok_or(genq_store::StoreError::UnknownTelegramUser(telegram_id))?;
+            let entries = store.ledger_of(user.id, limit).await?;
+            print_json(&serde_json::json!({
+                "telegram_id": telegram_id,
+                "user_id": user.id,
+                "balance": user.credits,
+                "entries": entries,
+            }))?;
+        }
+    }
+    Ok(())
 }
 
 async fn connect(args: &RedisArgs) -> anyhow::Result<RedisQueue> {
@@ -462,6 +564,7 @@ async fn main() -> anyhow::Result<()> {
             };
             println!("requeued {n}");
         }
+        Command::Credits { command } => credits(command).await?,
     }
     Ok(())
 }

@@ -35,7 +35,7 @@ struct ApiDoc;
 
 pub(crate) fn routes() -> OpenApiRouter<Arc<AdminState>> {
     use utoipa::OpenApi;
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let router = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(list_queues))
         .routes(routes!(list_jobs))
         .routes(routes!(get_job, delete_job))
@@ -48,7 +48,8 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<AdminState>> {
         .routes(routes!(resume_queue))
         .routes(routes!(list_workers))
         .routes(routes!(list_keys))
-        .routes(routes!(user_stats))
+        .routes(routes!(user_stats));
+    crate::credits::routes(router)
 }
 
 /// A queue name that exists (has been pushed to or served).

@@ -88,6 +88,11 @@ impl From<genq_store::StoreError> for ApiError {
         use genq_store::StoreError as S;
         match e {
             S::Database(_) | S::Migrate(_) | S::Config(_) => Self::unavailable(e),
+            S::UnknownTelegramUser(_) => Self::not_found(e.to_string()),
+            S::BadAmount { .. } | S::BadReason { .. } => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+            }
+            S::WouldGoNegative { .. } => Self::conflict(e.to_string()),
             other => Self::bad_request(other.to_string()),
         }
     }

@@ -8,6 +8,7 @@
 //! unless it listens on a loopback address.
 
 mod api;
+mod credits;
 pub mod error;
 pub mod metrics;
 

@@ -474,3 +474,216 @@ async fn workers_keys_user_stats_metrics_and_openapi() {
     assert!(doc["paths"]["/api/queues/{queue}/jobs/{id}"]["delete"].is_object());
     admin.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credits_grant_deduct_and_ledger_by_telegram_id() {
+    let admin = Admin::start("credits").await;
+    let (user, _) = admin.store.welcome_user(4242, "en", 30).await.unwrap();
+
+    let (status, body) = admin
+        .post(
+            "/api/users/4242/credits",
+            Some(json!({ "action": "grant", "amount": 100, "reason": "tester" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (
+            body["balance"].as_i64(),
+            body["amount"].as_i64(),
+            body["actor"].as_str()
+        ),
+        (Some(130), Some(100), Some("operator:admin-api"))
+    );
+    assert_eq!(
+        body["message"],
+        "granted 100 credits to user 4242; balance 130"
+    );
+    let (status, body) = admin
+        .post(
+            "/api/users/4242/credits",
+            Some(json!({ "action": "deduct", "amount": 30, "reason": "welcome given twice" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["balance"].as_i64(), body["amount"].as_i64()),
+        (Some(100), Some(-30))
+    );
+    assert_eq!(admin.store.balance(user.id).await.unwrap(), 100);
+    assert_eq!(admin.store.ledger_sum(user.id).await.unwrap(), 100);
+
+    let (status, ledger) = admin.get("/api/users/4242/ledger?limit=2").await;
+    assert_eq!(status, StatusCode::OK, "{ledger}");
+    assert_eq!(
+        (ledger["balance"].as_i64(), ledger["user_id"].as_i64()),
+        (Some(100), Some(user.id))
+    );
+    let entries = ledger["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "the limit: {ledger}");
+    assert_eq!(
+        (
+            &entries[0]["kind"],
+            &entries[0]["amount"],
+            &entries[0]["reason"],
+            &entries[0]["actor"]
+        ),
+        (
+            &json!("deduct"),
+            &json!(-30),
+            &json!("welcome given twice"),
+            &json!("operator:admin-api")
+        )
+    );
+    assert_eq!(
+        (&entries[1]["kind"], &entries[1]["amount"]),
+        (&json!("grant"), &json!(100))
+    );
+    assert!(entries[0]["created_at"].is_string());
+    let (_, all) = admin.get("/api/users/4242/ledger").await;
+    assert_eq!(all["entries"].as_array().unwrap().len(), 3, "{all}");
+    assert_eq!(all["entries"][2]["reason"], "welcome");
+    admin.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_credit_moves_are_refused_naming_the_problem() {
+    let admin = Admin::start("credits_bad").await;
+    let (user, _) = admin.store.welcome_user(4343, "ru", 5).await.unwrap();
+    let grant = |amount: Value, reason: &str| json!({ "action": "grant", "amount": amount, "reason": reason });
+
+    for (path, body, status, says) in [
+        (
+            "/api/users/999/credits",
+            grant(json!(10), "x"),
+            StatusCode::NOT_FOUND,
+            "no user with Telegram id 999",
+        ),
+        (
+            "/api/users/abc/credits",
+            grant(json!(10), "x"),
+            StatusCode::BAD_REQUEST,
+            "'abc' is not a Telegram user id",
+        ),
+        (
+            "/api/users/4343/credits",
+            grant(json!(0), "x"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the amount must be 1 to 1000000 credits, got 0",
+        ),
+        (
+            "/api/users/4343/credits",
+            grant(json!(-3), "x"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "got -3",
+        ),
+        (
+            "/api/users/4343/credits",
+            grant(json!(1_000_001), "x"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "got 1000001",
+        ),
+        (
+            "/api/users/4343/credits",
+            grant(json!(10), "  "),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "a reason of 1 to 500 characters is required",
+        ),
+        (
+            "/api/users/4343/credits",
+            grant(json!(10), &"r".repeat(501)),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "got 501 characters",
+        ),
+        (
+            "/api/users/4343/credits",
+            json!({ "action": "deduct", "amount": 10, "reason": "too much" }),
+            StatusCode::CONFLICT,
+            "user 4343 has 5 credits; deducting 10 would make it negative",
+        ),
+        (
+            "/api/users/4343/credits",
+            json!({ "action": "steal", "amount": 10, "reason": "x" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown variant `steal`",
+        ),
+        (
+            "/api/users/4343/credits",
+            json!({ "action": "grant", "amount": 10 }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "missing field `reason`",
+        ),
+        (
+            "/api/users/4343/credits",
+            json!({ "action": "grant", "amount": 1.5, "reason": "x" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "request body",
+        ),
+    ] {
+        let (got, answer) = admin.post(path, Some(body.clone())).await;
+        assert_eq!(got, status, "{path} {body}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap_or_default().contains(says),
+            "{path} {body}: {answer}"
+        );
+    }
+    for (path, status, says) in [
+        (
+            "/api/users/999/ledger",
+            StatusCode::NOT_FOUND,
+            "no user with Telegram id 999",
+        ),
+        (
+            "/api/users/4343/ledger?limit=0",
+            StatusCode::BAD_REQUEST,
+            "limit must be 1-500, got 0",
+        ),
+        (
+            "/api/users/4343/ledger?limit=501",
+            StatusCode::BAD_REQUEST,
+            "limit must be 1-500",
+        ),
+        (
+            "/api/users/4343/ledger?limit=x",
+            StatusCode::BAD_REQUEST,
+            "query string",
+        ),
+        (
+            "/api/users/x1/ledger",
+            StatusCode::BAD_REQUEST,
+            "not a Telegram user id",
+        ),
+    ] {
+        let (got, answer) = admin.get(path).await;
+        assert_eq!(got, status, "{path}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap_or_default().contains(says),
+            "{path}: {answer}"
+        );
+    }
+    // nothing refused was written; the token is required here too
+    assert_eq!(admin.store.balance(user.id).await.unwrap(), 5);
+    assert_eq!(admin.store.ledger_of(user.id, 10).await.unwrap().len(), 1);
+    let res = admin
+        .http
+        .post(format!("{}/api/users/4343/credits", admin.base))
+        .json(&grant(json!(10), "no token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(admin.store.balance(user.id).await.unwrap(), 5);
+
+    let doc: Value = admin
+        .http
+        .get(format!("{}/api/openapi.json", admin.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["paths"]["/api/users/{telegram_id}/credits"]["post"].is_object());
+    assert!(doc["paths"]["/api/users/{telegram_id}/ledger"]["get"].is_object());
+    admin.stop().await;
+}

@@ -82,9 +82,19 @@ pub struct BotConfig {
     /// tracking it) is taken up; the sweep for them runs as often.
     #[serde(default = "default_orphan_secs")]
     pub orphan_sweep_secs: u64,
+    /// Seconds between the checks behind the admins' alerts in Telegram (billing
+    /// errors, every key of a provider cooling down, dead letters growing).
+    #[serde(default = "default_alert_interval_secs")]
+    pub alert_interval_secs: u64,
+    /// Dead letters one queue gains within 30 alert rounds that make an alert.
+    #[serde(default = "default_alert_dead_letters")]
+    pub alert_dead_letters: u64,
     /// Model voice messages are transcribed with (by generate_reply's provider).
     #[serde(default = "default_transcription_model")]
     pub transcription_model: String,
+    /// Credit packages sold for Telegram Stars (`[[bot.packages]]`); none: no `/buy`.
+    #[serde(default = "default_packages")]
+    pub packages: Vec<CreditPackage>,
     /// `polling` (default) or `webhook`.
     #[serde(default)]
     pub mode: BotMode,
@@ -93,6 +103,51 @@ pub struct BotConfig {
     /// Webhook mode: where the bot's axum server listens.
     #[serde(default = "default_webhook_addr")]
     pub webhook_addr: String,
+    /// Who users can write to when something is unavailable (an `@handle` or an
+    /// http(s) URL, at most [`SUPPORT_CONTACT_MAX_CHARS`]): named in the billing,
+    /// "provider unavailable" and "could not deliver" messages. None: not named.
+    #[serde(default)]
+    pub support_contact: Option<String>,
+}
+
+/// The longest `bot.support_contact`.
+pub const SUPPORT_CONTACT_MAX_CHARS: usize = 64;
+
+/// `bot.support_contact` is an `@handle` (a Telegram username: 5-32 characters of
+/// letters, digits and `_`) or an http(s) URL without spaces, at most
+/// [`SUPPORT_CONTACT_MAX_CHARS`] characters.
+fn validate_support_contact(contact: &str) -> Result<(), ConfigError> {
+    let setting = "bot.support_contact";
+    let chars = contact.chars().count();
+    if chars == 0 || chars > SUPPORT_CONTACT_MAX_CHARS {
+        return Err(invalid(
+            setting,
+            format!("must be 1-{SUPPORT_CONTACT_MAX_CHARS} characters, got {chars}"),
+        ));
+    }
+    if let Some(handle) = contact.strip_prefix('@') {
+        let ok = (5..=32).contains(&handle.len())
+            && handle
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !ok {
+            return Err(invalid(
+                setting,
+                format!("'{contact}' is not a Telegram @handle (5-32 letters, digits or _)"),
+            ));
+        }
+        return Ok(());
+    }
+    let rest = contact
+        .strip_prefix("https://")
+        .or_else(|| contact.strip_prefix("http://"));
+    match rest {
+        Some(host) if !host.is_empty() && !contact.chars().any(char::is_whitespace) => Ok(()),
+        _ => Err(invalid(
+            setting,
+            format!("'{contact}' must be an @handle or an http(s) URL"),
+        )),
+    }
 }
 
 /// How the bot receives updates.
@@ -134,9 +189,75 @@ fn default_status_edit_secs() -> u64 {
 fn default_orphan_secs() -> u64 {
     30
 }
+fn default_alert_interval_secs() -> u64 {
+    10
+}
+fn default_alert_dead_letters() -> u64 {
+    5
+}
 fn default_transcription_model() -> String {
     "whisper-1".to_owned()
 }
+/// A package of credits sold for Telegram Stars (currency `XTR`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreditPackage {
+    /// Stable id (in invoices' payloads and the ledger): 1-16 of a-z, 0-9, `_`, `-`.
+    pub id: String,
+    /// Credits granted.
+    pub credits: i64,
+    /// Price in Telegram Stars.
+    pub stars: u32,
+    /// What the button and the invoice say, in English.
+    pub label_en: String,
+    /// The same in Russian.
+    pub label_ru: String,
+}
+
+fn default_packages() -> Vec<CreditPackage> {
+    [("s", 100, 50, "100 credits", "100 кредитов"), ("m", 300, 125, "300 credits", "300 кредитов"), ("l", 1000, 350, "1000 credits", "1000 кредитов")]
+        .into_iter()
+        .map(|(id, credits, stars, en, ru)| CreditPackage {
+            id: id.to_owned(),
+            credits,
+            stars,
+            label_en: en.to_owned(),
+            label_ru: ru.to_owned(),
+        })
+        .collect()
+}
+
+fn validate_packages(packages: &[CreditPackage]) -> Result<(), ConfigError> {
+    let mut seen = std::collections::HashSet::new();
+    for (i, p) in packages.iter().enumerate() {
+        let at = |field: &str| format!("bot.packages[{i}].{field}");
+        if p.id.is_empty()
+            || p.id.len() > 16
+            || !p
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        {
+            return Err(invalid(at("id"), format!("'{}' must be 1-16 of a-z, 0-9, _ and -", p.id)));
+        }
+        if !seen.insert(p.id.as_str()) {
+            return Err(invalid(at("id"), format!("'{}' is used twice", p.id)));
+        }
+        if !(1..=1_000_000).contains(&p.credits) {
+            return Err(invalid(at("credits"), "must be 1-1000000"));
+        }
+        if !(1..=100_000).contains(&p.stars) {
+            return Err(invalid(at("stars"), "must be 1-100000 Stars"));
+        }
+        for (field, label) in [("label_en", &p.label_en), ("label_ru", &p.label_ru)] {
+            if label.trim().is_empty() || label.chars().count() > 32 {
+                return Err(invalid(at(field), "must be 1-32 characters"));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn default_webhook_addr() -> String {
     "0.0.0.0:8443".to_owned()
 }
@@ -155,10 +276,14 @@ impl Default for BotConfig {
             delivery_concurrency: default_delivery_concurrency(),
             status_edit_secs: default_status_edit_secs(),
             orphan_sweep_secs: default_orphan_secs(),
+            alert_interval_secs: default_alert_interval_secs(),
+            alert_dead_letters: default_alert_dead_letters(),
             transcription_model: default_transcription_model(),
+            packages: default_packages(),
             mode: BotMode::default(),
             webhook_url: None,
             webhook_addr: default_webhook_addr(),
+            support_contact: None,
         }
     }
 }
@@ -193,6 +318,16 @@ impl BotConfig {
             .map_err(|e| invalid("bot.delivery_queue", e.to_string()))?;
         if !(1..=3600).contains(&self.orphan_sweep_secs) {
             return Err(invalid("bot.orphan_sweep_secs", "must be 1-3600"));
+        }
+        if !(1..=3600).contains(&self.alert_interval_secs) {
+            return Err(invalid("bot.alert_interval_secs", "must be 1-3600"));
+        }
+        if self.alert_dead_letters == 0 {
+            return Err(invalid("bot.alert_dead_letters", "must be at least 1"));
+        }
+        validate_packages(&self.packages)?;
+        if let Some(contact) = &self.support_contact {
+            validate_support_contact(contact)?;
         }
         if self.delivery_concurrency == 0 {
             return Err(invalid("bot.delivery_concurrency", "must be at least 1"));

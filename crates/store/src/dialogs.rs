@@ -288,3 +288,130 @@ impl Store {
             .collect()
     }
 }
+
+/// The most dialogs [`Store::dialog_summaries`] returns at once.
+pub const MAX_DIALOG_PAGE: i64 = 100;
+
+/// How many characters of a dialog's first message [`DialogSummary`] carries (enough
+/// for a title).
+pub const SUMMARY_FIRST_MESSAGE_CHARS: i32 = 200;
+
+/// One of a user's dialogs as their list of dialogs shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DialogSummary {
+    pub id: i64,
+    pub persona_id: i64,
+    pub persona_name: String,
+    pub is_active: bool,
+    pub created_at: DateTime<Utc>,
+    /// The first [`SUMMARY_FIRST_MESSAGE_CHARS`] characters of the user's first
+    /// message in it, if they wrote one.
+    pub first_user_message: Option<String>,
+    /// Messages stored in it (both sides).
+    pub messages: i64,
+}
+
+impl Store {
+    /// The user's dialogs, newest first, at most `limit` (0 to
+    /// [`MAX_DIALOG_PAGE`]), each with its persona's name and first user message.
+    pub async fn dialog_summaries(
+        &self,
+        user_id: i64,
+        limit: i64,
+    ) -> Result<Vec<DialogSummary>, StoreError> {
+        self.summaries(user_id, None, limit.clamp(0, MAX_DIALOG_PAGE))
+            .await
+    }
+
+    /// One of the user's dialogs as [`Store::dialog_summaries`] shows it; `None` if
+    /// it is not theirs.
+    pub async fn dialog_summary(
+        &self,
+        user_id: i64,
+        dialog_id: i64,
+    ) -> Result<Option<DialogSummary>, StoreError> {
+        Ok(self
+            .summaries(user_id, Some(dialog_id), 1)
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    async fn summaries(
+        &self,
+        user_id: i64,
+        dialog_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<DialogSummary>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT d.id, d.persona_id, p.name AS persona_name, d.is_active, d.created_at,
+                    (SELECT left(m.content, $3) FROM messages m
+                      WHERE m.dialog_id = d.id AND m.role = 'user'
+                      ORDER BY m.id LIMIT 1) AS first_user_message,
+                    (SELECT count(*) FROM messages m WHERE m.dialog_id = d.id) AS messages
+               FROM dialogs d JOIN personas p ON p.id = d.persona_id
+              WHERE d.user_id = $1 AND ($4::BIGINT IS NULL OR d.id = $4)
+              ORDER BY d.id DESC
+              LIMIT $2",
+        )
+        .bind(user_id)
+        .bind(limit)
+        .bind(SUMMARY_FIRST_MESSAGE_CHARS)
+        .bind(dialog_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DialogSummary {
+                    id: r.try_get("id")?,
+                    persona_id: r.try_get("persona_id")?,
+                    persona_name: r.try_get("persona_name")?,
+                    is_active: r.try_get("is_active")?,
+                    created_at: r.try_get("created_at")?,
+                    first_user_message: r.try_get("first_user_message")?,
+                    messages: r.try_get("messages")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Makes one of the user's earlier dialogs their active one again (the next
+    /// message continues it, with its history). A dialog that is not the user's
+    /// (another user's, or none at all) is [`StoreError::UnknownDialog`] and changes
+    /// nothing; reopening the active dialog is harmless.
+    pub async fn reopen_dialog(&self, user_id: i64, dialog_id: i64) -> Result<Dialog, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        // the user's row serialises this with new_dialog and other reopens
+        let user: Option<i64> = sqlx::query_scalar("SELECT id FROM users WHERE id = $1 FOR UPDATE")
+            .bind(user_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if user.is_none() {
+            return Err(StoreError::UnknownUser(user_id));
+        }
+        let owned: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM dialogs WHERE id = $1 AND user_id = $2)",
+        )
+        .bind(dialog_id)
+        .bind(user_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if !owned {
+            return Err(StoreError::UnknownDialog(dialog_id));
+        }
+        // one active dialog per user (a unique partial index): the old one goes first
+        sqlx::query(
+            "UPDATE dialogs SET is_active = false WHERE user_id = $1 AND is_active AND id <> $2",
+        )
+        .bind(user_id)
+        .bind(dialog_id)
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query("UPDATE dialogs SET is_active = true WHERE id = $1 RETURNING *")
+            .bind(dialog_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(dialog_from_row(&row)?)
+    }
+}

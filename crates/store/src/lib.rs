@@ -14,7 +14,9 @@ mod credits;
 mod dialogs;
 mod error;
 mod jobs;
+mod ledger;
 mod outbox;
+mod payments;
 mod stats;
 mod users;
 
@@ -28,10 +30,16 @@ use sqlx::{
 pub use args::DatabaseArgs;
 pub use bot_intake::{InboxUpdate, MAX_UPDATE_ATTEMPTS};
 pub use credits::{Charged, PaidJob};
-pub use dialogs::{Dialog, Message, Persona, Role};
+pub use dialogs::{
+    Dialog, DialogSummary, MAX_DIALOG_PAGE, Message, Persona, Role, SUMMARY_FIRST_MESSAGE_CHARS,
+};
 pub use error::StoreError;
 pub use jobs::{JobRecord, OpenJob, RecentJob, Settled};
+pub use ledger::{
+    LedgerEntry, LedgerKind, MAX_CREDIT_MOVE, MAX_LEDGER_PAGE, MAX_REASON_CHARS, Moved,
+};
 pub use outbox::{OutboxBatch, OutboxJob};
+pub use payments::{NewPurchase, Payment, PaymentRefund, Purchased};
 pub use stats::{DailyJobs, NewUsers, RetentionCohort, UserStats};
 pub use users::User;
 

@@ -31,10 +31,17 @@ fn retention_rate(
     }
 }
 
-pub(crate) async fn admin(app: &BotApp, who: &Requester) -> Result<(), BotError> {
+pub(crate) async fn admin(app: &BotApp, who: &Requester, text: &str) -> Result<(), BotError> {
     if !app.cfg.admin_ids.contains(&who.tg_user) {
         app.say_to(who, &t(who.lang, "admin.denied", &[]), None)
             .await?;
+        return Ok(());
+    }
+    let mut words = text.split_whitespace().skip(1);
+    if words.next() == Some("refund") {
+        let args: Vec<&str> = words.collect();
+        let answer = crate::payments::admin_refund(app, who, &args.join(" ")).await;
+        app.say_to(who, &answer, None).await?;
         return Ok(());
     }
     let day = today();

@@ -136,6 +136,8 @@ pub struct BotApp {
     pub cooling: ChatCooling,
     /// This replica's id (the status loop's lease, the intake's claims).
     pub instance: String,
+    /// The acknowledgement's time estimates (queue figures cached per queue).
+    pub estimator: crate::estimate::Estimator,
 }
 
 impl BotApp {
@@ -161,6 +163,7 @@ impl BotApp {
             slots: JobSlots::new(conn.clone(), &prefix, cfg.max_concurrent_jobs),
             states: ChatStates::new(conn.clone(), &prefix, STATE_TTL),
             tracker: Tracker::new(conn, &prefix),
+            estimator: crate::estimate::Estimator::new(queue.clone(), &cfg.delivery_queue),
             bot,
             store,
             queue,

@@ -95,6 +95,12 @@ async fn handle_callback(
         Action::Style { token, style } => video_style(app, &tap, &token, style).await,
         Action::Count { token, count } => videos(app, &tap, &token, count).await,
         Action::CancelJob(job_id) => cancel_button(app, &tap, &job_id).await,
+        Action::Reopen(dialog_id) => crate::dialogs::reopen(app, &tap.who, dialog_id).await,
+        Action::BuyMenu => {
+            crate::payments::show_packages(app, &tap.who).await?;
+            Ok(None)
+        }
+        Action::Buy(package) => crate::payments::send_invoice(app, &tap.who, &package).await,
     }
 }
 

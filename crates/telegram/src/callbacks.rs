@@ -53,6 +53,12 @@ pub enum Action {
     Count { token: String, count: u32 },
     /// Cancel this job.
     CancelJob(String),
+    /// Make this earlier dialog of the user's the active one (`/dialogs`).
+    Reopen(i64),
+    /// Show the credit packages (`/buy`).
+    BuyMenu,
+    /// Buy this credit package: send its invoice.
+    Buy(String),
 }
 
 /// The video counts offered.
@@ -69,12 +75,23 @@ impl fmt::Display for Action {
             Action::Style { token, style } => write!(f, "st:{token}:{}", style.code()),
             Action::Count { token, count } => write!(f, "n:{token}:{count}"),
             Action::CancelJob(id) => write!(f, "cx:{id}"),
+            Action::Reopen(dialog) => write!(f, "dlg:{dialog}"),
+            Action::BuyMenu => write!(f, "buy:*"),
+            Action::Buy(package) => write!(f, "buy:{package}"),
         }
     }
 }
 
 fn is_token(s: &str) -> bool {
     !s.is_empty() && s.len() <= 32 && s.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// A credit package's id as the configuration allows it (1-16 of a-z, 0-9, _, -).
+fn is_package_id(s: &str) -> bool {
+    (1..=16).contains(&s.len())
+        && s
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 impl Action {
@@ -121,6 +138,9 @@ impl Action {
                 })
             }
             "cx" => token(rest).map(Action::CancelJob),
+            "dlg" => rest.parse().ok().map(Action::Reopen),
+            "buy" if rest == "*" => Some(Action::BuyMenu),
+            "buy" => is_package_id(rest).then(|| Action::Buy(rest.to_owned())),
             _ => None,
         }
     }
@@ -159,6 +179,10 @@ mod tests {
                 count: 5,
             },
             Action::CancelJob("01JD5Z8Q3W4E5R6T7Y8U9I0OPA".to_owned()),
+            Action::Reopen(i64::MAX),
+            Action::Reopen(1),
+            Action::BuyMenu,
+            Action::Buy("pack_1000-xl".to_owned()),
         ];
         for a in actions {
             let data = a.data();
@@ -178,6 +202,12 @@ mod tests {
             "st:abc:cartoon",
             "fs:../../etc",
             "cx:",
+            "dlg:",
+            "dlg:x1",
+            "dlg:99999999999999999999",
+            "buy:",
+            "buy:Big",
+            "buy:a-very-long-package-id",
             &"x".repeat(65),
         ] {
             assert_eq!(Action::parse(data), None, "{data}");

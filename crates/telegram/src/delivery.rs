@@ -21,14 +21,15 @@ use teloxide::{
     RequestError,
     payloads::{SendDocumentSetters, SendPhotoSetters, SendVideoSetters},
     prelude::*,
-    types::{InputFile, MessageId, ReplyParameters},
+    types::{InlineKeyboardMarkup, InputFile, MessageId, ReplyParameters},
 };
 use tracing::{error, info, warn};
 
 use crate::{
     app::BotApp,
     callbacks::Action,
-    i18n::t,
+    handlers::{PhotoStash, upscale_row},
+    i18n::{Lang, t},
     send::{CAPTION_LIMIT, edit, job_error, keyboard, row, say, trim_chars},
     status::apply_final,
     tracking::{Final, Kind, SENT, Tracked},
@@ -181,7 +182,7 @@ async fn deliver(app: &BotApp, tracked: &Tracked, p: &DeliverRequest) -> Result<
 async fn give_up(app: &BotApp, tracked: &Tracked, e: &JobError) {
     warn!(job_id = %tracked.job_id, error = %e.message, "delivery failed for good");
     if !already_sent(app, &tracked.job_id).await.unwrap_or(true) {
-        let text = t(tracked.lang, "fail.delivery", &[]);
+        let text = delivery_failed_text(app, tracked.lang);
         if let Err(e) = finish_status(app, tracked, &text).await {
             warn!(job_id = %tracked.job_id, error = %e.message, "could not say the delivery failed");
         }
@@ -204,9 +205,18 @@ async fn deliver_from_history(app: &BotApp, tracked: &Tracked) -> Result<String,
         };
         return deliver_failure(app, tracked, &outcome).await;
     }
-    let text = t(tracked.lang, "fail.delivery", &[]);
+    let text = delivery_failed_text(app, tracked.lang);
     send_once(app, tracked, || finish_status(app, tracked, &text)).await?;
     Ok("failure".to_owned())
+}
+
+/// "Could not deliver", naming the support contact when there is one.
+fn delivery_failed_text(app: &BotApp, lang: Lang) -> String {
+    with_support(
+        lang,
+        t(lang, "fail.delivery", &[]),
+        app.cfg.support_contact.as_deref(),
+    )
 }
 
 /// A job cancelled before it reached Redis: its status message says so (with the
@@ -551,6 +561,7 @@ async fn send_image(
         .unwrap_or("image.png")
         .to_owned();
     let chat = ChatId(tracked.chat_id);
+    let markup = upscale_buttons(app, tracked, &out.artifact.key).await;
     if bytes.len() as u64 <= PHOTO_LIMIT {
         let mut req = app.bot.send_photo(
             chat,
@@ -558,6 +569,9 @@ async fn send_image(
         );
         if let Some(c) = &caption {
             req = req.caption(c.clone());
+        }
+        if let Some(m) = &markup {
+            req = req.reply_markup(m.clone());
         }
         if let Some(r) = tracked.reply_to {
             req = req
@@ -577,8 +591,42 @@ async fn send_image(
     if let Some(c) = caption {
         req = req.caption(c);
     }
+    if let Some(m) = markup {
+        req = req.reply_markup(m);
+    }
     req.await.map_err(job_error)?;
     Ok("document".to_owned())
+}
+
+/// Upscale ×2 / ×4 buttons under a generated picture (none for other results, or
+/// when upscaling is not offered). The picture is stashed like a photo the user
+/// sent, so a tap is the photo menu's upscale order: charged once per picture
+/// message and factor (`up<factor>:<chat>:<message id>`). A stash that fails only
+/// costs the buttons.
+async fn upscale_buttons(
+    app: &BotApp,
+    tracked: &Tracked,
+    image: &str,
+) -> Option<InlineKeyboardMarkup> {
+    if tracked.kind != Kind::Picture {
+        return None;
+    }
+    let offer = app.offers.upscale.as_ref()?;
+    let stash = PhotoStash {
+        image: image.to_owned(),
+        owner: tracked.tg_user,
+    };
+    match app.states.stash(&stash).await {
+        Ok(token) => Some(keyboard(vec![upscale_row(
+            tracked.lang,
+            offer.price,
+            &token,
+        )])),
+        Err(e) => {
+            warn!(job_id = %tracked.job_id, error = %e, "picture sent without its upscale buttons");
+            None
+        }
+    }
 }
 
 async fn send_video(
@@ -630,13 +678,27 @@ async fn deliver_failure(
     tracked: &Tracked,
     outcome: &Outcome,
 ) -> Result<String, JobError> {
-    let text = failure_text(tracked, outcome);
+    let text = failure_text(tracked, outcome, app.cfg.support_contact.as_deref());
     send_once(app, tracked, || finish_status(app, tracked, &text)).await?;
     Ok("failure".to_owned())
 }
 
-/// The words for how a job ended, with the refund when there was a price.
-fn failure_text(tracked: &Tracked, outcome: &Outcome) -> String {
+/// `text`, then on a line of its own whom to write to (`bot.support_contact`), if
+/// anyone.
+fn with_support(lang: Lang, text: String, support: Option<&str>) -> String {
+    match support {
+        Some(contact) => format!(
+            "{}\n{}",
+            text.trim(),
+            t(lang, "support.contact", &[("contact", &contact)])
+        ),
+        None => text,
+    }
+}
+
+/// The words for how a job ended, with the refund when there was a price; a
+/// billing or "unavailable" failure names the support contact (if configured).
+fn failure_text(tracked: &Tracked, outcome: &Outcome, support: Option<&str>) -> String {
     let lang = tracked.lang;
     let refund = if tracked.price > 0 {
         t(lang, "refund.returned", &[("credits", &tracked.price)])
@@ -651,7 +713,11 @@ fn failure_text(tracked: &Tracked, outcome: &Outcome) -> String {
             Some(FailureClass::UserViolation) => {
                 t(lang, "fail.user_violation", &[("refund", refund)])
             }
-            Some(FailureClass::Billing) => t(lang, "fail.billing", &[("refund", refund)]),
+            Some(FailureClass::Billing) => with_support(
+                lang,
+                t(lang, "fail.billing", &[("refund", refund)]),
+                support,
+            ),
             Some(FailureClass::BadInput) => {
                 let reason = trim_chars(outcome.error.as_deref().unwrap_or_default(), 300);
                 t(
@@ -662,7 +728,11 @@ fn failure_text(tracked: &Tracked, outcome: &Outcome) -> String {
             }
             Some(FailureClass::Timeout) => t(lang, "fail.timed_out", &[("refund", refund)]),
             Some(FailureClass::Cancelled) => t(lang, "fail.cancelled", &[("refund", refund)]),
-            _ => t(lang, "fail.unavailable", &[("refund", refund)]),
+            _ => with_support(
+                lang,
+                t(lang, "fail.unavailable", &[("refund", refund)]),
+                support,
+            ),
         }
     };
     text.trim().to_owned()

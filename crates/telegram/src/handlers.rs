@@ -66,6 +66,7 @@ pub fn schema() -> UpdateHandler<BotError> {
     dptree::entry()
         .branch(Update::filter_message().endpoint(on_message))
         .branch(Update::filter_callback_query().endpoint(crate::buttons::on_callback))
+        .branch(Update::filter_pre_checkout_query().endpoint(crate::payments::on_pre_checkout))
 }
 
 pub(crate) fn language(user: &User) -> Lang {
@@ -110,7 +111,13 @@ async fn handle_message(
         reply_to: Some(msg.id.0),
         tap: None,
     };
-    let kind = if let Some(text) = msg.text() {
+    let kind = if let Some(paid) = msg.successful_payment() {
+        crate::payments::on_successful_payment(app, &who, paid).await?;
+        "payment"
+    } else if let teloxide::types::MessageKind::RefundedPayment(r) = &msg.kind {
+        crate::payments::on_refunded_payment(app, &r.refunded_payment).await?;
+        "refunded_payment"
+    } else if let Some(text) = msg.text() {
         if text.starts_with('/') {
             command(app, &who, text, user, created).await?;
             "command"
@@ -162,15 +169,81 @@ async fn command(
         "start" => start(app, who, &user.first_name, created).await,
         "help" => help(app, who).await,
         "balance" => {
-            let credits = app.store.balance(who.user_id).await?;
-            let text = t(who.lang, "balance", &[("credits", &credits)]);
+            let text = balance_text(app, who).await?;
             app.say_to(who, &text, None).await?;
             Ok(())
         }
         "new" => new_dialog(app, who).await,
+        "dialogs" => crate::dialogs::list(app, who).await,
         "cancel" => cancel_all(app, who).await,
-        "admin" => crate::admin::admin(app, who).await,
+        "admin" => crate::admin::admin(app, who, text).await,
+        "buy" => crate::payments::show_packages(app, who).await,
         _ => help(app, who).await,
+    }
+}
+
+/// How many ledger entries `/balance` lists.
+const BALANCE_HISTORY: i64 = 5;
+/// The longest reason `/balance` quotes, in characters.
+const BALANCE_REASON_CHARS: usize = 100;
+
+/// `/balance`: the balance, then the last few ledger entries (what, how much, why
+/// where an operator said why, when).
+async fn balance_text(app: &BotApp, who: &Requester) -> Result<String, BotError> {
+    let credits = app.store.balance(who.user_id).await?;
+    let mut text = t(who.lang, "balance", &[("credits", &credits)]);
+    let entries = app.store.ledger_of(who.user_id, BALANCE_HISTORY).await?;
+    if entries.is_empty() {
+        return Ok(text);
+    }
+    text.push_str("\n\n");
+    text.push_str(&t(who.lang, "ledger.title", &[]));
+    for e in &entries {
+        text.push('\n');
+        text.push_str(&ledger_line(who.lang, e));
+    }
+    Ok(text)
+}
+
+/// One ledger entry in words: `• 2025-01-31 credits granted: +100 — beta tester`.
+fn ledger_line(lang: Lang, e: &genq_store::LedgerEntry) -> String {
+    use genq_store::LedgerKind as K;
+    let welcome = e.kind == K::Grant && e.reason.as_deref() == Some("welcome");
+    let what = match e.kind {
+        K::Grant if welcome => "ledger.welcome",
+        K::Grant => "ledger.grant",
+        K::Charge => "ledger.charge",
+        K::Refund => "ledger.refund",
+        K::Purchase => "ledger.purchase",
+        K::Deduct => "ledger.deduct",
+        K::PurchaseRefund => "ledger.purchase_refund",
+    };
+    let what = t(lang, what, &[]);
+    let date = e.created_at.format("%Y-%m-%d").to_string();
+    let amount = format!("{:+}", e.amount);
+    // a purchase's reason is the bot's own note (package and Stars), not a why
+    let reason = match (&e.reason, e.kind) {
+        (_, K::Purchase) => None,
+        (_, _) if welcome => None,
+        (Some(r), _) if !r.trim().is_empty() => Some(trim_chars(r.trim(), BALANCE_REASON_CHARS)),
+        _ => None,
+    };
+    match reason {
+        Some(reason) => t(
+            lang,
+            "ledger.entry_reason",
+            &[
+                ("date", &date),
+                ("what", &what),
+                ("amount", &amount),
+                ("reason", &reason),
+            ],
+        ),
+        None => t(
+            lang,
+            "ledger.entry",
+            &[("date", &date), ("what", &what), ("amount", &amount)],
+        ),
     }
 }
 
@@ -427,6 +500,32 @@ async fn on_photo(
     photo_menu(app, who, image).await
 }
 
+/// The Upscale ×2 / ×4 buttons for the photo stashed under `token` (the photo menu,
+/// and under every generated picture).
+pub(crate) fn upscale_row(
+    lang: Lang,
+    price: i64,
+    token: &str,
+) -> Vec<teloxide::types::InlineKeyboardButton> {
+    row([2, 4]
+        .into_iter()
+        .map(|factor| {
+            let key = if factor == 2 {
+                "button.upscale2"
+            } else {
+                "button.upscale4"
+            };
+            (
+                t(lang, key, &[("price", &price)]),
+                Action::Upscale {
+                    token: token.to_owned(),
+                    factor,
+                },
+            )
+        })
+        .collect())
+}
+
 /// Upscale x2 / x4, Face swap, Animate — each button with its price.
 async fn photo_menu(app: &BotApp, who: &Requester, image: String) -> Result<(), BotError> {
     let token = app
@@ -440,22 +539,7 @@ async fn photo_menu(app: &BotApp, who: &Requester, image: String) -> Result<(), 
     let o = &app.offers;
     let mut rows = Vec::new();
     if let Some(up) = &o.upscale {
-        rows.push(row(vec![
-            (
-                t(lang, "button.upscale2", &[("price", &up.price)]),
-                Action::Upscale {
-                    token: token.clone(),
-                    factor: 2,
-                },
-            ),
-            (
-                t(lang, "button.upscale4", &[("price", &up.price)]),
-                Action::Upscale {
-                    token: token.clone(),
-                    factor: 4,
-                },
-            ),
-        ]));
+        rows.push(upscale_row(lang, up.price, &token));
     }
     if let Some(fs) = &o.face_swap {
         rows.push(row(vec![(

@@ -136,6 +136,10 @@ fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Which lane an update goes to: its chat (or its sender's private chat); an update
 /// without either has a lane of its own.
 fn lane_of(update_id: i64, body: &Value) -> i64 {
+    if body.get("pre_checkout_query").is_some() {
+        // answered within Telegram's 10 s whatever the payer's chat is doing
+        return i64::MIN / 2 - update_id;
+    }
     let chat = [
         "message",
         "edited_message",
@@ -487,7 +491,7 @@ mod tests {
         let inaccessible = json!({"update_id": 7, "callback_query": {"from": {"id": 7}}});
         assert_eq!(lane_of(7, &inaccessible), 7);
         let checkout = json!({"update_id": 8, "pre_checkout_query": {"from": {"id": 9}}});
-        assert_eq!(lane_of(8, &checkout), 9);
+        assert_ne!(lane_of(8, &checkout), 9, "a pre-checkout query waits for no chat");
         let other = json!({"update_id": 9, "poll": {"id": "x"}});
         assert_ne!(lane_of(9, &other), lane_of(10, &other));
     }

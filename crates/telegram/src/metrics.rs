@@ -19,6 +19,19 @@ pub struct BotMetrics {
     pub intake: IntCounterVec,
     /// Telegram's 429s, by what was refused: ack, tap, edit, delivery.
     pub telegram_429: IntCounterVec,
+    /// Invoices sent, by package.
+    pub invoices: IntCounterVec,
+    /// Pre-checkout queries answered, by outcome: accepted, refused.
+    pub pre_checkouts: IntCounterVec,
+    /// Purchases granted (once per payment), by package.
+    pub purchases: IntCounterVec,
+    /// Telegram Stars received, by package.
+    pub purchased_stars: IntCounterVec,
+    /// Refunds of purchases carried out, by outcome: done, failed.
+    pub refunds: IntCounterVec,
+    /// Payment handling that failed, by step: invoice, pre_checkout, grant,
+    /// unknown_payload (an operator should look).
+    pub payment_errors: IntCounterVec,
 }
 
 impl BotMetrics {
@@ -62,6 +75,49 @@ impl BotMetrics {
             ),
             &["what"],
         )?;
+        let counter = |name: &str, help: &str, label: &str| {
+            IntCounterVec::new(Opts::new(name, help), &[label])
+        };
+        let invoices = counter(
+            "genq_bot_invoices_total",
+            "Invoices for credit packages sent, by package",
+            "package",
+        )?;
+        let pre_checkouts = counter(
+            "genq_bot_pre_checkouts_total",
+            "Pre-checkout queries answered, by outcome",
+            "outcome",
+        )?;
+        let purchases = counter(
+            "genq_bot_purchases_total",
+            "Credit packages bought (granted once per payment), by package",
+            "package",
+        )?;
+        let purchased_stars = counter(
+            "genq_bot_purchased_stars_total",
+            "Telegram Stars received for credits, by package",
+            "package",
+        )?;
+        let refunds = counter(
+            "genq_bot_payment_refunds_total",
+            "Refunds of purchases carried out with Telegram, by outcome",
+            "outcome",
+        )?;
+        let payment_errors = counter(
+            "genq_bot_payment_errors_total",
+            "Payment handling that failed, by step",
+            "step",
+        )?;
+        for c in [
+            &invoices,
+            &pre_checkouts,
+            &purchases,
+            &purchased_stars,
+            &refunds,
+            &payment_errors,
+        ] {
+            registry.register(Box::new(c.clone()))?;
+        }
         registry.register(Box::new(intake.clone()))?;
         registry.register(Box::new(telegram_429.clone()))?;
         registry.register(Box::new(updates.clone()))?;
@@ -75,6 +131,12 @@ impl BotMetrics {
             watched_jobs,
             intake,
             telegram_429,
+            invoices,
+            pre_checkouts,
+            purchases,
+            purchased_stars,
+            refunds,
+            payment_errors,
         })
     }
 }

@@ -14,6 +14,7 @@ use crate::{
     BotError,
     app::{BotApp, Offer},
     callbacks::Action,
+    estimate::{Eta, Leg},
     i18n::{Lang, t},
     limits::{Admission, SlotReservation},
     send::{keyboard, row, say, trim_chars, typing, with_retry},
@@ -23,6 +24,9 @@ use crate::{
 
 /// Telegram's limit for an answer to a button (characters).
 pub(crate) const CALLBACK_TEXT_LIMIT: usize = 200;
+
+/// The longest an acknowledgement waits for its time estimate.
+const ESTIMATE_BUDGET: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// How long after its charge an untracked job is taken up again when its Telegram
 /// update comes back (Telegram re-delivers updates a crashed bot did not confirm).
@@ -163,7 +167,7 @@ impl BotApp {
             }
         }
         if let Some((job_id, order)) = run.created.first() {
-            self.answer_tap(who, &order.offer.queue, job_id).await;
+            self.answer_tap(who, order, job_id).await;
         }
         for (job_id, order) in &run.created {
             if let Err(e) = self.acknowledge(who, job_id, order).await {
@@ -180,7 +184,9 @@ impl BotApp {
                 "err.insufficient",
                 &[("price", &price), ("balance", &balance)],
             );
-            self.say_to(who, &text, None).await?;
+            let buy =
+                (!self.cfg.packages.is_empty()).then(|| crate::payments::buy_button(who.lang));
+            self.say_to(who, &text, buy).await?;
         }
         if !run.created.is_empty() {
             return Ok(Placed::Created(
@@ -292,7 +298,8 @@ impl BotApp {
             "err.insufficient",
             &[("price", &price), ("balance", &balance)],
         );
-        self.say_to(who, &text, None).await?;
+        let buy = (!self.cfg.packages.is_empty()).then(|| crate::payments::buy_button(who.lang));
+        self.say_to(who, &text, buy).await?;
         Ok(Placed::Refused)
     }
 
@@ -319,15 +326,51 @@ impl BotApp {
     }
 
     /// A tap that placed an order is answered at once with "taken into work" (and
-    /// the position): a notice Telegram shows immediately, whatever the backlog of
-    /// messages under its 30-a-second limit. Best effort.
-    async fn answer_tap(&self, who: &Requester, queue: &str, job_id: &str) {
+    /// the position and the time estimate): a notice Telegram shows immediately,
+    /// whatever the backlog of messages under its 30-a-second limit. Best effort.
+    async fn answer_tap(&self, who: &Requester, order: &Order, job_id: &str) {
         let Some(tap) = who.tap.as_ref().filter(|tap| tap.take()) else {
             return;
         };
-        let ahead = self.jobs_ahead(queue, job_id).await.unwrap_or(0);
-        self.send_tap_answer(tap, Some(ack_text(who.lang, ahead)))
+        let ahead = self
+            .jobs_ahead(&order.offer.queue, job_id)
+            .await
+            .unwrap_or(0);
+        let eta = self.eta(order, ahead).await;
+        self.send_tap_answer(tap, Some(ack_text(who.lang, ahead, eta)))
             .await;
+    }
+
+    /// The time estimate for `order` with `ahead` jobs before it (see
+    /// [`crate::estimate`]); `None` when a queue on its way is paused, or Redis
+    /// does not answer within [`ESTIMATE_BUDGET`] (the acknowledgement goes without).
+    async fn eta(&self, order: &Order, ahead: u64) -> Option<Eta> {
+        let mut legs = vec![Leg {
+            queue: &order.offer.queue,
+            job_type: order.offer.job_type,
+            ahead: Some(ahead),
+        }];
+        if order.kind == Kind::ImagePrompt
+            && let Some(queue) = &self.offers.picture_image_queue
+        {
+            // the picture's GenerateImage queues behind what is ready there now
+            legs.push(Leg {
+                queue,
+                job_type: "generate_image",
+                ahead: None,
+            });
+        }
+        match tokio::time::timeout(ESTIMATE_BUDGET, self.estimator.estimate(&legs)).await {
+            Ok(Ok(secs)) => secs.map(Eta::from_secs),
+            Ok(Err(e)) => {
+                warn!(error = %e, "no time estimate");
+                None
+            }
+            Err(_) => {
+                warn!("no time estimate: Redis too slow");
+                None
+            }
+        }
     }
 
     /// Answers a tap (`answerCallbackQuery`, outside the message limits; a short
@@ -385,7 +428,8 @@ impl BotApp {
                 return Ok(());
             }
         }
-        let text = ack_text(who.lang, ahead);
+        let eta = self.eta(order, ahead).await;
+        let text = ack_text(who.lang, ahead, eta);
         let msg = self
             .say_to(who, &text, Some(cancel_button(who.lang, job_id)))
             .await?;
@@ -437,12 +481,18 @@ fn too_many_jobs_text(lang: Lang, open: u32, needed: usize, cap: u32) -> String 
     )
 }
 
-/// "Taken into work", with the number of requests ahead when there is a backlog.
-fn ack_text(lang: Lang, ahead: u64) -> String {
-    if ahead > 0 {
-        t(lang, "ack.position", &[("ahead", &ahead)])
-    } else {
-        t(lang, "ack.queued", &[])
+/// "Taken into work", with the number of requests ahead when there is a backlog,
+/// and the time estimate when there is one.
+fn ack_text(lang: Lang, ahead: u64, eta: Option<Eta>) -> String {
+    match (ahead, eta) {
+        (0, None) => t(lang, "ack.queued", &[]),
+        (ahead, None) => t(lang, "ack.position", &[("ahead", &ahead)]),
+        (0, Some(eta)) => t(lang, "ack.queued_eta", &[("eta", &eta.text(lang))]),
+        (ahead, Some(eta)) => t(
+            lang,
+            "ack.position_eta",
+            &[("ahead", &ahead), ("eta", &eta.text(lang))],
+        ),
     }
 }
 

@@ -17,6 +17,7 @@ use tracing::{error, info, warn};
 
 use crate::{
     BotError,
+    alerts::Alerts,
     app::{BotApp, Offers, Transcriber},
     delivery::Deliver,
     events::route_events,
@@ -73,7 +74,7 @@ pub fn telegram_bot(token: &str, api_url: Option<&str>) -> Result<TgBot, BotErro
 
 async fn register_commands(bot: &TgBot) {
     for lang in [Lang::En, Lang::Ru] {
-        let commands: Vec<BotCommand> = ["start", "new", "balance", "cancel", "help"]
+        let commands: Vec<BotCommand> = ["start", "new", "dialogs", "balance", "buy", "cancel", "help"]
             .into_iter()
             .map(|c| BotCommand::new(c, t(lang, &format!("commands.{c}"), &[])))
             .collect();
@@ -119,7 +120,7 @@ async fn build_app(
     let artifacts: Arc<dyn ArtifactStore> =
         Arc::new(LocalArtifacts::new(&opts.config.artifacts.dir)?);
     let metrics = BotMetrics::new(prom).map_err(|e| BotError::Setup(e.to_string()))?;
-    Ok(Arc::new(BotApp::new(
+    let mut app = BotApp::new(
         bot,
         store,
         queue.clone(),
@@ -128,7 +129,14 @@ async fn build_app(
         artifacts,
         transcriber,
         metrics,
-    )?))
+    )?;
+    // the time estimates' run time of a job type without history: from its timeout
+    app.estimator
+        .set_default_runs(registry.job_types().into_iter().filter_map(|job_type| {
+            let timeout = registry.get(job_type).ok()?.timeout();
+            Some((job_type.to_owned(), timeout))
+        }));
+    Ok(Arc::new(app))
 }
 
 /// Starts the delivery worker: the `deliver` job type on the bot's own queue.
@@ -172,6 +180,13 @@ pub async fn run_bot(
     }));
     tasks.push(tokio::spawn(keep_routing(app.clone(), stop.clone())));
     tasks.push(tokio::spawn(run_status_loop(app.clone(), stop.clone())));
+    tasks.push(tokio::spawn(
+        admin_alerts(&app, &opts.config, &queue, &prom)?.run(stop.clone()),
+    ));
+    tasks.push(tokio::spawn(crate::payments::run_refunds(
+        app.clone(),
+        stop.clone(),
+    )));
     if let Some(addr) = opts.metrics_addr {
         let metrics_stop = stop.clone();
         let server =
@@ -194,6 +209,24 @@ pub async fn run_bot(
     }
     info!("bot stopped");
     Ok(())
+}
+
+/// The admin-alert loop, watching the keys of every configured provider.
+fn admin_alerts(
+    app: &Arc<BotApp>,
+    config: &Config,
+    queue: &RedisQueue,
+    prom: &prometheus::Registry,
+) -> Result<Alerts, BotError> {
+    let deps = genq_catalog::CatalogDeps {
+        redis: queue.connection(),
+        prefix: queue.config().prefix.clone(),
+        // the pools only read cool-downs; their provider metrics are the clients'
+        metrics: &prometheus::Registry::new(),
+    };
+    let pools =
+        genq_catalog::key_pools(config, &deps).map_err(|e| BotError::Setup(e.to_string()))?;
+    Alerts::new(app.clone(), pools, prom)
 }
 
 /// Runs the delivery router until `stop`, starting it again after an error (Redis

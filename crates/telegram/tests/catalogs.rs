@@ -10,7 +10,7 @@ use genq_telegram::i18n::{Lang, keys, placeholders, t};
 /// The catalog's top-level sections (`help` and `balance` are top-level strings).
 const SECTIONS: &[&str] = &[
     "start", "help", "balance", "new", "cancel", "ack", "status", "fail", "refund", "button",
-    "photo", "animate", "result", "err", "admin", "commands",
+    "photo", "animate", "result", "err", "admin", "commands", "ledger", "support", "dialogs",
 ];
 
 /// Keys that may be empty.
@@ -141,7 +141,7 @@ fn every_key_is_in_a_known_section() {
 #[test]
 fn command_descriptions_fit_telegram() {
     for lang in Lang::ALL {
-        for cmd in ["start", "help", "balance", "cancel", "new"] {
+        for cmd in ["start", "help", "balance", "cancel", "new", "dialogs"] {
             let text = t(lang, &format!("commands.{cmd}"), &[]);
             let len = text.chars().count();
             assert!((3..=256).contains(&len), "{}: {cmd}: {text}", lang.code());

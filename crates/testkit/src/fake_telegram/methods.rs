@@ -9,7 +9,7 @@ use super::{
     params::{FileRef, Params, Part},
     records::{CallbackAnswer, SentKind, SentMessage},
     reply::{NOT_MODIFIED, TgError},
-    updates,
+    payments, updates,
 };
 
 /// The chat actions Telegram knows.
@@ -61,6 +61,9 @@ pub(crate) async fn call(shared: &Shared, method: &str, params: &Params) -> Resu
         "senddocument" => send_file(shared, params, SentKind::Document),
         "sendvoice" => send_file(shared, params, SentKind::Voice),
         "getfile" => files::get_file(shared, params),
+        "sendinvoice" => payments::send_invoice(shared, params),
+        "answerprecheckoutquery" => payments::answer_pre_checkout_query(shared, params),
+        "refundstarpayment" => payments::refund_star_payment(shared, params),
         _ => Err(TgError::method_not_found()),
     }
 }
@@ -77,6 +80,7 @@ fn rate_limited(method: &str) -> bool {
             | "sendvideo"
             | "senddocument"
             | "sendvoice"
+            | "sendinvoice"
     )
 }
 
@@ -121,7 +125,7 @@ fn inline_markup(markup: Option<&Value>) -> Option<Value> {
 }
 
 /// A message the bot is sending, before it has an id.
-struct Draft {
+pub(crate) struct Draft {
     kind: SentKind,
     text: Option<String>,
     parse_mode: Option<String>,
@@ -133,7 +137,11 @@ struct Draft {
 }
 
 impl Draft {
-    fn new(kind: SentKind, text: Option<String>, params: &Params) -> Result<Self, TgError> {
+    pub(crate) fn new(
+        kind: SentKind,
+        text: Option<String>,
+        params: &Params,
+    ) -> Result<Self, TgError> {
         Ok(Self {
             kind,
             text,
@@ -146,12 +154,12 @@ impl Draft {
 }
 
 /// Gives `draft` the chat's next message id and records it; the Message object.
-fn record_sent(shared: &Shared, chat_id: i64, draft: Draft) -> Value {
+pub(crate) fn record_sent(shared: &Shared, chat_id: i64, draft: Draft) -> Value {
     let mut state = shared.state();
     let chat = state.chat(chat_id);
     let message_id = chat.next_message_id();
     let mut object = objects::message(chat_id, message_id, shared.bot.user());
-    if let Some(text) = &draft.text {
+    if let Some(text) = draft.text.as_ref().filter(|_| draft.kind != SentKind::Invoice) {
         let field = if draft.kind == SentKind::Text {
             "text"
         } else {
@@ -285,7 +293,7 @@ fn folder_and_ext(kind: SentKind, file_name: Option<&str>) -> (&'static str, Str
         SentKind::Photo => ("photos", "jpg".to_owned()),
         SentKind::Video => ("videos", "mp4".to_owned()),
         SentKind::Voice => ("voice", "oga".to_owned()),
-        SentKind::Document | SentKind::Text | SentKind::Action => {
+        SentKind::Document | SentKind::Text | SentKind::Action | SentKind::Invoice => {
             let ext = file_name
                 .and_then(|n| n.rsplit_once('.'))
                 .map(|(_, ext)| ext)
@@ -316,10 +324,12 @@ fn media_object(kind: SentKind, file: &Resolved, params: &Params) -> Value {
             "duration": number("duration"),
             "mime_type": "audio/ogg",
         })),
-        SentKind::Document | SentKind::Text | SentKind::Action => file.meta.object(json!({
+        SentKind::Document | SentKind::Text | SentKind::Action | SentKind::Invoice => {
+            file.meta.object(json!({
             "file_name": file.file_name.as_deref().unwrap_or("file"),
             "mime_type": "application/octet-stream",
-        })),
+            }))
+        }
     }
 }
 

@@ -36,6 +36,7 @@ mod files;
 mod methods;
 mod objects;
 mod params;
+mod payments;
 mod records;
 mod reply;
 mod updates;
@@ -59,7 +60,7 @@ use tokio::{
     sync::{Notify, oneshot},
 };
 
-pub use records::{CallbackAnswer, SentKind, SentMessage};
+pub use records::{CallbackAnswer, Invoice, PreCheckoutAnswer, SentKind, SentMessage, StarRefund};
 
 use crate::fake_provider::lock;
 use files::StoredFile;
@@ -399,6 +400,8 @@ struct State {
     answered_429: usize,
     /// Methods whose next calls are held before they are answered.
     holds: HashMap<String, Hold>,
+    /// Invoices, pre-checkout queries, charges and refunds.
+    payments: payments::PaymentsState,
     /// Users' `language_code` other than "en".
     languages: HashMap<i64, String>,
 }

@@ -18,6 +18,8 @@ pub enum SentKind {
     Voice,
     /// `sendChatAction`: no message; `text` holds the action (`typing`, `upload_photo`, …).
     Action,
+    /// `sendInvoice`: `text` holds the invoice's title.
+    Invoice,
 }
 
 impl SentKind {
@@ -28,7 +30,7 @@ impl SentKind {
             Self::Video => "video",
             Self::Document => "document",
             Self::Voice => "voice",
-            Self::Text | Self::Action => "",
+            Self::Text | Self::Action | Self::Invoice => "",
         }
     }
 }
@@ -67,4 +69,35 @@ pub struct CallbackAnswer {
     pub url: Option<String>,
     /// How long after the button was pressed the answer came.
     pub after: std::time::Duration,
+}
+
+/// An `answerPreCheckoutQuery` call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreCheckoutAnswer {
+    pub pre_checkout_query_id: String,
+    pub ok: bool,
+    pub error_message: Option<String>,
+    /// How long after the query was sent to the bot the answer came (Telegram
+    /// cancels the purchase after 10 s).
+    pub after: std::time::Duration,
+}
+
+/// An invoice the bot sent, as the user's Telegram shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invoice {
+    pub chat_id: i64,
+    pub message_id: i32,
+    pub title: String,
+    pub description: String,
+    pub payload: String,
+    pub currency: String,
+    /// The sum of the prices (Stars, for `XTR`).
+    pub total_amount: i64,
+}
+
+/// A `refundStarPayment` Telegram carried out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StarRefund {
+    pub user_id: i64,
+    pub telegram_payment_charge_id: String,
 }

@@ -17,7 +17,7 @@ const THUMB_SIDE: u32 = 90;
 
 impl Shared {
     /// Queues the update `body` (e.g. `{"message": …}`) under a new id; its id.
-    fn push_update(&self, mut body: Value) -> u32 {
+    pub(crate) fn push_update(&self, mut body: Value) -> u32 {
         let id = {
             let mut state = self.state();
             state.last_update_id += 1;
@@ -33,7 +33,7 @@ impl Shared {
     /// Queues a message of user `user_id` in `chat_id`, with `content` (`text`,
     /// `photo`, …) added to its id, sender, chat and date; the update's id.
     /// User `user_id` as updates show them (`language_code` "en" unless set).
-    fn user_object(&self, user_id: i64) -> Value {
+    pub(crate) fn user_object(&self, user_id: i64) -> Value {
         let language = self
             .state()
             .languages
