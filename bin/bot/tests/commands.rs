@@ -133,7 +133,26 @@ async fn balance_help_and_admin_answer() {
         .into_iter()
         .filter_map(|m| m.text)
         .collect();
-    assert_eq!(said[0], text("balance", &[("credits", &100)]));
+    // the balance, then the credit history: here the welcome credits
+    let user = stack.user(chat).await;
+    let ledger = stack.store.ledger_of(user.id, 5).await.unwrap();
+    let day = |i: usize| ledger[i].created_at.format("%Y-%m-%d").to_string();
+    let welcome = text(
+        "ledger.entry",
+        &[
+            ("date", &day(0)),
+            ("what", &text("ledger.welcome", &[])),
+            ("amount", &"+100"),
+        ],
+    );
+    assert_eq!(
+        said[0],
+        format!(
+            "{}\n\n{}\n{welcome}",
+            text("balance", &[("credits", &100)]),
+            text("ledger.title", &[])
+        )
+    );
     let help = text(
         "help",
         &[
@@ -146,6 +165,36 @@ async fn balance_help_and_admin_answer() {
     );
     assert_eq!(said[1], help, "the prices come from the configuration");
     assert_eq!(said[2], text("admin.denied", &[]));
+
+    // an operator's deduction shows, newest first, with its reason
+    stack
+        .store
+        .deduct_credits(chat, 30, "duplicate account", "operator:test")
+        .await
+        .unwrap();
+    let before = stack.sent_count(chat);
+    stack.tg.user_sends_command(chat, chat, "/balance");
+    let answer = stack
+        .wait_sent(chat, before, |m| m.kind == SentKind::Text)
+        .await;
+    let ledger = stack.store.ledger_of(user.id, 5).await.unwrap();
+    let deducted = text(
+        "ledger.entry_reason",
+        &[
+            ("date", &ledger[0].created_at.format("%Y-%m-%d")),
+            ("what", &text("ledger.deduct", &[])),
+            ("amount", &"-30"),
+            ("reason", &"duplicate account"),
+        ],
+    );
+    assert_eq!(
+        answer.text.unwrap_or_default(),
+        format!(
+            "{}\n\n{}\n{deducted}\n{welcome}",
+            text("balance", &[("credits", &70)]),
+            text("ledger.title", &[])
+        )
+    );
 
     stack.tg.user_sends_command(admin, admin, "/admin");
     let stats = stack

@@ -20,7 +20,9 @@ async fn invoice_for(stack: &Stack, chat: i64, package: &str) -> genq_testkit::I
         })
         .await;
     assert!(
-        menu.text.as_deref().is_some_and(|t| is_text(t, "buy.choose")),
+        menu.text
+            .as_deref()
+            .is_some_and(|t| is_text(t, "buy.choose")),
         "{menu:?}"
     );
     let data = format!("buy:{package}");
@@ -119,10 +121,7 @@ async fn a_package_taken_off_the_offer_is_refused_at_pre_checkout() {
     let query = stack.tg.user_pays(chat, chat, invoice.message_id);
     let answer = pre_checkout_answer(&stack, &query).await;
     assert!(!answer.ok);
-    assert_eq!(
-        answer.error_message,
-        Some(text("buy.refused_package", &[]))
-    );
+    assert_eq!(answer.error_message, Some(text("buy.refused_package", &[])));
     let user = stack.user(chat).await;
     stack.wait_balance(user.id, 100).await;
     assert!(stack.ledger(user.id, "purchase").await.is_empty());
@@ -242,11 +241,9 @@ async fn an_operator_refund_returns_the_stars_once_and_takes_the_credits_back_on
 
     // asked again: refused, nothing moves
     let before = stack.sent_count(chat);
-    stack.tg.user_sends_command(
-        chat,
-        chat,
-        &format!("/admin refund {} again", payment.id),
-    );
+    stack
+        .tg
+        .user_sends_command(chat, chat, &format!("/admin refund {} again", payment.id));
     let said = stack.next_text(chat, before).await;
     assert!(
         said.text

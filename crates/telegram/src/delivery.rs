@@ -737,3 +737,83 @@ fn failure_text(tracked: &Tracked, outcome: &Outcome, support: Option<&str>) -> 
     };
     text.trim().to_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tracked(lang: Lang) -> Tracked {
+        Tracked {
+            job_id: "01JOB".to_owned(),
+            queue: "img".to_owned(),
+            kind: Kind::Photo,
+            chat_id: 1,
+            tg_user: 1,
+            user_id: 1,
+            lang,
+            price: 3,
+            slot: "up2:1:2".to_owned(),
+            status_msg: None,
+            reply_to: None,
+            dialog_id: None,
+            caption: None,
+            video_of: None,
+            handed_to: None,
+        }
+    }
+
+    fn failed(class: FailureClass) -> Outcome {
+        Outcome {
+            status: JobStatus::Failed,
+            class: Some(class),
+            error: Some("details".to_owned()),
+        }
+    }
+
+    #[test]
+    fn billing_and_unavailable_failures_name_the_support_contact_when_there_is_one() {
+        for lang in Lang::ALL {
+            let t = tracked(lang);
+            let contact = t_support(lang, "@genq_help");
+            let refund = crate::i18n::t(lang, "refund.returned", &[("credits", &3)]);
+            for class in [FailureClass::Billing, FailureClass::Transient] {
+                let with = failure_text(&t, &failed(class), Some("@genq_help"));
+                let without = failure_text(&t, &failed(class), None);
+                assert!(with.ends_with(&format!("{refund}\n{contact}")), "{with}");
+                assert!(without.ends_with(&refund), "{without}");
+                assert!(!without.contains("@genq_help"));
+                assert_eq!(with, format!("{without}\n{contact}"));
+            }
+            // the user's own doing: no support contact
+            for class in [
+                FailureClass::UserViolation,
+                FailureClass::BadInput,
+                FailureClass::Timeout,
+                FailureClass::Cancelled,
+            ] {
+                let text = failure_text(&t, &failed(class), Some("@genq_help"));
+                assert!(!text.contains("@genq_help"), "{class:?}: {text}");
+            }
+        }
+    }
+
+    #[test]
+    fn without_a_refund_the_support_line_still_follows_the_text() {
+        let mut t = tracked(Lang::En);
+        t.price = 0;
+        let text = failure_text(&t, &failed(FailureClass::Billing), Some("https://t.me/x"));
+        let first = crate::i18n::t(
+            Lang::En,
+            "fail.billing",
+            &[("refund", &crate::i18n::t(Lang::En, "refund.none", &[]))],
+        );
+        assert_eq!(
+            text,
+            format!("{}\n{}", first.trim(), t_support(Lang::En, "https://t.me/x"))
+        );
+    }
+
+    fn t_support(lang: Lang, contact: &str) -> String {
+        crate::i18n::t(lang, "support.contact", &[("contact", &contact)])
+    }
+}

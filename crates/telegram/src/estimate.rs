@@ -242,6 +242,39 @@ impl Eta {
         }
     }
 
+    /// The estimate `text` (an acknowledgement, say) gives in `lang`'s words, if any.
+    pub fn find_in(text: &str, lang: Lang) -> Option<Eta> {
+        let fixed = [
+            (t(lang, "ack.eta_minute", &[]), Eta::Minute),
+            (t(lang, "ack.eta_hour", &[]), Eta::Hour),
+        ];
+        if let Some((_, eta)) = fixed.iter().find(|(words, _)| text.contains(words.as_str())) {
+            return Some(*eta);
+        }
+        let numbered: [(&str, fn(u64) -> Eta); 3] = [
+            ("ack.eta_seconds", Eta::Seconds),
+            ("ack.eta_minutes", Eta::Minutes),
+            ("ack.eta_hours", Eta::Hours),
+        ];
+        for (key, make) in numbered {
+            let template = t(lang, key, &[]);
+            let Some((before, after)) = template.split_once("{n}") else {
+                continue;
+            };
+            for (at, _) in text.match_indices(before) {
+                let rest = &text[at + before.len()..];
+                let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+                if digits > 0
+                    && rest[digits..].starts_with(after)
+                    && let Ok(n) = rest[..digits].parse()
+                {
+                    return Some(make(n));
+                }
+            }
+        }
+        None
+    }
+
     /// "about 3 minutes", in `lang`.
     pub fn text(self, lang: Lang) -> String {
         match self {
@@ -589,6 +622,30 @@ mod tests {
             };
             assert!(n >= 2 && (n % 10 != 1 || n == 11), "{secs} s → {n}");
         }
+    }
+
+    #[test]
+    fn eta_is_found_again_in_an_acknowledgement() {
+        for eta in [
+            Eta::Seconds(2),
+            Eta::Seconds(45),
+            Eta::Minute,
+            Eta::Minutes(7),
+            Eta::Minutes(55),
+            Eta::Hour,
+            Eta::Hours(12),
+        ] {
+            for lang in Lang::ALL {
+                let ack = t(
+                    lang,
+                    "ack.position_eta",
+                    &[("ahead", &3), ("eta", &eta.text(lang))],
+                );
+                assert_eq!(Eta::find_in(&ack, lang), Some(eta), "{ack}");
+            }
+        }
+        assert_eq!(Eta::find_in(&t(Lang::En, "ack.position", &[("ahead", &3)]), Lang::En), None);
+        assert_eq!(Eta::find_in("about seconds", Lang::En), None);
     }
 
     #[test]

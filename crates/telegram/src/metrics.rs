@@ -35,6 +35,25 @@ pub struct BotMetrics {
 }
 
 impl BotMetrics {
+    /// Shows the payment series at 0 from the start (a counter that never moved is
+    /// otherwise absent, and `increase` misses its first step).
+    pub fn prime_payments<'a>(&self, packages: impl IntoIterator<Item = &'a str>) {
+        for package in packages {
+            self.invoices.with_label_values(&[package]);
+            self.purchases.with_label_values(&[package]);
+            self.purchased_stars.with_label_values(&[package]);
+        }
+        for outcome in ["accepted", "refused"] {
+            self.pre_checkouts.with_label_values(&[outcome]);
+        }
+        for outcome in ["done", "failed"] {
+            self.refunds.with_label_values(&[outcome]);
+        }
+        for step in ["invoice", "pre_checkout", "grant", "unknown_payload"] {
+            self.payment_errors.with_label_values(&[step]);
+        }
+    }
+
     pub fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
         let updates = IntCounterVec::new(
             Opts::new(

@@ -120,6 +120,7 @@ async fn build_app(
     let artifacts: Arc<dyn ArtifactStore> =
         Arc::new(LocalArtifacts::new(&opts.config.artifacts.dir)?);
     let metrics = BotMetrics::new(prom).map_err(|e| BotError::Setup(e.to_string()))?;
+    metrics.prime_payments(opts.config.bot.packages.iter().map(|p| p.id.as_str()));
     let mut app = BotApp::new(
         bot,
         store,
