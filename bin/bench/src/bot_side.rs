@@ -88,6 +88,58 @@ pub struct BotFigures {
     pub burst_429: Latencies,
     /// 429s the fake answered during that burst.
     pub refused_429: usize,
+    /// The time estimates the burst's users were shown against their actual waits.
+    pub burst_estimates: EstimateFit,
+    pub burst_429_estimates: EstimateFit,
+}
+
+/// How close the acknowledgements' time estimates came to the actual waits (tap →
+/// the photo): each user's estimate is read back from what the bot sent (the tap's
+/// answer, else the status message as first sent) in the English catalog's words.
+pub struct EstimateFit {
+    /// Users shown an estimate, of all.
+    pub shown: usize,
+    pub users: usize,
+    /// Median of estimate / actual wait.
+    pub median_ratio: f64,
+    /// Share with estimate / actual within [0.5, 2].
+    pub within_2x: f64,
+    /// Median estimate and median actual wait.
+    pub median_estimate: Duration,
+    pub median_actual: Duration,
+}
+
+impl EstimateFit {
+    fn of(probes: &[Probe]) -> Self {
+        let pairs: Vec<(Duration, Duration)> = probes
+            .iter()
+            .filter_map(|p| Some((p.estimate?, p.done?)))
+            .collect();
+        let mut ratios: Vec<f64> = pairs
+            .iter()
+            .map(|(est, actual)| est.as_secs_f64() / actual.as_secs_f64().max(1e-3))
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        let within = ratios.iter().filter(|r| (0.5..=2.0).contains(*r)).count();
+        let mut est: Vec<Duration> = pairs.iter().map(|p| p.0).collect();
+        let mut actual: Vec<Duration> = pairs.iter().map(|p| p.1).collect();
+        est.sort();
+        actual.sort();
+        Self {
+            shown: pairs.len(),
+            users: probes.len(),
+            median_ratio: ratios.get(ratios.len() / 2).copied().unwrap_or(f64::NAN),
+            within_2x: within as f64 / ratios.len().max(1) as f64,
+            median_estimate: est.get(est.len() / 2).copied().unwrap_or_default(),
+            median_actual: actual.get(actual.len() / 2).copied().unwrap_or_default(),
+        }
+    }
+}
+
+/// The estimate in an acknowledgement's text (English), as a duration.
+fn estimate_in(text: &str) -> Option<Duration> {
+    genq_telegram::estimate::Eta::find_in(text, genq_telegram::i18n::Lang::En)
+        .map(|eta| Duration::from_secs(eta.secs()))
 }
 
 /// Runs both scenarios on a fresh stack and tears it down, whatever happened.
@@ -116,7 +168,8 @@ async fn scenarios(stack: &Stack, sizes: &BotSizes) -> anyhow::Result<BotFigures
         "[bot] burst: {} users send a photo, then all tap Upscale x2 at once…",
         sizes.burst
     );
-    let (burst_figures, burst_messages) = burst(stack, sizes.burst, BURST_CHATS).await?;
+    let (burst_figures, burst_messages, burst_estimates) =
+        burst(stack, sizes.burst, BURST_CHATS).await?;
     eprintln!(
         "[bot] burst again, {} other users, {:.0}% of sends answered 429…",
         sizes.burst,
@@ -124,7 +177,7 @@ async fn scenarios(stack: &Stack, sizes: &BotSizes) -> anyhow::Result<BotFigures
     );
     stack.tg.rate_limit_share(SHARE_429, 1);
     let refused_before = stack.tg.answered_429();
-    let (burst_429, _) = burst(stack, sizes.burst, BURST_429_CHATS).await?;
+    let (burst_429, _, burst_429_estimates) = burst(stack, sizes.burst, BURST_429_CHATS).await?;
     let refused_429 = stack.tg.answered_429() - refused_before;
     stack.tg.rate_limit_share(0.0, 1);
     Ok(BotFigures {
@@ -135,6 +188,8 @@ async fn scenarios(stack: &Stack, sizes: &BotSizes) -> anyhow::Result<BotFigures
         burst_messages,
         burst_429,
         refused_429,
+        burst_estimates,
+        burst_429_estimates,
     })
 }
 
@@ -364,6 +419,8 @@ struct Probe {
     tap: Option<Duration>,
     ack: Option<Duration>,
     done: Option<Duration>,
+    /// The time estimate the user was shown.
+    estimate: Option<Duration>,
 }
 
 impl Probe {
@@ -387,6 +444,7 @@ impl Probe {
             tap: None,
             ack: None,
             done: None,
+            estimate: None,
         }
     }
 
@@ -400,9 +458,10 @@ impl Probe {
             return;
         }
         if let Some(id) = &self.callback
-            && answers.iter().any(|a| &a.callback_query_id == id)
+            && let Some(answer) = answers.iter().find(|a| &a.callback_query_id == id)
         {
             self.tap = Some(self.queued.elapsed());
+            self.estimate = answer.text.as_deref().and_then(estimate_in);
         }
     }
 
@@ -410,7 +469,14 @@ impl Probe {
     fn poll(&mut self, tg: &FakeTelegram) -> anyhow::Result<()> {
         for m in tg.sent(self.chat).iter().skip(self.after) {
             match self.expect.classify(m) {
-                Seen::Ack if self.ack.is_none() => self.ack = Some(self.queued.elapsed()),
+                Seen::Ack if self.ack.is_none() => {
+                    self.ack = Some(self.queued.elapsed());
+                    // the status message as first sent (before the status loop's edits)
+                    let first = m.edits.first().or(m.text.as_ref());
+                    if self.estimate.is_none() {
+                        self.estimate = first.and_then(|t| estimate_in(t));
+                    }
+                }
                 Seen::Done if self.done.is_none() => self.done = Some(self.queued.elapsed()),
                 Seen::Refused(text) => {
                     anyhow::bail!("chat {} was answered {text:?} instead", self.chat)
@@ -540,7 +606,11 @@ fn photo() -> anyhow::Result<Vec<u8>> {
 /// `n` users send a photo and get the menu (not timed), then all tap Upscale x2 at
 /// the same instant. The answer to the tap ("taken into work") is the ack; the
 /// status message with its Cancel button follows under Telegram's message limits.
-async fn burst(stack: &Stack, n: usize, first_chat: i64) -> anyhow::Result<(Latencies, usize)> {
+async fn burst(
+    stack: &Stack,
+    n: usize,
+    first_chat: i64,
+) -> anyhow::Result<(Latencies, usize, EstimateFit)> {
     let tg = &stack.tg;
     let bytes = photo()?;
     let (w, h) = PHOTO;
@@ -580,7 +650,11 @@ async fn burst(stack: &Stack, n: usize, first_chat: i64) -> anyhow::Result<(Late
         })
         .collect();
     wait_answered(tg, &mut probes, Duration::from_secs(180)).await?;
-    Ok((latencies(&probes), sent_messages(tg) - messages_before))
+    Ok((
+        latencies(&probes),
+        sent_messages(tg) - messages_before,
+        EstimateFit::of(&probes),
+    ))
 }
 
 /// Messages the bot has sent so far (every chat; the methods teloxide throttles).

@@ -481,6 +481,11 @@ fn print_bot_table(s: &bot_side::BotSizes, f: &bot_side::BotFigures) {
     line("  ack: the tap's answer, \"taken into work\"", &f.burst.tap);
     line("  status message with Cancel", &f.burst.ack);
     line("  photo / document", &f.burst.done);
+    print_estimates(&f.burst_estimates);
+    println!(
+        "    (a cold start: no upscale has finished yet, so the estimate is the default from \
+         the upscale's timeout, 300 s / 10)"
+    );
     println!(
         "burst with {:.0}% of sends and edits answered 429 (retry after 1 s; {} refused): {} other users",
         bot_side::SHARE_429 * 100.0,
@@ -493,6 +498,7 @@ fn print_bot_table(s: &bot_side::BotSizes, f: &bot_side::BotFigures) {
     );
     line("  status message with Cancel", &f.burst_429.ack);
     line("  photo / document", &f.burst_429.done);
+    print_estimates(&f.burst_429_estimates);
     println!();
     println!(
         "Telegram allows a bot ~{TELEGRAM_MESSAGES_PER_SEC:.0} messages/s overall (chat actions, edits and \
@@ -523,6 +529,20 @@ fn print_bot_table(s: &bot_side::BotSizes, f: &bot_side::BotFigures) {
         s.users,
     );
     println!("Latency is seen by polling the fake's record of each waiting chat every 1-2 ms.");
+}
+
+/// The acknowledgements' time estimates against the actual waits (tap → photo).
+fn print_estimates(e: &bot_side::EstimateFit) {
+    println!(
+        "  time estimate shown to {} of {} users: median {:.1} s against a median wait of {:.1} s; \
+         estimate/actual median {:.2}, within a factor of 2: {:.0}%",
+        e.shown,
+        e.users,
+        e.median_estimate.as_secs_f64(),
+        e.median_actual.as_secs_f64(),
+        e.median_ratio,
+        100.0 * e.within_2x,
+    );
 }
 
 async fn run_child(child: ChildRun, quick: bool) -> anyhow::Result<()> {

@@ -268,3 +268,37 @@ async fn an_operator_refund_returns_the_stars_once_and_takes_the_credits_back_on
     stack.wait_balance(user.id, 100).await;
     stack.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buy_button_sits_under_balance_and_under_a_refusal_for_lack_of_credits() {
+    let opts = Options {
+        welcome_credits: 1,
+        ..Options::default()
+    };
+    let stack = Stack::start("bot_buy_button", opts).await;
+    let chat = 5601;
+    let menu = stack.send_photo(chat).await;
+    let before = stack.tap(chat, &menu, "up2:");
+    let refusal = stack.next_text(chat, before).await;
+    assert_eq!(
+        refusal.text,
+        Some(text("err.insufficient", &[("price", &2), ("balance", &1)]))
+    );
+    assert_eq!(button(&refusal, "buy:"), "buy:*");
+
+    let before = stack.sent_count(chat);
+    stack.tg.user_sends_command(chat, chat, "/balance");
+    let balance = stack.next_text(chat, before).await;
+    assert_eq!(button(&balance, "buy:"), "buy:*");
+    let before = stack.tap(chat, &balance, "buy:*");
+    let packages = stack
+        .wait_sent(chat, before, |m| {
+            buttons(m)
+                .iter()
+                .any(|(_, d)| d.starts_with("buy:") && d != "buy:*")
+        })
+        .await;
+    let offered: Vec<String> = buttons(&packages).into_iter().map(|(_, d)| d).collect();
+    assert_eq!(offered, ["buy:s", "buy:m", "buy:l"]);
+    stack.finish().await;
+}

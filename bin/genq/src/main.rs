@@ -8,7 +8,8 @@
 //! - `genq push TYPE JSON`, `genq status ID`, `genq stats`, `genq cancel`, `genq pause`,
 //!   `genq resume`, `genq dead`, `genq retry-dead`: operate the queues.
 //! - `genq credits grant|deduct TELEGRAM_ID N --reason …`, `genq credits ledger
-//!   TELEGRAM_ID`: move a user's credits by hand (audited in the ledger) and read them.
+//!   TELEGRAM_ID`: move a user's credits by hand (audited in the ledger) and read them;
+//!   `genq credits refund PAYMENT_ID --reason …`: refund a purchase.
 
 use std::{sync::Arc, time::Duration};
 
@@ -196,7 +197,7 @@ enum Command {
         #[command(flatten)]
         redis: RedisArgs,
     },
-    /// A user's credits: grant, deduct (audited in the ledger), read the ledger.
+    /// A user's credits: grant, deduct, refund a purchase (audited in the ledger), read the ledger.
     Credits {
         #[command(subcommand)]
         command: CreditsCommand,
@@ -216,6 +217,20 @@ enum CreditsCommand {
     Deduct {
         #[command(flatten)]
         args: CreditMoveArgs,
+    },
+    /// Refund a purchase: its credits are taken back now (refused if the user spent
+    /// them), and the bot returns the Stars through Telegram.
+    Refund {
+        /// The payment's id (see the admin's /api/users/{telegram_id}/payments).
+        payment_id: i64,
+        /// Why (1-500 characters); kept in the ledger and on the payment.
+        #[arg(long)]
+        reason: String,
+        /// Who does it (default: operator:cli:$USER).
+        #[arg(long)]
+        actor: Option<String>,
+        #[command(flatten)]
+        db: DatabaseArgs,
     },
     /// A user's balance and last ledger entries, newest first.
     Ledger {
@@ -275,6 +290,22 @@ async fn credits(command: CreditsCommand) -> anyhow::Result<()> {
                 .deduct_credits(args.telegram_id, args.amount, &args.reason, &actor)
                 .await?;
             print_json(&moved)?;
+        }
+        CreditsCommand::Refund {
+            payment_id,
+            reason,
+            actor,
+            db,
+        } => {
+            let store = open_store(&db).await?;
+            if store.payment(payment_id).await?.is_none() {
+                bail!("no payment {payment_id}");
+            }
+            let actor = cli_actor(actor.as_deref());
+            let refund = store
+                .request_payment_refund(payment_id, &actor, reason.trim())
+                .await?;
+            print_json(&refund)?;
         }
         CreditsCommand::Ledger {
             telegram_id,

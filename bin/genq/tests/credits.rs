@@ -1,8 +1,8 @@
-//! `genq credits grant|deduct|ledger`: the real binary against a PostgreSQL schema of
+//! `genq credits grant|deduct|ledger|refund`: the real binary against a PostgreSQL schema of
 //! its own. Moves land in the ledger with who and why; bad input is refused with the
 //! store's message and a non-zero exit, writing nothing.
 
-use genq_store::{LedgerKind, Store, StoreConfig};
+use genq_store::{LedgerKind, NewPurchase, Store, StoreConfig};
 use genq_testkit::TestSchema;
 use serde_json::Value;
 
@@ -81,7 +81,10 @@ async fn an_operator_grants_deducts_and_reads_the_ledger_from_the_command_line()
     .await;
     assert!(run.ok, "deduct failed: {}", run.stderr);
     assert_eq!(
-        (run.json()["amount"].as_i64(), run.json()["balance_after"].as_i64()),
+        (
+            run.json()["amount"].as_i64(),
+            run.json()["balance_after"].as_i64()
+        ),
         (Some(-40), Some(90))
     );
     // without $USER the actor is plain operator:cli
@@ -103,12 +106,7 @@ async fn an_operator_grants_deducts_and_reads_the_ledger_from_the_command_line()
     assert_eq!(
         audit,
         vec![
-            (
-                LedgerKind::Grant,
-                1,
-                Some("no user"),
-                Some("operator:cli")
-            ),
+            (LedgerKind::Grant, 1, Some("no user"), Some("operator:cli")),
             (
                 LedgerKind::Deduct,
                 -40,
@@ -125,14 +123,23 @@ async fn an_operator_grants_deducts_and_reads_the_ledger_from_the_command_line()
         ]
     );
 
-    let run = genq(&schema, &["credits", "ledger", "7001", "--limit", "2"], None).await;
+    let run = genq(
+        &schema,
+        &["credits", "ledger", "7001", "--limit", "2"],
+        None,
+    )
+    .await;
     assert!(run.ok, "{}", run.stderr);
     let shown = run.json();
     assert_eq!(shown["balance"].as_i64(), Some(91));
     let entries = shown["entries"].as_array().unwrap();
     assert_eq!(entries.len(), 2, "{shown}");
     assert_eq!(
-        (&entries[0]["kind"], &entries[1]["kind"], &entries[1]["actor"]),
+        (
+            &entries[0]["kind"],
+            &entries[1]["kind"],
+            &entries[1]["actor"]
+        ),
         (
             &Value::from("grant"),
             &Value::from("deduct"),
@@ -179,10 +186,7 @@ async fn bad_credit_commands_fail_with_the_reason_and_write_nothing() {
             vec!["credits", "ledger", "7002", "--limit", "0"],
             "limit must be 1 to 500, got 0",
         ),
-        (
-            vec!["credits", "grant", "7002", "5"],
-            "--reason <REASON>",
-        ),
+        (vec!["credits", "grant", "7002", "5"], "--reason <REASON>"),
         (
             vec!["credits", "grant", "7002", "lots", "--reason", "x"],
             "invalid value 'lots'",
@@ -194,5 +198,71 @@ async fn bad_credit_commands_fail_with_the_reason_and_write_nothing() {
     }
     assert_eq!(store.balance(user.id).await.unwrap(), 5);
     assert_eq!(store.ledger_of(user.id, 10).await.unwrap().len(), 1);
+    schema.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_refunds_a_purchase_once_from_the_command_line() {
+    let schema = TestSchema::create("cli_refund").await.unwrap();
+    let store = Store::open(&StoreConfig::new(&schema.url).schema(&schema.name))
+        .await
+        .unwrap();
+    let (user, _) = store.welcome_user(7003, "en", 0).await.unwrap();
+    let bought = store
+        .record_purchase(&NewPurchase {
+            telegram_id: 7003,
+            telegram_payment_charge_id: "cli-charge-1".to_owned(),
+            provider_payment_charge_id: None,
+            package: "p50".to_owned(),
+            currency: "XTR".to_owned(),
+            stars: 25,
+            credits: 50,
+        })
+        .await
+        .unwrap();
+    let id = bought.payment_id.to_string();
+
+    let run = genq(
+        &schema,
+        &["credits", "refund", &id, "--reason", "charged twice"],
+        Some("carol"),
+    )
+    .await;
+    assert!(run.ok, "refund failed: {}", run.stderr);
+    let refund = run.json();
+    assert_eq!(
+        (
+            refund["balance"].as_i64(),
+            refund["payment"]["refund_status"].as_str(),
+            refund["payment"]["refund_actor"].as_str()
+        ),
+        (Some(0), Some("requested"), Some("operator:cli:carol"))
+    );
+
+    for (args, says) in [
+        (
+            vec!["credits", "refund", id.as_str(), "--reason", "again"],
+            "refunded before",
+        ),
+        (
+            vec!["credits", "refund", "987654", "--reason", "x"],
+            "no payment 987654",
+        ),
+        (vec!["credits", "refund", id.as_str()], "--reason <REASON>"),
+    ] {
+        let run = genq(&schema, &args, Some("carol")).await;
+        assert!(!run.ok, "{args:?} succeeded: {}", run.stdout);
+        assert!(run.stderr.contains(says), "{args:?}: {}", run.stderr);
+    }
+    let refunds = store
+        .ledger_of(user.id, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == LedgerKind::PurchaseRefund)
+        .count();
+    assert_eq!(refunds, 1, "taken back once");
+    assert_eq!(store.balance(user.id).await.unwrap(), 0);
+    assert_eq!(store.ledger_sum(user.id).await.unwrap(), 0);
     schema.drop().await;
 }

@@ -27,7 +27,7 @@ type ApiResult<T> = Result<Json<T>, ApiError>;
 #[openapi(
     info(
         title = "genq admin API",
-        description = "Queues, jobs, dead letters, workers, API keys and user statistics. Every /api call needs `Authorization: Bearer <GENQ_ADMIN_TOKEN>`."
+        description = "Queues, jobs, dead letters, workers, API keys, user statistics, and users' credits (grants, deductions, ledger, payments, refunds). Every /api call needs `Authorization: Bearer <GENQ_ADMIN_TOKEN>`."
     ),
     components(schemas(ErrorBody))
 )]

@@ -1,5 +1,6 @@
 //! Operators' credit tools: grant or deduct credits with a reason (audited in the
-//! ledger as `operator:admin-api`), and a user's ledger, by Telegram id.
+//! ledger as `operator:admin-api`), a user's ledger and payments by Telegram id, and
+//! refunds of purchases.
 
 use std::sync::Arc;
 
@@ -7,7 +8,7 @@ use axum::{
     Json,
     extract::{Path, State},
 };
-use genq_store::{LedgerEntry, MAX_LEDGER_PAGE, Moved, Store, User};
+use genq_store::{LedgerEntry, MAX_LEDGER_PAGE, MAX_REASON_CHARS, Moved, Payment, Store, User};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -28,6 +29,8 @@ pub(crate) fn routes(router: OpenApiRouter<Arc<AdminState>>) -> OpenApiRouter<Ar
     router
         .routes(routes!(move_credits))
         .routes(routes!(user_ledger))
+        .routes(routes!(user_payments))
+        .routes(routes!(refund_payment))
 }
 
 /// The store, or 503 when the admin runs without a database.
@@ -42,9 +45,8 @@ pub(crate) fn store(state: &AdminState) -> Result<&Store, ApiError> {
 
 /// A Telegram id from the path (a JSON 400 when it is not a number).
 pub(crate) fn telegram_id(raw: &str) -> Result<i64, ApiError> {
-    raw.parse().map_err(|_| {
-        ApiError::bad_request(format!("'{raw}' is not a Telegram user id (a number)"))
-    })
+    raw.parse()
+        .map_err(|_| ApiError::bad_request(format!("'{raw}' is not a Telegram user id (a number)")))
 }
 
 /// The user with this Telegram id, or 404.
@@ -175,5 +177,119 @@ async fn user_ledger(
         user_id: user.id,
         balance: user.credits,
         entries,
+    }))
+}
+
+/// A user's payments.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserPayments {
+    telegram_id: i64,
+    user_id: i64,
+    /// Newest first: `id`, `telegram_payment_charge_id`, `package`, `currency`,
+    /// `stars`, `credits`, `created_at`, `refund_status` (requested, done, failed),
+    /// `refund_actor`, `refund_reason`, `refund_error`, `refunded_at`,
+    /// `telegram_refunded_at`.
+    #[schema(value_type = Vec<Object>)]
+    payments: Vec<Payment>,
+}
+
+/// A user's payments (Telegram Stars purchases) and their refunds, newest first.
+#[utoipa::path(get, path = "/api/users/{telegram_id}/payments", tag = "credits",
+    params(("telegram_id" = i64, Path, description = "The user's Telegram id"), LedgerQuery),
+    responses((status = 200, body = UserPayments), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn user_payments(
+    State(state): S,
+    Path(raw): Path<String>,
+    ApiQuery(q): ApiQuery<LedgerQuery>,
+) -> ApiResult<UserPayments> {
+    let telegram_id = telegram_id(&raw)?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=MAX_LEDGER_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be 1-{MAX_LEDGER_PAGE}, got {limit}"
+        )));
+    }
+    let store = store(&state)?;
+    let user = user_by_telegram_id(store, telegram_id).await?;
+    Ok(Json(UserPayments {
+        telegram_id,
+        user_id: user.id,
+        payments: store.payments_of(user.id, limit).await?,
+    }))
+}
+
+/// Why a purchase is refunded.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefundRequest {
+    /// 1-500 characters; kept in the ledger and on the payment.
+    reason: String,
+}
+
+/// A refund requested.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RefundRequested {
+    payment_id: i64,
+    telegram_id: i64,
+    /// Credits taken back from the user.
+    credits: i64,
+    /// The user's balance now.
+    balance: i64,
+    /// `requested`: the bot calls Telegram's refundStarPayment next.
+    refund_status: String,
+    message: String,
+}
+
+/// Refunds a purchase: its credits are taken back now (refused, 409, when the user
+/// has spent them or it was refunded before) and the bot returns the Stars through
+/// Telegram's refundStarPayment.
+#[utoipa::path(post, path = "/api/payments/{id}/refund", tag = "credits",
+    params(("id" = i64, Path, description = "The payment's id")),
+    request_body = RefundRequest,
+    responses((status = 200, body = RefundRequested), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn refund_payment(
+    State(state): S,
+    Path(raw): Path<String>,
+    ApiJson(req): ApiJson<RefundRequest>,
+) -> ApiResult<RefundRequested> {
+    let payment_id: i64 = raw
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("'{raw}' is not a payment id (a number)")))?;
+    let chars = req.reason.trim().chars().count();
+    if chars == 0 || chars > MAX_REASON_CHARS {
+        return Err(genq_store::StoreError::BadReason {
+            chars,
+            max: MAX_REASON_CHARS,
+        }
+        .into());
+    }
+    let store = store(&state)?;
+    if store.payment(payment_id).await?.is_none() {
+        return Err(ApiError::not_found(format!("no payment {payment_id}")));
+    }
+    // The payment exists and the input is valid: what the store still refuses
+    // (refunded before, credits already spent) conflicts with the payment's state.
+    let refund = store
+        .request_payment_refund(payment_id, ADMIN_ACTOR, req.reason.trim())
+        .await
+        .map_err(|e| match e {
+            genq_store::StoreError::Invalid(m) => ApiError::conflict(m),
+            other => other.into(),
+        })?;
+    let p = &refund.payment;
+    Ok(Json(RefundRequested {
+        message: format!(
+            "refund of payment {payment_id} requested: {} credits taken back from user {} (balance {}); the bot returns the {} Stars",
+            p.credits, p.telegram_id, refund.balance, p.stars
+        ),
+        payment_id,
+        telegram_id: p.telegram_id,
+        credits: p.credits,
+        balance: refund.balance,
+        refund_status: p
+            .refund_status
+            .clone()
+            .unwrap_or_else(|| "requested".to_owned()),
     }))
 }

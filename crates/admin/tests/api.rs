@@ -8,7 +8,7 @@ use genq_core::{JobStatus, Registry};
 use genq_job_probe::ProbeJob;
 use genq_redis::{ConsumerOptions, QueueConsumer, RedisConfig, RedisQueue};
 use genq_runtime::JobClient;
-use genq_store::{Store, StoreConfig};
+use genq_store::{NewPurchase, Store, StoreConfig};
 use genq_testkit::{TestSchema, cleanup_prefix, redis_url, unique_prefix};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -685,5 +685,150 @@ async fn bad_credit_moves_are_refused_naming_the_problem() {
         .unwrap();
     assert!(doc["paths"]["/api/users/{telegram_id}/credits"]["post"].is_object());
     assert!(doc["paths"]["/api/users/{telegram_id}/ledger"]["get"].is_object());
+    assert!(doc["paths"]["/api/users/{telegram_id}/payments"]["get"].is_object());
+    assert!(doc["paths"]["/api/payments/{id}/refund"]["post"].is_object());
+    admin.stop().await;
+}
+
+fn purchase(telegram_id: i64, charge: &str, credits: i64) -> NewPurchase {
+    NewPurchase {
+        telegram_id,
+        telegram_payment_charge_id: charge.to_owned(),
+        provider_payment_charge_id: None,
+        package: "p100".to_owned(),
+        currency: "XTR".to_owned(),
+        stars: 50,
+        credits,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payments_listed_and_refunded_once_never_below_zero() {
+    let admin = Admin::start("refunds").await;
+    let (user, _) = admin.store.welcome_user(4444, "en", 0).await.unwrap();
+    let first = admin
+        .store
+        .record_purchase(&purchase(4444, "charge-1", 100))
+        .await
+        .unwrap();
+    let second = admin
+        .store
+        .record_purchase(&purchase(4444, "charge-2", 100))
+        .await
+        .unwrap();
+    assert_eq!(second.balance, 200);
+
+    let (status, list) = admin.get("/api/users/4444/payments").await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let payments = list["payments"].as_array().unwrap();
+    assert_eq!(payments.len(), 2, "{list}");
+    assert_eq!(
+        payments[0]["id"].as_i64(),
+        Some(second.payment_id),
+        "newest first"
+    );
+    assert_eq!(payments[1]["telegram_payment_charge_id"], "charge-1");
+    assert!(payments[1]["refund_status"].is_null());
+
+    let path = format!("/api/payments/{}/refund", first.payment_id);
+    let (status, body) = admin
+        .post(&path, Some(json!({ "reason": "asked for it back" })))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (
+            body["credits"].as_i64(),
+            body["balance"].as_i64(),
+            body["refund_status"].as_str()
+        ),
+        (Some(100), Some(100), Some("requested"))
+    );
+    // once: the second request is a conflict and takes nothing
+    let (status, body) = admin.post(&path, Some(json!({ "reason": "again" }))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("refunded before"),
+        "{body}"
+    );
+    assert_eq!(admin.store.balance(user.id).await.unwrap(), 100);
+
+    // the rest spent: refunding the second purchase would go below zero
+    admin
+        .store
+        .deduct_credits(4444, 60, "spent", "operator:test")
+        .await
+        .unwrap();
+    let (status, body) = admin
+        .post(
+            &format!("/api/payments/{}/refund", second.payment_id),
+            Some(json!({ "reason": "too late" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("negative"),
+        "{body}"
+    );
+
+    for (path, body, status, says) in [
+        (
+            "/api/payments/999999/refund".to_owned(),
+            json!({ "reason": "x" }),
+            StatusCode::NOT_FOUND,
+            "no payment 999999",
+        ),
+        (
+            "/api/payments/abc/refund".to_owned(),
+            json!({ "reason": "x" }),
+            StatusCode::BAD_REQUEST,
+            "not a payment id",
+        ),
+        (
+            format!("/api/payments/{}/refund", second.payment_id),
+            json!({ "reason": " " }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "a reason of 1 to 500 characters",
+        ),
+        (
+            format!("/api/payments/{}/refund", second.payment_id),
+            json!({}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "missing field `reason`",
+        ),
+    ] {
+        let (got, answer) = admin.post(&path, Some(body.clone())).await;
+        assert_eq!(got, status, "{path} {body}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap_or_default().contains(says),
+            "{path}: {answer}"
+        );
+    }
+    for (path, status) in [
+        ("/api/users/1/payments", StatusCode::NOT_FOUND),
+        ("/api/users/4444/payments?limit=0", StatusCode::BAD_REQUEST),
+    ] {
+        assert_eq!(admin.get(path).await.0, status, "{path}");
+    }
+
+    // one purchase_refund entry; balance still the ledger's sum
+    let ledger = admin.store.ledger_of(user.id, 10).await.unwrap();
+    let refunds: Vec<_> = ledger
+        .iter()
+        .filter(|e| e.kind == genq_store::LedgerKind::PurchaseRefund)
+        .collect();
+    assert_eq!(refunds.len(), 1);
+    assert_eq!(
+        (
+            refunds[0].amount,
+            refunds[0].actor.as_deref(),
+            refunds[0].payment_id
+        ),
+        (-100, Some("operator:admin-api"), Some(first.payment_id))
+    );
+    assert_eq!(admin.store.balance(user.id).await.unwrap(), 40);
+    assert_eq!(admin.store.ledger_sum(user.id).await.unwrap(), 40);
+    let (_, list) = admin.get("/api/users/4444/payments").await;
+    assert_eq!(list["payments"][1]["refund_status"], "requested");
+    assert_eq!(list["payments"][1]["refund_reason"], "asked for it back");
     admin.stop().await;
 }

@@ -382,3 +382,168 @@ async fn drive(browser: &Client, page: &str, id: &str) -> Result<(), fantoccini:
     .await;
     Ok(())
 }
+
+/// The page's Credits section: look a user up by Telegram id, grant with a reason
+/// (the ledger shows it, with who did it), and a deduction below zero refused with
+/// the API's message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn page_grants_credits_and_shows_the_ledger() {
+    let url = genq_testkit::redis_url();
+    let prefix = genq_testkit::unique_prefix("admin-browser-credits");
+    let queue = RedisQueue::connect(RedisConfig::with_url(&url).prefix(&prefix))
+        .await
+        .expect("connect to Redis");
+    let schema = genq_testkit::TestSchema::create("admin_browser_credits")
+        .await
+        .expect("create a schema");
+    let store =
+        genq_store::Store::open(&genq_store::StoreConfig::new(&schema.url).schema(&schema.name))
+            .await
+            .expect("open the store");
+    let (user, _) = store.welcome_user(8080, "en", 10).await.expect("a user");
+
+    let mut registry = Registry::new();
+    registry.register(ProbeJob::new()).expect("register probe");
+    let prom = prometheus::Registry::new();
+    let state = Arc::new(AdminState {
+        client: JobClient::new(queue.clone(), Arc::new(registry)),
+        queue: queue.clone(),
+        store: Some(store.clone()),
+        keys: Vec::new(),
+        token: Some(TOKEN.to_owned()),
+        metrics: AdminMetrics::new(&prom).expect("admin metrics"),
+        prom,
+    });
+    let (router, _) = genq_admin_api::router(state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the admin");
+    let addr = listener.local_addr().expect("admin address");
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let result = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::spawn(async move {
+            let driver = Chromedriver::start();
+            let browser = driver.session().await;
+            let outcome = drive_credits(&browser, &format!("http://{addr}/")).await;
+            let _ = browser.close().await;
+            drop(driver);
+            outcome.unwrap_or_else(|e| panic!("WebDriver command failed: {e}"));
+        }),
+    )
+    .await;
+    server.abort();
+    let balance = store.balance(user.id).await;
+    let sum = store.ledger_sum(user.id).await;
+    genq_testkit::cleanup_prefix(&url, &prefix).await;
+    schema.drop().await;
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Ok(Err(e)) => panic!("the browser test's task failed: {e}"),
+        Err(_) => panic!("the browser test took over 120 s"),
+    }
+    assert_eq!(
+        balance.expect("balance"),
+        35,
+        "10 + 25; the deduction refused"
+    );
+    assert_eq!(sum.expect("ledger sum"), 35);
+}
+
+async fn fill(browser: &Client, css: &str, value: &str) -> Result<(), fantoccini::error::CmdError> {
+    let el = browser.find(Locator::Css(css)).await?;
+    el.clear().await?;
+    el.send_keys(value).await
+}
+
+async fn drive_credits(browser: &Client, page: &str) -> Result<(), fantoccini::error::CmdError> {
+    browser.goto(page).await?;
+    fill(browser, "#token", TOKEN).await?;
+    browser
+        .find(Locator::Css("#save-token"))
+        .await?
+        .click()
+        .await?;
+
+    fill(browser, "#credits-user", "8080").await?;
+    browser
+        .find(Locator::Css("#credits-show"))
+        .await?
+        .click()
+        .await?;
+    wait_for("the user's balance", || async {
+        match text(browser, "#credits-balance").await {
+            Some(t) if t == "User 8080: balance 10 credits" => Ok(()),
+            other => Err(format!("#credits-balance = {other:?}")),
+        }
+    })
+    .await;
+    wait_for("the welcome grant in the ledger", || async {
+        match text(browser, "#ledger tbody tr td.reason").await {
+            Some(t) if t == "welcome" => Ok(()),
+            other => Err(format!("first reason = {other:?}")),
+        }
+    })
+    .await;
+
+    // grant 25 with a reason
+    fill(browser, "#credits-amount", "25").await?;
+    fill(browser, "#credits-reason", "browser grant").await?;
+    browser
+        .find(Locator::Css("#credits-apply"))
+        .await?
+        .click()
+        .await?;
+    wait_for("the grant's message", || async {
+        match text(browser, "#credits-status").await {
+            Some(t) if t == "granted 25 credits to user 8080; balance 35" => Ok(()),
+            other => Err(format!("#credits-status = {other:?}")),
+        }
+    })
+    .await;
+    wait_for("the grant at the top of the ledger", || async {
+        let first = text(browser, "#ledger tbody tr").await;
+        match &first {
+            Some(t)
+                if t.contains("grant")
+                    && t.contains("+25")
+                    && t.contains("browser grant")
+                    && t.contains("operator:admin-api") =>
+            {
+                Ok(())
+            }
+            other => Err(format!("first row = {other:?}")),
+        }
+    })
+    .await;
+    assert_eq!(
+        text(browser, "#credits-balance").await.as_deref(),
+        Some("User 8080: balance 35 credits")
+    );
+
+    // a deduction below zero: refused, the API's message shown as an error
+    browser
+        .find(Locator::Css("#credits-action"))
+        .await?
+        .select_by_value("deduct")
+        .await?;
+    fill(browser, "#credits-amount", "100").await?;
+    fill(browser, "#credits-reason", "too much").await?;
+    browser
+        .find(Locator::Css("#credits-apply"))
+        .await?
+        .click()
+        .await?;
+    wait_for("the refusal", || async {
+        match text(browser, "#credits-status.error").await {
+            Some(t) if t == "user 8080 has 35 credits; deducting 100 would make it negative" => {
+                Ok(())
+            }
+            other => Err(format!("#credits-status.error = {other:?}")),
+        }
+    })
+    .await;
+    Ok(())
+}

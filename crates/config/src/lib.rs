@@ -215,16 +215,20 @@ pub struct CreditPackage {
 }
 
 fn default_packages() -> Vec<CreditPackage> {
-    [("s", 100, 50, "100 credits", "100 кредитов"), ("m", 300, 125, "300 credits", "300 кредитов"), ("l", 1000, 350, "1000 credits", "1000 кредитов")]
-        .into_iter()
-        .map(|(id, credits, stars, en, ru)| CreditPackage {
-            id: id.to_owned(),
-            credits,
-            stars,
-            label_en: en.to_owned(),
-            label_ru: ru.to_owned(),
-        })
-        .collect()
+    [
+        ("s", 100, 50, "100 credits", "100 кредитов"),
+        ("m", 300, 125, "300 credits", "300 кредитов"),
+        ("l", 1000, 350, "1000 credits", "1000 кредитов"),
+    ]
+    .into_iter()
+    .map(|(id, credits, stars, en, ru)| CreditPackage {
+        id: id.to_owned(),
+        credits,
+        stars,
+        label_en: en.to_owned(),
+        label_ru: ru.to_owned(),
+    })
+    .collect()
 }
 
 fn validate_packages(packages: &[CreditPackage]) -> Result<(), ConfigError> {
@@ -238,7 +242,10 @@ fn validate_packages(packages: &[CreditPackage]) -> Result<(), ConfigError> {
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
         {
-            return Err(invalid(at("id"), format!("'{}' must be 1-16 of a-z, 0-9, _ and -", p.id)));
+            return Err(invalid(
+                at("id"),
+                format!("'{}' must be 1-16 of a-z, 0-9, _ and -", p.id),
+            ));
         }
         if !seen.insert(p.id.as_str()) {
             return Err(invalid(at("id"), format!("'{}' is used twice", p.id)));

@@ -6,10 +6,7 @@ use genq_config::{Config, SUPPORT_CONTACT_MAX_CHARS};
 const EXAMPLE: &str = include_str!("../../../config/genq.example.toml");
 
 fn with_contact(contact: &str) -> Result<Config, String> {
-    let text = format!(
-        "[bot]\nsupport_contact = {}\n",
-        toml_string(contact)
-    );
+    let text = format!("[bot]\nsupport_contact = {}\n", toml_string(contact));
     let cfg = Config::parse(&text, "t.toml").map_err(|e| e.to_string())?;
     cfg.validate().map_err(|e| e.to_string())?;
     Ok(cfg)
@@ -57,9 +54,6 @@ fn anything_else_is_refused_naming_the_setting() {
         too_long.as_str(),
     ] {
         let err = with_contact(bad).expect_err(bad);
-        assert!(
-            err.starts_with("bot.support_contact: "),
-            "{bad:?} → {err}"
-        );
+        assert!(err.starts_with("bot.support_contact: "), "{bad:?} → {err}");
     }
 }

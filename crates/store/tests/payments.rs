@@ -23,16 +23,19 @@ async fn a_purchase_recorded_by_four_processes_at_once_is_granted_once() {
     let (store, schema) = common::open("pay_once").await;
     let other = common::another(&schema).await;
     let (user, _) = store.welcome_user(900, "en", 10).await.expect("user");
-    let runs = [store.clone(), other.clone(), store.clone(), other.clone()].map(|s| {
-        tokio::spawn(async move { s.record_purchase(&purchase(900, "stx-1")).await })
-    });
+    let runs = [store.clone(), other.clone(), store.clone(), other.clone()]
+        .map(|s| tokio::spawn(async move { s.record_purchase(&purchase(900, "stx-1")).await }));
     let outcomes: Vec<_> = futures::future::join_all(runs)
         .await
         .into_iter()
         .map(|r| r.expect("task").expect("recorded"))
         .collect();
     assert_eq!(outcomes.iter().filter(|o| o.granted).count(), 1);
-    assert!(outcomes.iter().all(|o| o.payment_id == outcomes[0].payment_id));
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| o.payment_id == outcomes[0].payment_id)
+    );
     assert_eq!(store.balance(user.id).await.expect("balance"), 310);
     assert_eq!(store.ledger_sum(user.id).await.expect("sum"), 310);
     let payments = store.payments_of(user.id, 10).await.expect("payments");
@@ -77,9 +80,22 @@ async fn a_refund_takes_the_credits_back_once_and_never_below_zero() {
         .await
         .expect_err("once");
     assert!(again.to_string().contains("refunded before"), "{again}");
-    assert_eq!(store.requested_refunds(10).await.expect("requested").len(), 1);
-    assert!(store.complete_payment_refund(bought.payment_id).await.expect("done"));
-    assert!(!store.complete_payment_refund(bought.payment_id).await.expect("done"));
+    assert_eq!(
+        store.requested_refunds(10).await.expect("requested").len(),
+        1
+    );
+    assert!(
+        store
+            .complete_payment_refund(bought.payment_id)
+            .await
+            .expect("done")
+    );
+    assert!(
+        !store
+            .complete_payment_refund(bought.payment_id)
+            .await
+            .expect("done")
+    );
     assert!(store.requested_refunds(10).await.expect("none").is_empty());
     assert_eq!(store.ledger_sum(user.id).await.expect("sum"), 0);
 
@@ -114,17 +130,25 @@ async fn a_refund_telegram_refuses_gives_the_credits_back_once() {
         .await
         .expect("requested");
     assert_eq!(store.balance(user.id).await.expect("balance"), 0);
-    assert!(store
-        .fail_payment_refund(bought.payment_id, "CHARGE_NOT_FOUND")
-        .await
-        .expect("failed"));
-    assert!(!store
-        .fail_payment_refund(bought.payment_id, "again")
-        .await
-        .expect("once"));
+    assert!(
+        store
+            .fail_payment_refund(bought.payment_id, "CHARGE_NOT_FOUND")
+            .await
+            .expect("failed")
+    );
+    assert!(
+        !store
+            .fail_payment_refund(bought.payment_id, "again")
+            .await
+            .expect("once")
+    );
     assert_eq!(store.balance(user.id).await.expect("balance"), 300);
     assert_eq!(store.ledger_sum(user.id).await.expect("sum"), 300);
-    let p = store.payment(bought.payment_id).await.expect("read").expect("payment");
+    let p = store
+        .payment(bought.payment_id)
+        .await
+        .expect("read")
+        .expect("payment");
     assert_eq!(p.refund_status.as_deref(), Some("failed"));
     assert!(store.record_telegram_refund("stx-6").await.expect("seen"));
     assert!(!store.record_telegram_refund("stx-6").await.expect("once"));

@@ -287,7 +287,9 @@ impl Alerts {
             };
             match say(&self.app.bot, admin, &(alert.text)(lang), None).await {
                 Ok(_) => delivered += 1,
-                Err(e) => warn!(admin, incident = %alert.incident, error = %e, "admin alert not sent"),
+                Err(e) => {
+                    warn!(admin, incident = %alert.incident, error = %e, "admin alert not sent")
+                }
             }
         }
         if delivered == 0 {
@@ -311,7 +313,10 @@ impl Alerts {
                     // at start: the failures of the last window count
                     let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut c).await?;
                     let now_ms = secs * 1000 + micros / 1000;
-                    format!("{}-0", now_ms.saturating_sub(start_window.as_millis() as u64))
+                    format!(
+                        "{}-0",
+                        now_ms.saturating_sub(start_window.as_millis() as u64)
+                    )
                 }
             };
             let reply: Value = redis::cmd("XRANGE")
@@ -326,7 +331,8 @@ impl Alerts {
             if let Some((last, _)) = events.last() {
                 self.cursors.insert(queue.clone(), last.clone());
             } else if !self.cursors.contains_key(&queue) {
-                self.cursors.insert(queue.clone(), from.trim_start_matches('(').to_owned());
+                self.cursors
+                    .insert(queue.clone(), from.trim_start_matches('(').to_owned());
             }
             let mut by_type: HashMap<String, (u64, String)> = HashMap::new();
             for (_, fields) in &events {
@@ -399,7 +405,11 @@ impl Alerts {
                     t(
                         lang,
                         key,
-                        &[("provider", &provider), ("keys", &keys), ("minutes", &minutes)],
+                        &[
+                            ("provider", &provider),
+                            ("keys", &keys),
+                            ("minutes", &minutes),
+                        ],
                     )
                 }),
             });

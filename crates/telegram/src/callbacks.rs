@@ -89,8 +89,7 @@ fn is_token(s: &str) -> bool {
 /// A credit package's id as the configuration allows it (1-16 of a-z, 0-9, _, -).
 fn is_package_id(s: &str) -> bool {
     (1..=16).contains(&s.len())
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 

@@ -809,7 +809,11 @@ mod tests {
         );
         assert_eq!(
             text,
-            format!("{}\n{}", first.trim(), t_support(Lang::En, "https://t.me/x"))
+            format!(
+                "{}\n{}",
+                first.trim(),
+                t_support(Lang::En, "https://t.me/x")
+            )
         );
     }
 

@@ -26,11 +26,16 @@
 //! [`CACHE_FOR`] (one `XREVRANGE`, one pipelined `HMGET` per sampled job, the
 //! queue's stats), shared by every acknowledgement meanwhile.
 //!
-//! The words ([`Eta`]): under 10 s the whole seconds (at least 2), under a minute in
-//! steps of 5 s, "about a minute" up to 1.5 min, whole minutes up to 10, steps of 5
-//! minutes up to an hour, "about an hour" up to 1.5 h, then whole hours (at most
-//! 12). None of the numbers ends in 1, so the Russian genitive after «около» is
-//! always the plural one.
+//! The words ([`Eta`]): "about a second" under 1.5 s, whole seconds under 10 s,
+//! steps of 5 s under a minute, "about a minute" up to 1.5 min, whole minutes up
+//! to 10, steps of 5 minutes up to an hour, "about an hour" up to 1.5 h, then whole
+//! hours (at most 12). No number ends in 1 (but 11), so the Russian genitive after
+//! «около» is always the plural one.
+//!
+//! Known limits: a queue without history of a job type (a fresh deployment, or
+//! none finished within the job hashes' `result_ttl`) gets the timeout-based
+//! default, usually far too long; jobs still running are not in `d`, so a queue
+//! whose jobs suddenly got slower is seen only as they finish.
 
 use std::{
     collections::HashMap,
@@ -53,7 +58,7 @@ pub const SAMPLE: usize = 200;
 /// The window of the observed completion rate.
 pub const RATE_WINDOW: Duration = Duration::from_secs(120);
 /// How long a queue's figures are reused.
-pub const CACHE_FOR: Duration = Duration::from_secs(5);
+pub const CACHE_FOR: Duration = Duration::from_secs(2);
 /// The delivery's lag when there is no history.
 const DEFAULT_DELIVERY: Duration = Duration::from_secs(1);
 /// A job type's run time when there is neither history nor a default for it.
@@ -99,7 +104,7 @@ pub fn median(values: &mut [f64]) -> Option<f64> {
     }
     values.sort_by(f64::total_cmp);
     let mid = values.len() / 2;
-    Some(if values.len() % 2 == 0 {
+    Some(if values.len().is_multiple_of(2) {
         (values[mid - 1] + values[mid]) / 2.0
     } else {
         values[mid]
@@ -125,7 +130,13 @@ pub fn peak_overlap(intervals: &[(u64, u64)]) -> u64 {
 
 /// The figures behind an estimate, from a queue's samples (newest first or in any
 /// order) at `now_ms` (Redis's clock), with its running/ready/paused state.
-pub fn history(samples: &[Sample], now_ms: u64, running: u64, ready: u64, paused: bool) -> QueueHistory {
+pub fn history(
+    samples: &[Sample],
+    now_ms: u64,
+    running: u64,
+    ready: u64,
+    paused: bool,
+) -> QueueHistory {
     let ms = |a: u64, b: u64| b.saturating_sub(a) as f64 / 1000.0;
     let mut by_type: HashMap<String, Vec<f64>> = HashMap::new();
     let mut all = Vec::new();
@@ -202,6 +213,7 @@ pub fn estimate_secs(stages: &[Stage], delivery_secs: f64) -> f64 {
 /// An estimate in the words a user reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Eta {
+    Second,
     Seconds(u64),
     Minute,
     Minutes(u64),
@@ -212,9 +224,15 @@ pub enum Eta {
 impl Eta {
     /// The friendly rounding of `secs` (see the module docs).
     pub fn from_secs(secs: f64) -> Eta {
-        let secs = if secs.is_finite() { secs.max(0.0) } else { MAX_ESTIMATE };
+        let secs = if secs.is_finite() {
+            secs.max(0.0)
+        } else {
+            MAX_ESTIMATE
+        };
         let round_to = |v: f64, step: f64| ((v / step).round() * step) as u64;
-        if secs < 9.5 {
+        if secs < 1.5 {
+            Eta::Second
+        } else if secs < 9.5 {
             Eta::Seconds((secs.round() as u64).max(2))
         } else if secs < 57.5 {
             Eta::Seconds(round_to(secs, 5.0).max(10))
@@ -234,6 +252,7 @@ impl Eta {
     /// What it stands for, in seconds.
     pub fn secs(self) -> u64 {
         match self {
+            Eta::Second => 1,
             Eta::Seconds(n) => n,
             Eta::Minute => 60,
             Eta::Minutes(n) => n * 60,
@@ -245,13 +264,18 @@ impl Eta {
     /// The estimate `text` (an acknowledgement, say) gives in `lang`'s words, if any.
     pub fn find_in(text: &str, lang: Lang) -> Option<Eta> {
         let fixed = [
+            (t(lang, "ack.eta_second", &[]), Eta::Second),
             (t(lang, "ack.eta_minute", &[]), Eta::Minute),
             (t(lang, "ack.eta_hour", &[]), Eta::Hour),
         ];
-        if let Some((_, eta)) = fixed.iter().find(|(words, _)| text.contains(words.as_str())) {
+        if let Some((_, eta)) = fixed
+            .iter()
+            .find(|(words, _)| text.contains(words.as_str()))
+        {
             return Some(*eta);
         }
-        let numbered: [(&str, fn(u64) -> Eta); 3] = [
+        type Make = fn(u64) -> Eta;
+        let numbered: [(&str, Make); 3] = [
             ("ack.eta_seconds", Eta::Seconds),
             ("ack.eta_minutes", Eta::Minutes),
             ("ack.eta_hours", Eta::Hours),
@@ -263,7 +287,8 @@ impl Eta {
             };
             for (at, _) in text.match_indices(before) {
                 let rest = &text[at + before.len()..];
-                let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+                let digits =
+                    rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
                 if digits > 0
                     && rest[digits..].starts_with(after)
                     && let Ok(n) = rest[..digits].parse()
@@ -278,6 +303,7 @@ impl Eta {
     /// "about 3 minutes", in `lang`.
     pub fn text(self, lang: Lang) -> String {
         match self {
+            Eta::Second => t(lang, "ack.eta_second", &[]),
             Eta::Seconds(n) => t(lang, "ack.eta_seconds", &[("n", &n)]),
             Eta::Minute => t(lang, "ack.eta_minute", &[]),
             Eta::Minutes(n) => t(lang, "ack.eta_minutes", &[("n", &n)]),
@@ -576,23 +602,24 @@ mod tests {
     #[test]
     fn without_history_the_default_run_and_one_worker_are_assumed() {
         let h = history(&[], 0, 0, 3, false);
-        assert_eq!(h, QueueHistory {
-            ready: 3,
-            ..QueueHistory::default()
-        });
+        assert_eq!(
+            h,
+            QueueHistory {
+                ready: 3,
+                ..QueueHistory::default()
+            }
+        );
         assert_eq!(throughput(&h, 20.0), 0.05);
         // jobs running now show the workers' parallelism
-        let busy = QueueHistory {
-            running: 8,
-            ..h
-        };
+        let busy = QueueHistory { running: 8, ..h };
         assert_eq!(throughput(&busy, 20.0), 0.4);
     }
 
     #[test]
     fn eta_rounds_to_friendly_numbers() {
         let cases = [
-            (0.3, Eta::Seconds(2)),
+            (0.3, Eta::Second),
+            (1.6, Eta::Seconds(2)),
             (3.4, Eta::Seconds(3)),
             (9.4, Eta::Seconds(9)),
             (9.6, Eta::Seconds(10)),
@@ -618,7 +645,7 @@ mod tests {
         for secs in (0..50_000).map(|s| s as f64 * 0.9) {
             let n = match Eta::from_secs(secs) {
                 Eta::Seconds(n) | Eta::Minutes(n) | Eta::Hours(n) => n,
-                Eta::Minute | Eta::Hour => continue,
+                Eta::Second | Eta::Minute | Eta::Hour => continue,
             };
             assert!(n >= 2 && (n % 10 != 1 || n == 11), "{secs} s → {n}");
         }
@@ -627,6 +654,7 @@ mod tests {
     #[test]
     fn eta_is_found_again_in_an_acknowledgement() {
         for eta in [
+            Eta::Second,
             Eta::Seconds(2),
             Eta::Seconds(45),
             Eta::Minute,
@@ -644,7 +672,10 @@ mod tests {
                 assert_eq!(Eta::find_in(&ack, lang), Some(eta), "{ack}");
             }
         }
-        assert_eq!(Eta::find_in(&t(Lang::En, "ack.position", &[("ahead", &3)]), Lang::En), None);
+        assert_eq!(
+            Eta::find_in(&t(Lang::En, "ack.position", &[("ahead", &3)]), Lang::En),
+            None
+        );
         assert_eq!(Eta::find_in("about seconds", Lang::En), None);
     }
 
@@ -655,6 +686,7 @@ mod tests {
         assert_eq!(Eta::Seconds(25).secs(), 25);
         assert_eq!(Eta::Hours(2).secs(), 7200);
         for eta in [
+            Eta::Second,
             Eta::Seconds(5),
             Eta::Minute,
             Eta::Minutes(5),
@@ -692,8 +724,18 @@ mod tests {
         assert_eq!(
             parse_events(&reply),
             vec![
-                (1_700_000_000_123, "j1".to_owned(), "upscale".to_owned(), true),
-                (1_700_000_000_100, "j2".to_owned(), "upscale".to_owned(), false),
+                (
+                    1_700_000_000_123,
+                    "j1".to_owned(),
+                    "upscale".to_owned(),
+                    true
+                ),
+                (
+                    1_700_000_000_100,
+                    "j2".to_owned(),
+                    "upscale".to_owned(),
+                    false
+                ),
             ]
         );
         assert!(parse_events(&Value::Nil).is_empty());

@@ -170,7 +170,8 @@ async fn command(
         "help" => help(app, who).await,
         "balance" => {
             let text = balance_text(app, who).await?;
-            app.say_to(who, &text, None).await?;
+            let buy = (!app.cfg.packages.is_empty()).then(|| crate::payments::buy_button(who.lang));
+            app.say_to(who, &text, buy).await?;
             Ok(())
         }
         "new" => new_dialog(app, who).await,

@@ -491,7 +491,11 @@ mod tests {
         let inaccessible = json!({"update_id": 7, "callback_query": {"from": {"id": 7}}});
         assert_eq!(lane_of(7, &inaccessible), 7);
         let checkout = json!({"update_id": 8, "pre_checkout_query": {"from": {"id": 9}}});
-        assert_ne!(lane_of(8, &checkout), 9, "a pre-checkout query waits for no chat");
+        assert_ne!(
+            lane_of(8, &checkout),
+            9,
+            "a pre-checkout query waits for no chat"
+        );
         let other = json!({"update_id": 9, "poll": {"id": "x"}});
         assert_ne!(lane_of(9, &other), lane_of(10, &other));
     }

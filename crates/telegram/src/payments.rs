@@ -23,8 +23,8 @@ use teloxide::{
     payloads::AnswerPreCheckoutQuerySetters,
     prelude::{Requester as _, *},
     types::{
-        InlineKeyboardMarkup, LabeledPrice, PreCheckoutQuery, RefundedPayment,
-        SuccessfulPayment, TelegramTransactionId, UserId,
+        InlineKeyboardMarkup, LabeledPrice, PreCheckoutQuery, RefundedPayment, SuccessfulPayment,
+        TelegramTransactionId, UserId,
     },
 };
 use tokio_util::sync::CancellationToken;
@@ -92,7 +92,10 @@ fn label(package: &CreditPackage, lang: Lang) -> &str {
 
 /// The "Buy credits" button (under refusals for lack of credits, and `/balance`).
 pub fn buy_button(lang: Lang) -> InlineKeyboardMarkup {
-    keyboard(vec![row(vec![(t(lang, "buy.button", &[]), Action::BuyMenu)])])
+    keyboard(vec![row(vec![(
+        t(lang, "buy.button", &[]),
+        Action::BuyMenu,
+    )])])
 }
 
 /// `/buy`: the packages, one button each.
@@ -290,7 +293,10 @@ pub(crate) async fn on_successful_payment(
     let text = t(
         who.lang,
         "buy.thanks",
-        &[("credits", &payload.credits), ("balance", &recorded.balance)],
+        &[
+            ("credits", &payload.credits),
+            ("balance", &recorded.balance),
+        ],
     );
     app.say_to(who, &text, None).await?;
     Ok(())
@@ -322,7 +328,11 @@ pub async fn run_refunds(app: Arc<BotApp>, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        match app.tracker.status_lease(&app.instance, REFUNDS_EVERY * 5).await {
+        match app
+            .tracker
+            .status_lease(&app.instance, REFUNDS_EVERY * 5)
+            .await
+        {
             Ok(true) => {
                 if let Err(e) = refund_requested(&app).await {
                     warn!(error = %e, "refunds not carried out this round");
@@ -343,13 +353,17 @@ async fn refund_requested(app: &BotApp) -> Result<(), BotError> {
             Err(RequestError::Api(ApiError::Unknown(e))) if e.contains("ALREADY_REFUNDED") => {
                 "done"
             }
-            Err(e @ (RequestError::Network(_) | RequestError::RetryAfter(_) | RequestError::Io(_))) => {
+            Err(
+                e @ (RequestError::Network(_) | RequestError::RetryAfter(_) | RequestError::Io(_)),
+            ) => {
                 warn!(payment = payment.id, error = %e, "refund not reached Telegram; will try again");
                 continue;
             }
             Err(e) => {
                 warn!(payment = payment.id, error = %e, "Telegram refused the refund; credits given back");
-                app.store.fail_payment_refund(payment.id, &e.to_string()).await?;
+                app.store
+                    .fail_payment_refund(payment.id, &e.to_string())
+                    .await?;
                 app.metrics.refunds.with_label_values(&["failed"]).inc();
                 continue;
             }
@@ -366,12 +380,19 @@ async fn refund_requested(app: &BotApp) -> Result<(), BotError> {
 /// now; the Stars by [`run_refunds`]); what to answer.
 pub(crate) async fn admin_refund(app: &BotApp, who: &Requester, args: &str) -> String {
     let lang = who.lang;
-    let (id, reason) = args.trim().split_once(char::is_whitespace).unwrap_or((args.trim(), ""));
+    let (id, reason) = args
+        .trim()
+        .split_once(char::is_whitespace)
+        .unwrap_or((args.trim(), ""));
     let (Ok(id), false) = (id.parse::<i64>(), reason.trim().is_empty()) else {
         return t(lang, "buy.admin_refund_usage", &[]);
     };
     let actor = format!("bot-admin:{}", who.tg_user);
-    match app.store.request_payment_refund(id, &actor, reason.trim()).await {
+    match app
+        .store
+        .request_payment_refund(id, &actor, reason.trim())
+        .await
+    {
         Ok(r) => t(
             lang,
             "buy.admin_refund_requested",
@@ -399,7 +420,14 @@ mod tests {
         };
         assert_eq!(InvoicePayload::parse(&p.encode()), Some(p.clone()));
         assert!(p.encode().len() <= 128);
-        for bad in ["", "genq", "genq:m:300:125", "x:m:300:125:42", "genq:m:0:125:42", "genq:m:300:125:42:9"] {
+        for bad in [
+            "",
+            "genq",
+            "genq:m:300:125",
+            "x:m:300:125:42",
+            "genq:m:0:125:42",
+            "genq:m:300:125:42:9",
+        ] {
             assert_eq!(InvoicePayload::parse(bad), None, "{bad}");
         }
     }

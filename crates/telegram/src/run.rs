@@ -74,10 +74,12 @@ pub fn telegram_bot(token: &str, api_url: Option<&str>) -> Result<TgBot, BotErro
 
 async fn register_commands(bot: &TgBot) {
     for lang in [Lang::En, Lang::Ru] {
-        let commands: Vec<BotCommand> = ["start", "new", "dialogs", "balance", "buy", "cancel", "help"]
-            .into_iter()
-            .map(|c| BotCommand::new(c, t(lang, &format!("commands.{c}"), &[])))
-            .collect();
+        let commands: Vec<BotCommand> = [
+            "start", "new", "dialogs", "balance", "buy", "cancel", "help",
+        ]
+        .into_iter()
+        .map(|c| BotCommand::new(c, t(lang, &format!("commands.{c}"), &[])))
+        .collect();
         let mut req = bot.set_my_commands(commands);
         if lang != Lang::En {
             req = req.language_code(lang.code());

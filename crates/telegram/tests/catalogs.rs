@@ -11,6 +11,7 @@ use genq_telegram::i18n::{Lang, keys, placeholders, t};
 const SECTIONS: &[&str] = &[
     "start", "help", "balance", "new", "cancel", "ack", "status", "fail", "refund", "button",
     "photo", "animate", "result", "err", "admin", "commands", "ledger", "support", "dialogs",
+    "buy",
 ];
 
 /// Keys that may be empty.
@@ -69,11 +70,19 @@ fn expected_keys_have_their_placeholders() {
             ],
         ),
         ("balance", &["credits"]),
+        ("ledger.entry", &["date", "what", "amount"]),
+        ("ledger.entry_reason", &["date", "what", "amount", "reason"]),
         ("cancel.done", &["count"]),
         ("ack.position", &["ahead"]),
         ("status.progress", &["percent"]),
         ("fail.bad_input", &["reason", "refund"]),
         ("fail.delivery", &[]),
+        ("support.contact", &["contact"]),
+        ("dialogs.line", &["n", "title"]),
+        ("dialogs.line_current", &["n", "title"]),
+        ("dialogs.untitled", &["persona", "date"]),
+        ("dialogs.reopened", &["persona", "title"]),
+        ("button.reopen", &["n", "title"]),
         ("refund.returned", &["credits"]),
         ("button.count", &["count", "price"]),
         ("result.video_caption", &["n", "total"]),
@@ -141,7 +150,9 @@ fn every_key_is_in_a_known_section() {
 #[test]
 fn command_descriptions_fit_telegram() {
     for lang in Lang::ALL {
-        for cmd in ["start", "help", "balance", "cancel", "new", "dialogs"] {
+        for cmd in [
+            "start", "help", "balance", "buy", "cancel", "new", "dialogs",
+        ] {
             let text = t(lang, &format!("commands.{cmd}"), &[]);
             let len = text.chars().count();
             assert!((3..=256).contains(&len), "{}: {cmd}: {text}", lang.code());

@@ -7,9 +7,10 @@ use super::{
     UPLOAD_LIMIT, files,
     objects::{self, FileMeta},
     params::{FileRef, Params, Part},
+    payments,
     records::{CallbackAnswer, SentKind, SentMessage},
     reply::{NOT_MODIFIED, TgError},
-    payments, updates,
+    updates,
 };
 
 /// The chat actions Telegram knows.
@@ -159,7 +160,11 @@ pub(crate) fn record_sent(shared: &Shared, chat_id: i64, draft: Draft) -> Value 
     let chat = state.chat(chat_id);
     let message_id = chat.next_message_id();
     let mut object = objects::message(chat_id, message_id, shared.bot.user());
-    if let Some(text) = draft.text.as_ref().filter(|_| draft.kind != SentKind::Invoice) {
+    if let Some(text) = draft
+        .text
+        .as_ref()
+        .filter(|_| draft.kind != SentKind::Invoice)
+    {
         let field = if draft.kind == SentKind::Text {
             "text"
         } else {

@@ -112,7 +112,9 @@ pub(crate) fn answer_pre_checkout_query(
     let ok = params.flag("ok");
     let error_message = params.str("error_message");
     if !ok && error_message.as_deref().is_none_or(str::is_empty) {
-        return Err(TgError::bad_request("error_message is required when ok is false"));
+        return Err(TgError::bad_request(
+            "error_message is required when ok is false",
+        ));
     }
     let mut state = shared.state();
     let Some(sent) = state.payments.pending.remove(&id) else {
@@ -215,7 +217,13 @@ impl FakeTelegram {
     ///
     /// # Panics
     /// When the bot sent no such invoice (a test's mistake).
-    pub fn payment_repeated(&self, chat_id: i64, user_id: i64, message_id: i32, charge: &str) -> u32 {
+    pub fn payment_repeated(
+        &self,
+        chat_id: i64,
+        user_id: i64,
+        message_id: i32,
+        charge: &str,
+    ) -> u32 {
         let invoice = self
             .invoices()
             .into_iter()
