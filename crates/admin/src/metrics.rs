@@ -63,7 +63,7 @@ impl AdminMetrics {
             )?,
             credits_today: gauge_vec(
                 "genq_admin_credits_today",
-                "Credits charged and refunded today (UTC)",
+                "Credits moved today (UTC), by kind: charged, refunded, granted, deducted, purchased, purchase_refunded",
                 &["kind"],
             )?,
             users_active: gauge_vec(
@@ -114,13 +114,10 @@ impl AdminMetrics {
         if let Some(store) = &state.store {
             let today = chrono::Utc::now().date_naive();
             match store.credits_on(today).await {
-                Ok((charged, refunded)) => {
-                    self.credits_today
-                        .with_label_values(&["charged"])
-                        .set(charged);
-                    self.credits_today
-                        .with_label_values(&["refunded"])
-                        .set(refunded);
+                Ok(kinds) => {
+                    for (kind, credits) in kinds {
+                        self.credits_today.with_label_values(&[kind]).set(credits);
+                    }
                 }
                 Err(e) => tracing::warn!(error = %e, "metrics: credits unreadable"),
             }

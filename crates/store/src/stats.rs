@@ -46,16 +46,34 @@ pub struct DailyJobs {
 
 impl Store {
     /// Credits charged and refunded on `day` (UTC), as positive numbers.
-    pub async fn credits_on(&self, day: NaiveDate) -> Result<(i64, i64), StoreError> {
+    /// Credits moved on `day` (UTC), by ledger kind, as positive sums: (kind, credits)
+    /// for `charged`, `refunded`, `granted`, `deducted`, `purchased`,
+    /// `purchase_refunded`.
+    pub async fn credits_on(&self, day: NaiveDate) -> Result<Vec<(&'static str, i64)>, StoreError> {
         let row = sqlx::query(
             "SELECT COALESCE(-sum(amount) FILTER (WHERE kind = 'charge'), 0)::BIGINT AS charged,
-                    COALESCE(sum(amount) FILTER (WHERE kind = 'refund'), 0)::BIGINT AS refunded
+                    COALESCE(sum(amount) FILTER (WHERE kind = 'refund'), 0)::BIGINT AS refunded,
+                    COALESCE(sum(amount) FILTER (WHERE kind = 'grant'), 0)::BIGINT AS granted,
+                    COALESCE(-sum(amount) FILTER (WHERE kind = 'deduct'), 0)::BIGINT AS deducted,
+                    COALESCE(sum(amount) FILTER (WHERE kind = 'purchase'), 0)::BIGINT AS purchased,
+                    COALESCE(-sum(amount) FILTER (WHERE kind = 'purchase_refund'), 0)::BIGINT
+                        AS purchase_refunded
              FROM credit_ledger WHERE (created_at AT TIME ZONE 'UTC')::date = $1",
         )
         .bind(day)
         .fetch_one(self.pool())
         .await?;
-        Ok((row.try_get("charged")?, row.try_get("refunded")?))
+        [
+            "charged",
+            "refunded",
+            "granted",
+            "deducted",
+            "purchased",
+            "purchase_refunded",
+        ]
+        .into_iter()
+        .map(|kind| Ok((kind, row.try_get(kind)?)))
+        .collect()
     }
 
     pub async fn user_stats(&self, today: NaiveDate) -> Result<UserStats, StoreError> {

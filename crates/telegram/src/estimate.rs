@@ -453,30 +453,10 @@ impl Estimator {
 
 /// (event time ms, job id, job type, succeeded) of each `XREVRANGE` entry.
 fn parse_events(reply: &Value) -> Vec<(u64, String, String, bool)> {
-    let Value::Array(entries) = reply else {
-        return Vec::new();
-    };
-    let text = |v: &Value| match v {
-        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
-        Value::SimpleString(s) => Some(s.clone()),
-        _ => None,
-    };
-    entries
-        .iter()
-        .filter_map(|entry| {
-            let Value::Array(parts) = entry else {
-                return None;
-            };
-            let [entry_id, Value::Array(fields)] = parts.as_slice() else {
-                return None;
-            };
-            let event_ms = text(entry_id)?.split('-').next()?.parse().ok()?;
-            let mut map: HashMap<String, String> = HashMap::new();
-            for pair in fields.chunks(2) {
-                if let [k, v] = pair {
-                    map.insert(text(k)?, text(v)?);
-                }
-            }
+    crate::streams::parse_entries(reply)
+        .into_iter()
+        .filter_map(|(entry_id, mut map)| {
+            let event_ms = entry_id.split('-').next()?.parse().ok()?;
             let id = map.remove("id").filter(|s| !s.is_empty())?;
             Some((
                 event_ms,

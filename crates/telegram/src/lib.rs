@@ -38,6 +38,7 @@ pub mod payments;
 pub mod run;
 pub mod send;
 pub mod status;
+mod streams;
 pub mod tracking;
 
 pub use error::BotError;
