@@ -62,6 +62,13 @@ ensure_chromium() {
   apt_install chromium chromium-driver
 }
 
+# libfaketime for the tests that run a worker whose clock is off
+# (crates/runtime/tests/clock_skew.rs).
+ensure_faketime() {
+  [ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] && return
+  apt_install faketime
+}
+
 # promtool comes with Debian's `prometheus` package, whose install would start a
 # Prometheus daemon on :9090 (the port the admin uses): policy-rc.d forbids starting
 # services during the install, and a daemon started anyway is stopped.
@@ -91,4 +98,5 @@ ensure_ffmpeg
 if [ "${1:-}" = "--test" ]; then
   ensure_chromium
   ensure_promtool
+  ensure_faketime
 fi

@@ -16,11 +16,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 use tracing::{error, warn};
 
-use crate::{
-    backend::RawJob,
-    consumer::QueueConsumer,
-    queue::{Outcome, now_ms},
-};
+use crate::{backend::RawJob, consumer::QueueConsumer, queue::Outcome};
 
 /// Finds a job type's retry policy by name.
 pub type PolicySource = Arc<dyn Fn(&str) -> RetryPolicy + Send + Sync>;
@@ -71,7 +67,7 @@ pub fn outcome_for_error(error: JobError, attempt: u32, policy: &RetryPolicy) ->
     }
     match policy.decide(&error, attempt) {
         RetryDecision::RetryIn(delay) => Outcome::Retry {
-            at_ms: now_ms() + delay.as_millis() as u64,
+            after: delay,
             error,
         },
         RetryDecision::GiveUp => Outcome::Failed(error),
@@ -176,14 +172,13 @@ mod tests {
             outcome_for_error(JobError::cancelled("x"), 1, &p),
             Outcome::Cancelled(_)
         ));
-        let before = now_ms();
         match outcome_for_error(
             JobError::rate_limited("429", Some(Duration::from_secs(5))),
             1,
             &p,
         ) {
-            Outcome::Retry { at_ms, .. } => {
-                assert!(at_ms >= before + 5000 && at_ms < before + 6000)
+            Outcome::Retry { after, .. } => {
+                assert!(after >= Duration::from_secs(5) && after < Duration::from_secs(6))
             }
             other => panic!("expected a retry, got {other:?}"),
         }

@@ -146,14 +146,14 @@ impl QueueConsumer {
             .unwrap_or_default()
     }
 
-    /// Leases up to `n` jobs. Also returns when the next scheduled job is due.
+    /// Leases up to `n` jobs. Also returns how long until the next scheduled job is
+    /// due (by the Redis server's clock).
     pub(crate) async fn fetch(&self, n: usize) -> Result<(Vec<RawJob>, Option<u64>), QueueError> {
         let q = &self.inner.queue;
         let cfg = q.config();
         let mut c = q.conn.clone();
         let reply: Vec<redis::Value> = scripts::FETCH
             .key(q.base_key(&self.inner.name))
-            .arg(now_ms())
             .arg(n)
             .arg(cfg.lease.as_millis() as u64)
             .arg(&self.inner.worker)
@@ -226,7 +226,7 @@ impl QueueConsumer {
                         return jobs;
                     }
                     let wait = next_due
-                        .map(|due| Duration::from_millis(due.saturating_sub(now_ms())))
+                        .map(Duration::from_millis)
                         .map_or(poll, |d| d.min(poll));
                     let _ = tokio::time::timeout(wait, wake.changed()).await;
                 }
@@ -288,7 +288,7 @@ impl QueueConsumer {
         }
         let q = &self.inner.queue;
         let mut inv = scripts::HANDBACK.key(q.base_key(&self.inner.name));
-        inv.arg(now_ms()).arg(&self.inner.worker);
+        inv.arg(&self.inner.worker);
         for id in ids {
             inv.arg(id);
         }
@@ -331,8 +331,7 @@ impl QueueConsumer {
             .map_err(|e| QueueError::Protocol(format!("worker info: {e}")))?;
         let ids = self.in_flight_ids();
         let mut inv = scripts::RENEW.key(&base);
-        inv.arg(now_ms())
-            .arg(cfg.lease.as_millis() as u64)
+        inv.arg(cfg.lease.as_millis() as u64)
             .arg(&self.inner.worker)
             .arg(info)
             .arg((cfg.lease * 3).as_millis() as u64);
@@ -346,7 +345,6 @@ impl QueueConsumer {
         }
         let recovered: u64 = scripts::REAP
             .key(&base)
-            .arg(now_ms())
             .arg(1000)
             .arg(cfg.max_lost_leases)
             .arg(cfg.dead_letter_cap)

@@ -125,9 +125,9 @@ pub struct Pushed {
 pub enum Outcome {
     /// Result JSON.
     Succeeded(String),
-    /// Failed; runs again at `at_ms`.
+    /// Failed; runs again `after` this long (from the Redis server's clock).
     Retry {
-        at_ms: u64,
+        after: std::time::Duration,
         error: JobError,
     },
     /// Failed for good: dead letters.
@@ -352,8 +352,7 @@ impl RedisQueue {
         jobs: impl ExactSizeIterator<Item = &'a NewJob>,
     ) -> Result<Vec<Pushed>, QueueError> {
         let mut inv = scripts::PUSH.key(self.base_key(queue));
-        inv.arg(now_ms())
-            .arg(self.cfg.idempotency_ttl.as_secs().max(1))
+        inv.arg(self.cfg.idempotency_ttl.as_secs().max(1))
             .arg(jobs.len());
         for job in jobs {
             let id = job.id.clone().unwrap_or_else(new_job_id);
@@ -427,7 +426,6 @@ impl RedisQueue {
         let reply: String = scripts::CANCEL
             .key(self.base_key(queue))
             .arg(id)
-            .arg(now_ms())
             .arg(ms(self.cfg.result_ttl))
             .arg(self.cfg.events_maxlen)
             .invoke_async(&mut c)
@@ -476,8 +474,7 @@ impl RedisQueue {
         if reply.len() < 6 {
             return Err(QueueError::Protocol("stats reply too short".to_owned()));
         }
-        let oldest = as_string(&reply[5])?;
-        let now = now_ms();
+        let oldest_age_ms = as_string(&reply[5])?;
         let mut stats = QueueStats {
             queue: queue.to_owned(),
             ready: as_u64(&reply[0])?,
@@ -485,9 +482,9 @@ impl RedisQueue {
             running: as_u64(&reply[2])?,
             dead: as_u64(&reply[3])?,
             paused: as_u64(&reply[4])? == 1,
-            oldest_ready_age_secs: oldest
-                .parse::<u64>()
-                .map(|t| now.saturating_sub(t) as f64 / 1000.0)
+            oldest_ready_age_secs: oldest_age_ms
+                .parse::<f64>()
+                .map(|age| age / 1000.0)
                 .unwrap_or(0.0),
             ..QueueStats::default()
         };
@@ -618,7 +615,6 @@ impl RedisQueue {
     async fn retry_dead_ids(&self, queue: &str, ids: &[String]) -> Result<u64, QueueError> {
         validate_queue_name(queue)?;
         let mut inv = scripts::RETRY_DEAD.key(self.base_key(queue));
-        inv.arg(now_ms());
         for id in ids {
             inv.arg(id);
         }
@@ -651,13 +647,13 @@ impl RedisQueue {
         worker: &str,
         outcome: &Outcome,
     ) -> Result<bool, QueueError> {
-        let (kind, data, class, retry_at) = match outcome {
+        let (kind, data, class, retry_after) = match outcome {
             Outcome::Succeeded(result) => ("succeeded", result.as_str(), "", 0),
-            Outcome::Retry { at_ms, error } => (
+            Outcome::Retry { after, error } => (
                 "retry",
                 error.message.as_str(),
                 error.class.as_str(),
-                *at_ms,
+                ms(*after),
             ),
             Outcome::Failed(error) => ("failed", error.message.as_str(), error.class.as_str(), 0),
             Outcome::Cancelled(error) => ("cancelled", error.message.as_str(), "cancelled", 0),
@@ -668,11 +664,10 @@ impl RedisQueue {
             .arg(id)
             .arg(attempt)
             .arg(worker)
-            .arg(now_ms())
             .arg(kind)
             .arg(data)
             .arg(class)
-            .arg(retry_at)
+            .arg(retry_after)
             .arg(ms(self.cfg.result_ttl))
             .arg(self.cfg.dead_letter_cap)
             .arg(self.cfg.events_maxlen)

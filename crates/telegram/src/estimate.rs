@@ -322,13 +322,21 @@ pub struct Leg<'a> {
     pub ahead: Option<u64>,
 }
 
-/// Estimates from Redis, with each queue's figures cached for [`CACHE_FOR`].
+/// A queue's figures and when they were read.
+type Cached = (Instant, Arc<QueueHistory>);
+
+/// Estimates from Redis, with each queue's figures cached for [`CACHE_FOR`]. An
+/// acknowledgement never waits for a refresh once a queue was read: figures older
+/// than that are used while one background read replaces them.
+#[derive(Clone)]
 pub struct Estimator {
     queue: RedisQueue,
     delivery_queue: String,
     /// Run time by job type when a queue has no history of it.
-    default_runs: HashMap<String, Duration>,
-    cache: Mutex<HashMap<String, (Instant, Arc<QueueHistory>)>>,
+    default_runs: Arc<HashMap<String, Duration>>,
+    cache: Arc<std::sync::Mutex<HashMap<String, Cached>>>,
+    /// One reader per queue at a time: a burst of acknowledgements reads Redis once.
+    readers: Arc<Mutex<HashMap<String, Arc<Mutex<()>>>>>,
 }
 
 impl Estimator {
@@ -336,21 +344,24 @@ impl Estimator {
         Self {
             queue,
             delivery_queue: delivery_queue.to_owned(),
-            default_runs: HashMap::new(),
-            cache: Mutex::new(HashMap::new()),
+            default_runs: Arc::new(HashMap::new()),
+            cache: Arc::default(),
+            readers: Arc::default(),
         }
     }
 
     /// The run time of each job type without history: a tenth of its timeout,
     /// clamped to 2 s – 5 min.
     pub fn set_default_runs(&mut self, timeouts: impl IntoIterator<Item = (String, Duration)>) {
-        self.default_runs = timeouts
-            .into_iter()
-            .map(|(job_type, timeout)| {
-                let d = (timeout / 10).clamp(Duration::from_secs(2), Duration::from_secs(300));
-                (job_type, d)
-            })
-            .collect();
+        self.default_runs = Arc::new(
+            timeouts
+                .into_iter()
+                .map(|(job_type, timeout)| {
+                    let d = (timeout / 10).clamp(Duration::from_secs(2), Duration::from_secs(300));
+                    (job_type, d)
+                })
+                .collect(),
+        );
     }
 
     fn default_run(&self, job_type: &str) -> f64 {
@@ -388,18 +399,66 @@ impl Estimator {
         Ok(Some(secs))
     }
 
-    /// A queue's figures, read again when older than [`CACHE_FOR`]. One reader at a
-    /// time: a burst of acknowledgements reads Redis once.
+    fn cached(&self, queue: &str) -> Option<Cached> {
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(queue)
+            .cloned()
+    }
+
+    /// A queue's figures: the cached ones (refreshed in the background when older
+    /// than [`CACHE_FOR`]), or read now when the queue was never read.
     async fn history_of(&self, queue: &str) -> Result<Arc<QueueHistory>, BotError> {
-        let mut cache = self.cache.lock().await;
-        if let Some((at, h)) = cache.get(queue)
+        match self.cached(queue) {
+            Some((at, h)) => {
+                if at.elapsed() >= CACHE_FOR {
+                    let this = self.clone();
+                    let queue = queue.to_owned();
+                    tokio::spawn(async move {
+                        if let Err(e) = this.refresh(&queue).await {
+                            debug!(queue, error = %e, "time-estimate figures not refreshed");
+                        }
+                    });
+                }
+                Ok(h)
+            }
+            None => self.refresh(queue).await,
+        }
+    }
+
+    /// Reads a queue's figures (one reader per queue; a caller that waited for
+    /// another's read takes its result).
+    async fn refresh(&self, queue: &str) -> Result<Arc<QueueHistory>, BotError> {
+        let reader = self
+            .readers
+            .lock()
+            .await
+            .entry(queue.to_owned())
+            .or_default()
+            .clone();
+        let _one = reader.lock().await;
+        if let Some((at, h)) = self.cached(queue)
             && at.elapsed() < CACHE_FOR
         {
-            return Ok(h.clone());
+            return Ok(h);
         }
         let h = Arc::new(self.read_history(queue).await?);
-        cache.insert(queue.to_owned(), (Instant::now(), h.clone()));
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(queue.to_owned(), (Instant::now(), h.clone()));
         Ok(h)
+    }
+
+    /// Reads the figures of `queues` (and the delivery queue) now, so that the
+    /// first acknowledgements do not wait for them.
+    pub async fn warm(&self, queues: &[String]) {
+        for q in queues.iter().chain(std::iter::once(&self.delivery_queue)) {
+            if let Err(e) = self.refresh(q).await {
+                debug!(queue = %q, error = %e, "time-estimate figures not read at start");
+            }
+        }
     }
 
     async fn read_history(&self, queue: &str) -> Result<QueueHistory, BotError> {

@@ -204,6 +204,7 @@ pub async fn run_bot(
             let _ = server.await;
         }));
     }
+    app.estimator.warm(&app.offers.queues()).await;
     info!(mode = ?app.cfg.mode, delivery_queue = %app.cfg.delivery_queue, "bot started");
     dispatch(&app, opts.webhook_secret.clone(), stop.clone()).await?;
     stop.cancel();

@@ -1,7 +1,7 @@
--- Cancels a job. ARGV: id, now_ms, result_ttl_ms, events_maxlen.
+-- Cancels a job. ARGV: id, result_ttl_ms, events_maxlen.
 -- Returns "cancelled" (it had not run), "signalled" (it is running: its worker
 -- stops it), "missing", or "final:<status>" when it had already ended.
-local id, now, ttl_ms, maxlen = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local id, now, ttl_ms, maxlen = ARGV[1], server_now(), tonumber(ARGV[2]), tonumber(ARGV[3])
 local jk = job_key(id)
 local f = redis.call("HMGET", jk, "status", "type", "attempts")
 if not f[1] then return "missing" end

@@ -14,6 +14,13 @@ local K_SEEN = base .. ":workers_seen"    -- ZSET instance -> last heartbeat (ms
 local C_NOTIFY = base .. ":notify"        -- pub/sub: work may be available
 local C_CANCEL = base .. ":cancel"        -- pub/sub: a running job was cancelled
 
+-- The time every script compares (ms): the Redis server's clock, never a host's,
+-- so that hosts whose clocks differ lease, reap and schedule alike.
+local function server_now()
+  local t = redis.call("TIME")
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
 local function job_key(id)
   return base .. ":job:" .. id
 end

@@ -1,12 +1,12 @@
--- Records the outcome of a run. ARGV: id, attempt, worker, now_ms, outcome
+-- Records the outcome of a run. ARGV: id, attempt, worker, outcome
 -- (succeeded | retry | failed | cancelled), data (result JSON or error message),
--- error_class, retry_at_ms, result_ttl_ms, dead_cap, events_maxlen.
+-- error_class, retry_after_ms, result_ttl_ms, dead_cap, events_maxlen.
 -- Returns 1, or 0 when the run no longer holds the job (its lease expired and
 -- the job moved on): a stale outcome changes nothing.
-local id, attempt, worker, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-local outcome, data, class = ARGV[5], ARGV[6], ARGV[7]
-local retry_at, ttl_ms = tonumber(ARGV[8]), tonumber(ARGV[9])
-local cap, maxlen = tonumber(ARGV[10]), tonumber(ARGV[11])
+local id, attempt, worker, now = ARGV[1], ARGV[2], ARGV[3], server_now()
+local outcome, data, class = ARGV[4], ARGV[5], ARGV[6]
+local retry_at, ttl_ms = now + tonumber(ARGV[7]), tonumber(ARGV[8])
+local cap, maxlen = tonumber(ARGV[9]), tonumber(ARGV[10])
 local jk = job_key(id)
 local f = redis.call("HMGET", jk, "status", "attempts", "worker", "type")
 if f[1] ~= "running" or f[2] ~= attempt or f[3] ~= worker then

@@ -1,17 +1,17 @@
--- Leases up to n ready jobs to a worker. ARGV: now_ms, n, lease_ms, worker,
+-- Leases up to n ready jobs to a worker. ARGV: n, lease_ms, worker,
 -- promote_limit, dead_cap, events_maxlen.
--- Returns: next due time of a scheduled job ("" if none), then per job:
+-- Returns: ms until the next scheduled job is due ("" if none), then per job:
 -- id, type, payload, attempt, enqueued_at_ms.
-local now = tonumber(ARGV[1])
-local n = tonumber(ARGV[2])
-local lease = tonumber(ARGV[3])
-local worker = ARGV[4]
-local cap, maxlen = tonumber(ARGV[6]), tonumber(ARGV[7])
+local now = server_now()
+local n = tonumber(ARGV[1])
+local lease = tonumber(ARGV[2])
+local worker = ARGV[3]
+local cap, maxlen = tonumber(ARGV[5]), tonumber(ARGV[6])
 local out = { "" }
 if redis.call("EXISTS", K_PAUSED) == 1 then
   return out
 end
-promote_due(now, tonumber(ARGV[5]))
+promote_due(now, tonumber(ARGV[4]))
 for _ = 1, n do
   local id = redis.call("RPOP", K_READY)
   if not id then break end
@@ -35,5 +35,5 @@ for _ = 1, n do
   -- any other status is a stale entry (already cancelled or running): dropped
 end
 local nxt = redis.call("ZRANGE", K_SCHED, 0, 0, "WITHSCORES")
-if nxt[2] then out[1] = nxt[2] end
+if nxt[2] then out[1] = tostring(math.max(0, tonumber(nxt[2]) - now)) end
 return out

@@ -1,8 +1,8 @@
 -- A stopping worker hands its unfinished jobs back at once, without counting the
--- interrupted run. ARGV: now_ms, worker, ids... Returns the number handed back.
-local now, worker = tonumber(ARGV[1]), ARGV[2]
+-- interrupted run. ARGV: worker, ids... Returns the number handed back.
+local now, worker = server_now(), ARGV[1]
 local n = 0
-for i = 3, #ARGV do
+for i = 2, #ARGV do
   local id = ARGV[i]
   local jk = job_key(id)
   local f = redis.call("HMGET", jk, "status", "worker")

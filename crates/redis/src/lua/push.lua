@@ -1,15 +1,15 @@
--- Pushes jobs. ARGV: now_ms, idempotency_ttl_s, count, then per job:
+-- Pushes jobs. ARGV: idempotency_ttl_s, count, then per job:
 -- id, type, payload, delay_ms, idempotency_key ("" for none).
 -- Returns per job: the job id (an existing one for a known idempotency key), created (1/0).
 -- A job whose id already exists is not pushed again (pushing a chosen id is idempotent
 -- while its data lives).
-local now = tonumber(ARGV[1])
-local idem_ttl = tonumber(ARGV[2])
-local n = tonumber(ARGV[3])
+local now = server_now()
+local idem_ttl = tonumber(ARGV[1])
+local n = tonumber(ARGV[2])
 local out = {}
 local created, ready = 0, 0
 for i = 0, n - 1 do
-  local o = 4 + i * 5
+  local o = 3 + i * 5
   local id, jtype, payload, delay, idem = ARGV[o], ARGV[o + 1], ARGV[o + 2], tonumber(ARGV[o + 3]), ARGV[o + 4]
   local existing = false
   if idem ~= "" then

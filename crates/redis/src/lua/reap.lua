@@ -1,8 +1,8 @@
 -- Returns jobs whose lease expired (their worker died) to the queue, counting the
--- run, and promotes due scheduled jobs. ARGV: now_ms, limit, max_runs, dead_cap,
+-- run, and promotes due scheduled jobs. ARGV: limit, max_runs, dead_cap,
 -- events_maxlen, result_ttl_ms, promote_limit. Returns the number of jobs recovered.
-local now, limit, max_runs = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local cap, maxlen, ttl_ms = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local now, limit, max_runs = server_now(), tonumber(ARGV[1]), tonumber(ARGV[2])
+local cap, maxlen, ttl_ms = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local expired = redis.call("ZRANGEBYSCORE", K_RUNNING, "-inf", now, "LIMIT", 0, limit)
 local requeued = 0
 for _, id in ipairs(expired) do
@@ -25,6 +25,6 @@ for _, id in ipairs(expired) do
     end
   end
 end
-local promoted = promote_due(now, tonumber(ARGV[7]))
+local promoted = promote_due(now, tonumber(ARGV[6]))
 if requeued + promoted > 0 then redis.call("PUBLISH", C_NOTIFY, requeued + promoted) end
 return requeued

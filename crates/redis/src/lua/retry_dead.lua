@@ -1,8 +1,8 @@
 -- Puts dead-lettered jobs back on the queue (runs keep counting).
--- ARGV: now_ms, ids... Returns the number requeued.
-local now = tonumber(ARGV[1])
+-- ARGV: ids... Returns the number requeued.
+local now = server_now()
 local n = 0
-for i = 2, #ARGV do
+for i = 1, #ARGV do
   local id = ARGV[i]
   if redis.call("ZREM", K_DEAD, id) == 1 then
     local jk = job_key(id)

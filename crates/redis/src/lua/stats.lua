@@ -1,8 +1,12 @@
--- O(1) queue figures: ready, scheduled, running, dead, paused, ready_at of the
--- oldest ready job ("" if none), then the counters as field, value pairs.
+-- O(1) queue figures: ready, scheduled, running, dead, paused, how long (ms, by
+-- the server's clock) the oldest ready job has waited ("" if none), then the
+-- counters as field, value pairs.
 local oldest = ""
 local tail = redis.call("LINDEX", K_READY, -1)
-if tail then oldest = redis.call("HGET", job_key(tail), "ready_at") or "" end
+if tail then
+  local ready_at = tonumber(redis.call("HGET", job_key(tail), "ready_at") or "")
+  if ready_at then oldest = tostring(math.max(0, server_now() - ready_at)) end
+end
 local out = {
   redis.call("LLEN", K_READY),
   redis.call("ZCARD", K_SCHED),
