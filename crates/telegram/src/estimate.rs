@@ -378,10 +378,11 @@ impl Estimator {
     pub async fn estimate(&self, legs: &[Leg<'_>]) -> Result<Option<f64>, BotError> {
         let mut stages = Vec::with_capacity(legs.len());
         for leg in legs {
-            let h = self.history_of(leg.queue).await?;
-            if h.paused {
+            // read now, not from the cache: a queue paused a moment ago gives no estimate
+            if self.queue.stats(leg.queue).await?.paused {
                 return Ok(None);
             }
+            let h = self.history_of(leg.queue).await?;
             let fallback = self.default_run(leg.job_type);
             stages.push(Stage {
                 ahead: leg.ahead.unwrap_or(h.ready),
