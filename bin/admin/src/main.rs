@@ -7,7 +7,6 @@ use anyhow::Context;
 use clap::Parser;
 use genq_admin_api::AdminState;
 use genq_catalog::CatalogDeps;
-use genq_redis::RedisQueue;
 use genq_runtime::{JobClient, RedisArgs, init_tracing, shutdown_signal};
 use genq_store::DatabaseArgs;
 
@@ -46,11 +45,11 @@ async fn main() -> anyhow::Result<()> {
     let token =
         genq_admin_api::check_token(cli.addr, cli.token.as_deref()).map_err(anyhow::Error::msg)?;
     let config = genq_config::Config::load(cli.config.as_deref())?;
-    let redis_cfg = cli.redis.to_config().map_err(anyhow::Error::msg)?;
-    let url = redis_cfg.url.clone();
-    let queue = RedisQueue::connect(redis_cfg)
+    let queue = cli
+        .redis
+        .connect_checked()
         .await
-        .with_context(|| format!("cannot connect to Redis at {url}"))?;
+        .map_err(anyhow::Error::msg)?;
     let store = match cli.no_database {
         true => None,
         false => Some(cli.db.open().await.with_context(|| {

@@ -5,7 +5,6 @@
 
 use anyhow::Context;
 use clap::Parser;
-use genq_redis::RedisQueue;
 use genq_runtime::{RedisArgs, init_tracing, shutdown_signal};
 use genq_store::DatabaseArgs;
 use genq_telegram::{BotOptions, TOKEN_ENV, no_token_hint, run_bot};
@@ -47,11 +46,11 @@ async fn main() -> anyhow::Result<()> {
         anyhow::bail!(no_token_hint());
     };
     let config = genq_config::Config::load(cli.config.as_deref())?;
-    let cfg = cli.redis.to_config().map_err(anyhow::Error::msg)?;
-    let url = cfg.url.clone();
-    let queue = RedisQueue::connect(cfg)
+    let queue = cli
+        .redis
+        .connect_checked()
         .await
-        .with_context(|| format!("cannot connect to Redis at {url}"))?;
+        .map_err(anyhow::Error::msg)?;
     let store = cli
         .db
         .open()

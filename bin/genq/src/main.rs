@@ -330,11 +330,7 @@ async fn credits(command: CreditsCommand) -> anyhow::Result<()> {
 }
 
 async fn connect(args: &RedisArgs) -> anyhow::Result<RedisQueue> {
-    let cfg = args.to_config().map_err(anyhow::Error::msg)?;
-    let url = cfg.url.clone();
-    RedisQueue::connect(cfg)
-        .await
-        .with_context(|| format!("cannot connect to Redis at {url}"))
+    args.connect_checked().await.map_err(anyhow::Error::msg)
 }
 
 fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {

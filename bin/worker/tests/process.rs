@@ -193,3 +193,58 @@ async fn bad_settings_are_named_at_start_up() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("heartbeat"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_may_evict_keys_is_refused_at_start_unless_allowed() {
+    let redis = genq_testkit::PrivateRedis::start_with_args(&["--maxmemory-policy", "allkeys-lru"])
+        .await
+        .expect("a private redis-server");
+    let env = |allow: bool| {
+        let mut env = vec![
+            ("GENQ_REDIS_URL", redis.url()),
+            ("GENQ_PREFIX", unique_prefix("eviction")),
+            ("GENQ_METRICS_ADDR", format!("127.0.0.1:{}", free_port())),
+            ("GENQ_LOG", "info".to_owned()),
+        ];
+        if allow {
+            env.push(("GENQ_ALLOW_EVICTION", "true".to_owned()));
+        }
+        env
+    };
+    let mut refused = ChildProcess::spawn(
+        env!("CARGO_BIN_EXE_worker"),
+        &["--queues", "default"],
+        &env(false),
+    )
+    .expect("spawn worker");
+    let status = refused
+        .wait_exit(Duration::from_secs(30))
+        .await
+        .expect("the worker stops at once");
+    assert!(!status.success());
+    assert!(
+        refused
+            .wait_for_output("maxmemory-policy is 'allkeys-lru'", Duration::from_secs(10))
+            .await,
+        "the refusal names the setting"
+    );
+    // the documented override starts it, with a warning
+    let allowed = ChildProcess::spawn(
+        env!("CARGO_BIN_EXE_worker"),
+        &["--queues", "default"],
+        &env(true),
+    )
+    .expect("spawn worker");
+    assert!(
+        allowed
+            .wait_for_output("worker started", Duration::from_secs(30))
+            .await,
+        "the worker starts with GENQ_ALLOW_EVICTION"
+    );
+    assert!(
+        allowed
+            .wait_for_output("allowed by GENQ_ALLOW_EVICTION", Duration::from_secs(10))
+            .await
+    );
+    drop(allowed);
+}

@@ -19,6 +19,7 @@ mod error;
 mod events;
 mod queue;
 mod scripts;
+mod server;
 
 pub use ack::{AckLayer, AckService, PolicySource};
 pub use backend::{RawJob, RedisBackend};
@@ -30,3 +31,4 @@ pub use queue::{
     CancelOutcome, DeleteOutcome, JobList, NewJob, Outcome, Pushed, QueueStats, RedisQueue,
     WorkerInfo, now_ms,
 };
+pub use server::ServerSettings;

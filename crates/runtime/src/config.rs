@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use clap::Args;
-use genq_redis::RedisConfig;
+use genq_redis::{RedisConfig, RedisQueue};
 
 /// Redis connection and queue-keeping settings.
 #[derive(Debug, Clone, Args)]
@@ -33,9 +33,28 @@ pub struct RedisArgs {
     /// Dead letters kept per queue.
     #[arg(long, env = "GENQ_DEAD_LETTER_CAP", default_value_t = 10000)]
     pub dead_letter_cap: u64,
+    /// Start even when Redis may evict keys (a `maxmemory-policy` other than
+    /// `noeviction`): queued jobs may then vanish under memory pressure.
+    #[arg(long, env = "GENQ_ALLOW_EVICTION")]
+    pub allow_eviction: bool,
 }
 
 impl RedisArgs {
+    /// Connects and checks the server's eviction policy and persistence (see
+    /// [`RedisQueue::check_server`]); an error says what is wrong.
+    pub async fn connect_checked(&self) -> Result<RedisQueue, String> {
+        let cfg = self.to_config()?;
+        let url = cfg.url.clone();
+        let queue = RedisQueue::connect(cfg)
+            .await
+            .map_err(|e| format!("cannot connect to Redis at {url}: {e}"))?;
+        queue
+            .check_server(self.allow_eviction)
+            .await
+            .map_err(|e| format!("Redis at {url}: {e}"))?;
+        Ok(queue)
+    }
+
     /// The backend configuration; an error names the bad setting.
     pub fn to_config(&self) -> Result<RedisConfig, String> {
         let cfg = RedisConfig {

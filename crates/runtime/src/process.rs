@@ -93,6 +93,13 @@ pub async fn run_worker(
     let url = cfg.url.clone();
     let queue = RedisQueue::connect(cfg)
         .await
+        .map_err(|source| ProcessError::Connect {
+            url: url.clone(),
+            source,
+        })?;
+    queue
+        .check_server(args.redis.allow_eviction)
+        .await
         .map_err(|source| ProcessError::Connect { url, source })?;
     let prom = prometheus::Registry::new();
     let registry = build(&queue, &prom).map_err(ProcessError::Registry)?;

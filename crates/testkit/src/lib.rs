@@ -126,6 +126,8 @@ pub struct PrivateRedis {
     child: Option<Child>,
     dir: PathBuf,
     persistent: bool,
+    /// More `redis-server` arguments (e.g. `--maxmemory-policy allkeys-lru`).
+    extra: Vec<String>,
 }
 
 impl PrivateRedis {
@@ -140,18 +142,31 @@ impl PrivateRedis {
         Self::start_with(true).await
     }
 
+    /// Starts one without persistence with more `redis-server` arguments.
+    pub async fn start_with_args(args: &[&str]) -> std::io::Result<Self> {
+        let mut me = Self::new(false)?;
+        me.extra = args.iter().map(|a| (*a).to_owned()).collect();
+        me.spawn().await?;
+        Ok(me)
+    }
+
     async fn start_with(persistent: bool) -> std::io::Result<Self> {
+        let mut me = Self::new(persistent)?;
+        me.spawn().await?;
+        Ok(me)
+    }
+
+    fn new(persistent: bool) -> std::io::Result<Self> {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("genq-redis-{port}-{}", ulid::Ulid::new()));
         std::fs::create_dir_all(&dir)?;
-        let mut me = Self {
+        Ok(Self {
             port,
             child: None,
             dir,
             persistent,
-        };
-        me.spawn().await?;
-        Ok(me)
+            extra: Vec::new(),
+        })
     }
 
     pub fn url(&self) -> String {
@@ -172,6 +187,7 @@ impl PrivateRedis {
                 "--appendfsync",
                 "always",
             ])
+            .args(&self.extra)
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())
