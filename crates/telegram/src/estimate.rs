@@ -22,9 +22,11 @@
 //! delivery's own lag (the median `finished − enq` of recent `deliver` jobs: the
 //! push after the job's event, the send, a 429's reschedule; 1 s without history),
 //! clamped to 1 s – 12 h. A paused queue has no estimate (the acknowledgement then
-//! gives the position only). Each queue's figures are read at most every
-//! [`CACHE_FOR`] (one `XREVRANGE`, one pipelined `HMGET` per sampled job, the
-//! queue's stats), shared by every acknowledgement meanwhile.
+//! gives the position only; the pause is read at once, not from the cache). Each
+//! queue's figures are read at start and then at most every [`CACHE_FOR`] (one
+//! `XREVRANGE`, one pipelined `HMGET` per sampled job, the queue's stats), shared
+//! by every acknowledgement meanwhile; older figures are used while a background
+//! read replaces them, so an acknowledgement never waits for one.
 //!
 //! The words ([`Eta`]): "about a second" under 1.5 s, whole seconds under 10 s,
 //! steps of 5 s under a minute, "about a minute" up to 1.5 min, whole minutes up

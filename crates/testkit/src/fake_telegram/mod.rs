@@ -39,6 +39,7 @@ mod params;
 mod payments;
 mod records;
 mod reply;
+mod sent;
 mod updates;
 
 use std::{

@@ -9,10 +9,10 @@ use serde_json::{Value, json};
 
 use super::{
     FakeTelegram, Shared,
-    methods::{Draft, record_sent},
     params::Params,
     records::{Invoice, PreCheckoutAnswer, SentKind, StarRefund},
     reply::TgError,
+    sent::{Draft, record_sent},
 };
 
 /// Payments the fake remembers.
