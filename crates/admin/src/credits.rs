@@ -141,6 +141,17 @@ pub struct LedgerQuery {
     limit: Option<i64>,
 }
 
+/// The page size a ledger or payments listing asked for (default 50).
+fn page_limit(q: &LedgerQuery) -> Result<i64, ApiError> {
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=MAX_LEDGER_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be 1-{MAX_LEDGER_PAGE}, got {limit}"
+        )));
+    }
+    Ok(limit)
+}
+
 /// A user's balance and ledger.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UserLedger {
@@ -163,12 +174,7 @@ async fn user_ledger(
     ApiQuery(q): ApiQuery<LedgerQuery>,
 ) -> ApiResult<UserLedger> {
     let telegram_id = telegram_id(&raw)?;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=MAX_LEDGER_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
-            "limit must be 1-{MAX_LEDGER_PAGE}, got {limit}"
-        )));
-    }
+    let limit = page_limit(&q)?;
     let store = store(&state)?;
     let user = user_by_telegram_id(store, telegram_id).await?;
     let entries = store.ledger_of(user.id, limit).await?;
@@ -203,12 +209,7 @@ async fn user_payments(
     ApiQuery(q): ApiQuery<LedgerQuery>,
 ) -> ApiResult<UserPayments> {
     let telegram_id = telegram_id(&raw)?;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=MAX_LEDGER_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
-            "limit must be 1-{MAX_LEDGER_PAGE}, got {limit}"
-        )));
-    }
+    let limit = page_limit(&q)?;
     let store = store(&state)?;
     let user = user_by_telegram_id(store, telegram_id).await?;
     Ok(Json(UserPayments {
