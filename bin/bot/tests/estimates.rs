@@ -11,6 +11,11 @@ use genq_telegram::{
 };
 use genq_testkit::{SentMessage, wait_until};
 
+/// A message's text as first sent (before any edit).
+fn first_text(m: SentMessage) -> String {
+    m.edits.into_iter().next().or(m.text).unwrap_or_default()
+}
+
 /// The user taps Upscale x2 under a new photo; the tap's answer and the status
 /// message (as first sent), once both are there and the result came.
 async fn upscale(stack: &Stack, chat: i64) -> (String, String) {
@@ -25,13 +30,7 @@ async fn upscale(stack: &Stack, chat: i64) -> (String, String) {
     })
     .await
     .expect("the tap was answered with a text");
-    let first = status
-        .edits
-        .first()
-        .cloned()
-        .or(status.text)
-        .unwrap_or_default();
-    (tap, first)
+    (tap, first_text(status))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -64,13 +63,7 @@ async fn the_acknowledgement_estimates_the_wait_from_the_queue_history() {
     stack.tg.set_user_language(ru, "ru");
     let menu = stack.send_photo(ru).await;
     let before = stack.tap(ru, &menu, "up2:");
-    let status = stack.next_text(ru, before).await;
-    let first = status
-        .edits
-        .first()
-        .cloned()
-        .or(status.text)
-        .unwrap_or_default();
+    let first = first_text(stack.next_text(ru, before).await);
     assert!(
         Eta::find_in(&first, Lang::Ru).is_some() && first.contains("Ожидание"),
         "{first}"

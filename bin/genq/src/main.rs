@@ -223,12 +223,8 @@ enum CreditsCommand {
     Refund {
         /// The payment's id (see the admin's /api/users/{telegram_id}/payments).
         payment_id: i64,
-        /// Why (1-500 characters); kept in the ledger and on the payment.
-        #[arg(long)]
-        reason: String,
-        /// Who does it (default: operator:cli:$USER).
-        #[arg(long)]
-        actor: Option<String>,
+        #[command(flatten)]
+        audit: Audit,
         #[command(flatten)]
         db: DatabaseArgs,
     },
@@ -251,14 +247,21 @@ struct CreditMoveArgs {
     /// Credits (1 to 1,000,000).
     #[arg(allow_negative_numbers = true)]
     amount: i64,
+    #[command(flatten)]
+    audit: Audit,
+    #[command(flatten)]
+    db: DatabaseArgs,
+}
+
+/// Why an operator moves credits, and who does it: kept in the ledger.
+#[derive(Debug, clap::Args)]
+struct Audit {
     /// Why (1-500 characters); kept in the ledger.
     #[arg(long)]
     reason: String,
     /// Who does it (default: operator:cli:$USER).
     #[arg(long)]
     actor: Option<String>,
-    #[command(flatten)]
-    db: DatabaseArgs,
 }
 
 /// The ledger's `actor` for a move from the command line.
@@ -277,33 +280,32 @@ async fn credits(command: CreditsCommand) -> anyhow::Result<()> {
     match command {
         CreditsCommand::Grant { args } => {
             let store = open_store(&args.db).await?;
-            let actor = cli_actor(args.actor.as_deref());
+            let actor = cli_actor(args.audit.actor.as_deref());
             let moved = store
-                .grant_credits(args.telegram_id, args.amount, &args.reason, &actor)
+                .grant_credits(args.telegram_id, args.amount, &args.audit.reason, &actor)
                 .await?;
             print_json(&moved)?;
         }
         CreditsCommand::Deduct { args } => {
             let store = open_store(&args.db).await?;
-            let actor = cli_actor(args.actor.as_deref());
+            let actor = cli_actor(args.audit.actor.as_deref());
             let moved = store
-                .deduct_credits(args.telegram_id, args.amount, &args.reason, &actor)
+                .deduct_credits(args.telegram_id, args.amount, &args.audit.reason, &actor)
                 .await?;
             print_json(&moved)?;
         }
         CreditsCommand::Refund {
             payment_id,
-            reason,
-            actor,
+            audit,
             db,
         } => {
             let store = open_store(&db).await?;
             if store.payment(payment_id).await?.is_none() {
                 bail!("no payment {payment_id}");
             }
-            let actor = cli_actor(actor.as_deref());
+            let actor = cli_actor(audit.actor.as_deref());
             let refund = store
-                .request_payment_refund(payment_id, &actor, reason.trim())
+                .request_payment_refund(payment_id, &actor, audit.reason.trim())
                 .await?;
             print_json(&refund)?;
         }
