@@ -61,6 +61,22 @@ async fn open_store(db: &DatabaseArgs) -> anyhow::Result<Store> {
         .with_context(|| format!("cannot open the PostgreSQL database at {}", db.url))
 }
 
+/// How the settler reconciles PostgreSQL with Redis.
+#[derive(clap::Args, Debug, Clone)]
+struct ReconcileArgs {
+    /// Seconds between comparisons of open jobs with Redis (1-3600): a job Redis
+    /// lost is back on its queue (or refunded) within about twice this.
+    #[arg(long = "reconcile-secs", env = "GENQ_RECONCILE_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    every_secs: u64,
+}
+
+impl ReconcileArgs {
+    fn every(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.every_secs)
+    }
+}
+
 #[derive(Debug, clap::Args)]
 struct RunArgs {
     #[command(flatten)]
@@ -70,6 +86,8 @@ struct RunArgs {
     /// Run only the workers (no relay or settler; nothing touches PostgreSQL).
     #[arg(long, env = "GENQ_NO_DATABASE")]
     no_database: bool,
+    #[command(flatten)]
+    reconcile: ReconcileArgs,
     /// Where the admin API, page and cluster metrics listen.
     #[arg(long, env = "GENQ_ADMIN_ADDR", default_value = "127.0.0.1:9090")]
     admin_addr: std::net::SocketAddr,
@@ -118,6 +136,8 @@ enum Command {
         db: DatabaseArgs,
         #[command(flatten)]
         redis: RedisArgs,
+        #[command(flatten)]
+        reconcile: ReconcileArgs,
     },
     /// Store a file (e.g. a photo to upscale) as an artifact; prints its key.
     PutArtifact {
@@ -347,6 +367,16 @@ async fn served_queues(setup: &Setup, queue: &RedisQueue) -> anyhow::Result<Vec<
     Ok(all.into_iter().collect())
 }
 
+/// The job types this configuration runs (a lost job of another type cannot be requeued).
+fn served_types(setup: &Setup, queue: &RedisQueue) -> anyhow::Result<Vec<String>> {
+    Ok(setup
+        .registry(queue)?
+        .job_types()
+        .into_iter()
+        .map(str::to_owned)
+        .collect())
+}
+
 /// Serves the admin (API, page, cluster metrics) in this process until `stop`.
 async fn start_admin(
     args: &RunArgs,
@@ -428,7 +458,9 @@ async fn run_all(args: RunArgs, setup: Setup) -> anyhow::Result<()> {
         seam.push(tokio::spawn(
             Relay::new(store.clone(), queue.clone()).run(stop.clone()),
         ));
-        let settler = Settler::new(store, queue, queues);
+        let settler = Settler::new(store, queue.clone(), queues)
+            .job_types(served_types(&setup, &queue)?)
+            .reconcile_every(args.reconcile.every());
         let settler_stop = stop.clone();
         seam.push(tokio::spawn(async move {
             if let Err(e) = settler.run(settler_stop).await {
@@ -477,10 +509,16 @@ async fn main() -> anyhow::Result<()> {
             stop.cancel();
             task.await?;
         }
-        Command::Settle { db, redis } => {
+        Command::Settle {
+            db,
+            redis,
+            reconcile,
+        } => {
             let queue = connect(&redis).await?;
             let queues = served_queues(&setup, &queue).await?;
-            let settler = Settler::new(open_store(&db).await?, queue, queues);
+            let settler = Settler::new(open_store(&db).await?, queue.clone(), queues)
+                .job_types(served_types(&setup, &queue)?)
+                .reconcile_every(reconcile.every());
             let stop = CancellationToken::new();
             let task = tokio::spawn(settler.run(stop.clone()));
             shutdown_signal().await;

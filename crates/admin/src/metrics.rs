@@ -19,6 +19,7 @@ pub struct AdminMetrics {
     pub users_active: IntGaugeVec,
     pub provider_keys: IntGaugeVec,
     pub provider_keys_cooling: IntGaugeVec,
+    pub jobs_lost_by_redis: IntGaugeVec,
 }
 
 fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> Result<IntGaugeVec, prometheus::Error> {
@@ -81,6 +82,11 @@ impl AdminMetrics {
                 "API keys cooling down per provider",
                 &["provider"],
             )?,
+            jobs_lost_by_redis: gauge_vec(
+                "genq_admin_jobs_lost_by_redis",
+                "Paid jobs PostgreSQL had open that Redis had lost (restart without persistence, failover, FLUSHALL), since the record began, by what the settler did: requeued (each loss), failed (refunded)",
+                &["action"],
+            )?,
         };
         registry.register(Box::new(m.up.clone()))?;
         for v in [
@@ -93,6 +99,7 @@ impl AdminMetrics {
             &m.users_active,
             &m.provider_keys,
             &m.provider_keys_cooling,
+            &m.jobs_lost_by_redis,
         ] {
             registry.register(Box::new(v.clone()))?;
         }
@@ -134,6 +141,17 @@ impl AdminMetrics {
                         .set(u.active_30d);
                 }
                 Err(e) => tracing::warn!(error = %e, "metrics: users unreadable"),
+            }
+            match store.lost_job_counts().await {
+                Ok((requeued, failed)) => {
+                    self.jobs_lost_by_redis
+                        .with_label_values(&["requeued"])
+                        .set(requeued);
+                    self.jobs_lost_by_redis
+                        .with_label_values(&["failed"])
+                        .set(failed);
+                }
+                Err(e) => tracing::warn!(error = %e, "metrics: lost jobs unreadable"),
             }
         }
         for pool in &state.keys {

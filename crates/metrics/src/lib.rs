@@ -49,6 +49,9 @@ pub struct WorkerMetrics {
     pub redis_errors_total: IntCounterVec,
     /// Worker restarts after an error, by queue.
     pub worker_restarts_total: IntCounterVec,
+    /// Jobs a worker stopped itself because it could not renew their leases in
+    /// time (self-fencing), by queue.
+    pub fenced_jobs_total: IntCounterVec,
     /// Concurrency limit per queue.
     pub worker_concurrency: IntGaugeVec,
     /// Seconds since the process started.
@@ -122,6 +125,13 @@ impl WorkerMetrics {
                 ),
                 &["queue"],
             )?,
+            fenced_jobs_total: IntCounterVec::new(
+                Opts::new(
+                    "genq_worker_fenced_jobs_total",
+                    "Jobs the worker stopped itself because it could not renew their leases in time (self-fencing)",
+                ),
+                &["queue"],
+            )?,
             worker_concurrency: IntGaugeVec::new(
                 Opts::new("genq_worker_concurrency", "Concurrency limit per queue"),
                 &["queue"],
@@ -143,6 +153,7 @@ impl WorkerMetrics {
             Box::new(m.worker_up.clone()),
             Box::new(m.redis_errors_total.clone()),
             Box::new(m.worker_restarts_total.clone()),
+            Box::new(m.fenced_jobs_total.clone()),
             Box::new(m.worker_concurrency.clone()),
             Box::new(m.process_start_time_seconds.clone()),
         ];

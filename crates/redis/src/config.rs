@@ -14,6 +14,12 @@ pub struct RedisConfig {
     pub lease: Duration,
     /// How often a worker renews its leases and looks for expired ones.
     pub heartbeat: Duration,
+    /// Self-fencing: a worker that has not renewed a job's lease for `lease -
+    /// fence_margin` stops the job, so it makes no provider call once another
+    /// worker may take it over. The margin covers stopping the handler and the
+    /// hosts' clocks running at slightly different rates. `None`: a quarter of
+    /// the lease (5 s of the default 20 s).
+    pub fence_margin: Option<Duration>,
     /// How long a finished job's data (status, result) stays readable. Zero deletes it at once.
     pub result_ttl: Duration,
     /// How long an idempotency key dedupes.
@@ -39,6 +45,7 @@ impl Default for RedisConfig {
             prefix: "genq".to_owned(),
             lease: Duration::from_secs(20),
             heartbeat: Duration::from_secs(5),
+            fence_margin: None,
             result_ttl: Duration::from_secs(3600),
             idempotency_ttl: Duration::from_secs(24 * 3600),
             dead_letter_cap: 10_000,
@@ -64,6 +71,11 @@ impl RedisConfig {
         self
     }
 
+    /// The self-fencing margin in force (see [`RedisConfig::fence_margin`]).
+    pub fn effective_fence_margin(&self) -> Duration {
+        self.fence_margin.unwrap_or(self.lease / 4)
+    }
+
     /// Checks the settings; the error names the bad one.
     pub fn validate(&self) -> Result<(), String> {
         if self.prefix.is_empty() || self.prefix.contains(['{', '}', ' ']) {
@@ -78,6 +90,13 @@ impl RedisConfig {
         if self.heartbeat.is_zero() || self.heartbeat * 2 > self.lease {
             return Err(format!(
                 "heartbeat {:?} must be positive and at most half the lease ({:?})",
+                self.heartbeat, self.lease
+            ));
+        }
+        let margin = self.effective_fence_margin();
+        if margin.is_zero() || self.lease.saturating_sub(margin) <= self.heartbeat {
+            return Err(format!(
+                "fence margin {margin:?} must be positive and leave more than a heartbeat ({:?}) of the lease ({:?})",
                 self.heartbeat, self.lease
             ));
         }
@@ -106,6 +125,11 @@ mod tests {
             ..RedisConfig::default()
         };
         assert!(bad.validate().unwrap_err().contains("heartbeat"));
+        let bad = RedisConfig {
+            fence_margin: Some(Duration::from_secs(16)),
+            ..RedisConfig::default()
+        };
+        assert!(bad.validate().unwrap_err().contains("fence margin"));
         let bad = RedisConfig::default().prefix("a{b}");
         assert!(bad.validate().unwrap_err().contains("prefix"));
     }

@@ -2,11 +2,25 @@
 //! jobs this process runs from the queue: it leases them in batches, renews them on
 //! a heartbeat, hands them back on shutdown, recovers the jobs of dead workers, and
 //! hears new work and cancellations over pub/sub.
+//!
+//! **Self-fencing.** Each leased job remembers when the request that last extended
+//! its lease was *sent* (the fetch, or a heartbeat whose renewal succeeded). Redis
+//! set the deadline to its own time at processing plus the lease, which is no
+//! earlier than that send plus the lease, so the lease is certainly ours until
+//! `sent + lease`. When a job has gone `lease - fence margin` without a successful
+//! renewal (Redis unreachable, this host cut off), the watchdog fires the job's
+//! cancellation token: the handler is dropped, so it makes no further provider
+//! call, a full margin before another worker's reaper may see the lease expire and
+//! run the job again. A fenced run's outcome is never recorded (it is handed back,
+//! or left to expire); see [`crate::RedisConfig::fence_margin`].
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, Weak},
-    time::Duration,
+    sync::{
+        Arc, Mutex, Weak,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
 };
 
 use futures::{FutureExt, StreamExt, future::BoxFuture};
@@ -47,6 +61,10 @@ impl Default for ConsumerOptions {
 struct InFlight {
     attempt: u32,
     cancel: CancellationToken,
+    /// When the request that last extended this job's lease was sent.
+    leased_at: Instant,
+    /// Stopped because its lease could not be renewed in time.
+    fenced: bool,
 }
 
 pub(crate) struct Inner {
@@ -57,6 +75,8 @@ pub(crate) struct Inner {
     in_flight: Mutex<HashMap<String, InFlight>>,
     notify: watch::Sender<u64>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Jobs stopped by self-fencing since the consumer started.
+    fenced: AtomicU64,
 }
 
 impl Drop for Inner {
@@ -103,14 +123,17 @@ impl QueueConsumer {
                 in_flight: Mutex::default(),
                 notify,
                 tasks: Mutex::default(),
+                fenced: AtomicU64::new(0),
             }),
         };
         consumer.heartbeat_once().await?;
         let weak = Arc::downgrade(&consumer.inner);
         let heartbeat = tokio::spawn(heartbeat_loop(weak.clone()));
+        let fence = tokio::spawn(fence_loop(weak.clone()));
         let listener = tokio::spawn(pubsub_loop(weak));
         if let Ok(mut tasks) = consumer.inner.tasks.lock() {
             tasks.push(heartbeat);
+            tasks.push(fence);
             tasks.push(listener);
         }
         Ok(consumer)
@@ -133,6 +156,51 @@ impl QueueConsumer {
         &self.inner.queue
     }
 
+    /// Jobs this consumer stopped because it could not renew their leases in time.
+    pub fn fenced_count(&self) -> u64 {
+        self.inner.fenced.load(Ordering::Relaxed)
+    }
+
+    /// Stops every job whose lease was last extended longer than the fence point
+    /// (`lease - fence margin`) ago; how many it stopped now.
+    fn fence_expiring(&self) -> usize {
+        let cfg = self.inner.queue.config();
+        let fence_after = cfg.lease.saturating_sub(cfg.effective_fence_margin());
+        let now = Instant::now();
+        let mut stopped = Vec::new();
+        if let Ok(mut m) = self.inner.in_flight.lock() {
+            for (id, f) in m.iter_mut() {
+                if !f.fenced && now.duration_since(f.leased_at) >= fence_after {
+                    f.fenced = true;
+                    f.cancel.cancel();
+                    stopped.push(id.clone());
+                }
+            }
+        }
+        if !stopped.is_empty() {
+            self.inner
+                .fenced
+                .fetch_add(stopped.len() as u64, Ordering::Relaxed);
+            warn!(
+                queue = %self.inner.name,
+                jobs = stopped.len(),
+                ids = %stopped.join(","),
+                fence_after = ?fence_after,
+                "leases not renewed in time (Redis unreachable?): stopping these jobs before another worker may take them over"
+            );
+        }
+        stopped.len()
+    }
+
+    /// Whether run `attempt` of job `id` was stopped by self-fencing.
+    fn was_fenced(&self, id: &str, attempt: u32) -> bool {
+        self.inner
+            .in_flight
+            .lock()
+            .map(|m| m.get(id).is_some_and(|f| f.fenced && f.attempt == attempt))
+            .unwrap_or(false)
+    }
+
     /// Jobs leased by this process from this queue (running or buffered).
     pub fn in_flight(&self) -> usize {
         self.inner.in_flight.lock().map(|m| m.len()).unwrap_or(0)
@@ -152,6 +220,7 @@ impl QueueConsumer {
         let q = &self.inner.queue;
         let cfg = q.config();
         let mut c = q.conn.clone();
+        let sent = Instant::now();
         let reply: Vec<redis::Value> = scripts::FETCH
             .key(q.base_key(&self.inner.name))
             .arg(n)
@@ -190,6 +259,8 @@ impl QueueConsumer {
                     InFlight {
                         attempt: j.attempt,
                         cancel: j.cancel.clone(),
+                        leased_at: sent,
+                        fenced: false,
                     },
                 );
             }
@@ -249,6 +320,18 @@ impl QueueConsumer {
         attempt: u32,
         outcome: &Outcome,
     ) -> Result<bool, QueueError> {
+        if self.was_fenced(id, attempt) {
+            // the run was stopped because its lease may have been lost: its outcome
+            // (cancelled) is not the job's; give the job back if it is still ours
+            let handed = self.hand_back(&[id.to_owned()]).await.unwrap_or(0);
+            info!(
+                job_id = id,
+                attempt,
+                handed_back = handed,
+                "fenced run ended; outcome not recorded"
+            );
+            return Ok(false);
+        }
         let mut tries = 0;
         let result = loop {
             match self
@@ -339,7 +422,9 @@ impl QueueConsumer {
             inv.arg(id);
         }
         let mut c = q.conn.clone();
+        let sent = Instant::now();
         let stop: Vec<String> = inv.invoke_async(&mut c).await?;
+        self.renewed(&ids, &stop, sent);
         for id in stop {
             self.signal_cancel(&id);
         }
@@ -357,6 +442,20 @@ impl QueueConsumer {
             info!(queue = %self.inner.name, recovered, "requeued jobs of a worker that stopped heartbeating");
         }
         Ok(())
+    }
+
+    /// Records that the leases of `ids` (except `lost`) were extended by a request
+    /// sent at `sent`.
+    fn renewed(&self, ids: &[String], lost: &[String], sent: Instant) {
+        if let Ok(mut m) = self.inner.in_flight.lock() {
+            for id in ids.iter().filter(|id| !lost.contains(id)) {
+                if let Some(f) = m.get_mut(id)
+                    && f.leased_at < sent
+                {
+                    f.leased_at = sent;
+                }
+            }
+        }
     }
 
     fn signal_cancel(&self, id: &str) {
@@ -452,6 +551,21 @@ async fn heartbeat_loop(weak: Weak<Inner>) {
                 warn!(queue = %consumer.inner.name, error = %e, failures, "heartbeat failed; leases may expire if Redis stays away");
             }
         }
+    }
+}
+
+/// Watches the in-flight jobs' leases (see the module docs), independently of the
+/// heartbeat (which may hang on a dead connection).
+async fn fence_loop(weak: Weak<Inner>) {
+    let period = match weak.upgrade() {
+        Some(inner) => (inner.queue.config().effective_fence_margin() / 4)
+            .clamp(Duration::from_millis(20), Duration::from_millis(250)),
+        None => return,
+    };
+    loop {
+        tokio::time::sleep(period).await;
+        let Some(inner) = weak.upgrade() else { return };
+        QueueConsumer { inner }.fence_expiring();
     }
 }
 

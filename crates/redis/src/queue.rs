@@ -389,6 +389,29 @@ impl RedisQueue {
         Ok(Some(job_state(queue, id, fields)))
     }
 
+    /// The states of many jobs (queue, id) in one round trip, in order; `None` for a
+    /// job Redis does not know.
+    pub async fn jobs(
+        &self,
+        ids: &[(String, String)],
+    ) -> Result<Vec<Option<JobState>>, QueueError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for (queue, id) in ids {
+            validate_queue_name(queue)?;
+            pipe.hgetall(self.job_key(queue, id));
+        }
+        let mut c = self.conn.clone();
+        let all: Vec<HashMap<String, String>> = pipe.query_async(&mut c).await?;
+        Ok(ids
+            .iter()
+            .zip(all)
+            .map(|((queue, id), fields)| (!fields.is_empty()).then(|| job_state(queue, id, fields)))
+            .collect())
+    }
+
     /// A job's state by id alone, looking in every known queue.
     pub async fn find_job(&self, id: &str) -> Result<Option<JobState>, QueueError> {
         for queue in self.queues().await? {

@@ -5,15 +5,18 @@
 //!   pushing and before deleting the entry pushes nothing twice when it comes back.
 //! - [`Settler`]: follows the queues' completion event streams and records each
 //!   final outcome in the database, refunding failed and cancelled paid jobs once
-//!   (see `Store::settle`). It also sweeps old open jobs against Redis in case an
-//!   event was missed.
+//!   (see `Store::settle`). It also reconciles open jobs with Redis
+//!   ([`Settler::reconcile`]): missed events are settled, jobs Redis lost are put
+//!   back on their queues from PostgreSQL.
 
+mod reconcile;
 mod relay;
 mod settler;
 
 pub use genq_core::failpoint;
+pub use reconcile::Reconciled;
 pub use relay::Relay;
-pub use settler::Settler;
+pub use settler::{DEFAULT_RECONCILE_EVERY, Settler};
 
 /// What can stop the relay or the settler.
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,5 @@
-use std::time::Duration;
+use std::{collections::HashSet, time::Duration};
 
-use chrono::Utc;
 use genq_core::CompletionEvent;
 use genq_redis::{EventFollower, EventStart, RedisQueue};
 use genq_store::{Settled, Store};
@@ -9,14 +8,20 @@ use tracing::{info, warn};
 
 use crate::RelayError;
 
+/// How often the settler compares open jobs with Redis by default.
+pub const DEFAULT_RECONCILE_EVERY: Duration = Duration::from_secs(30);
+
 /// Records final outcomes in the database (refunding failures once).
 #[derive(Clone, Debug)]
 pub struct Settler {
     store: Store,
     queue: RedisQueue,
     queues: Vec<String>,
-    /// Open jobs pushed longer ago than this are checked against Redis directly.
-    pub sweep_after: Duration,
+    /// Job types this process can run again (`None`: any); a lost job of another
+    /// type is failed and refunded instead of requeued.
+    job_types: Option<HashSet<String>>,
+    /// How often open jobs are compared with Redis (see [`crate::reconcile`]).
+    pub reconcile_every: Duration,
 }
 
 impl Settler {
@@ -25,7 +30,43 @@ impl Settler {
             store,
             queue,
             queues,
-            sweep_after: Duration::from_secs(600),
+            job_types: None,
+            reconcile_every: DEFAULT_RECONCILE_EVERY,
+        }
+    }
+
+    /// Only these job types are requeued when Redis lost them (the ones a worker serves).
+    pub fn job_types(mut self, types: impl IntoIterator<Item = String>) -> Self {
+        self.job_types = Some(types.into_iter().collect());
+        self
+    }
+
+    /// How often open jobs are compared with Redis; a lost job is back on its queue
+    /// within about twice this.
+    pub fn reconcile_every(mut self, every: Duration) -> Self {
+        self.reconcile_every = every;
+        self
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub(crate) fn queue(&self) -> &RedisQueue {
+        &self.queue
+    }
+
+    /// Whether a lost job of `job_type` on `queue` can be put back (its type is
+    /// served, its queue followed), or why not.
+    pub(crate) fn can_requeue(&self, job_type: &str, queue: &str) -> Result<(), String> {
+        if !self.queues.iter().any(|q| q == queue) {
+            return Err(format!("queue '{queue}' is no longer served"));
+        }
+        match &self.job_types {
+            Some(types) if !types.contains(job_type) => {
+                Err(format!("job type '{job_type}' is no longer served"))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -39,35 +80,6 @@ impl Settler {
             && refunded > 0
         {
             info!(job_id = %event.job_id, refunded, status = %event.status, "job refunded");
-        }
-        Ok(settled)
-    }
-
-    /// Settles open jobs whose outcome is in Redis but whose event was missed
-    /// (e.g. the settler was down longer than the capped stream keeps events).
-    pub async fn sweep(&self) -> Result<usize, RelayError> {
-        let before = Utc::now() - chrono::Duration::from_std(self.sweep_after).unwrap_or_default();
-        let mut settled = 0;
-        for (id, queue) in self.store.open_jobs_pushed_before(before, 500).await? {
-            let Some(state) = self.queue.job(&queue, &id).await? else {
-                continue;
-            };
-            if !state.status.is_final() {
-                continue;
-            }
-            let event = CompletionEvent {
-                event_id: String::new(),
-                job_id: id,
-                queue,
-                job_type: state.job_type,
-                status: state.status,
-                attempts: state.attempts,
-                error_class: state.error_class,
-                error: state.error,
-            };
-            if matches!(self.store.settle(&event).await?, Settled::Recorded { .. }) {
-                settled += 1;
-            }
         }
         Ok(settled)
     }
@@ -96,7 +108,8 @@ impl Settler {
         }
         drop(tx);
         info!(queues = %self.queues.join(","), "settler started");
-        let mut sweep = tokio::time::interval(Duration::from_secs(60));
+        let mut sweep = tokio::time::interval(self.reconcile_every);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
@@ -109,10 +122,8 @@ impl Settler {
                     None => break,
                 },
                 _ = sweep.tick() => {
-                    match self.sweep().await {
-                        Ok(0) => {}
-                        Ok(n) => info!(settled = n, "sweep settled jobs whose events were missed"),
-                        Err(e) => warn!(error = %e, "settlement sweep failed"),
+                    if let Err(e) = self.reconcile().await {
+                        warn!(error = %e, "reconciliation with Redis failed; trying again next round");
                     }
                 }
             }

@@ -24,6 +24,11 @@ pub struct RedisArgs {
     /// Milliseconds between heartbeats (at most half the lease).
     #[arg(long, env = "GENQ_HEARTBEAT_MS", default_value_t = 5000)]
     pub heartbeat_ms: u64,
+    /// Self-fencing margin in milliseconds: a job whose lease went unrenewed for
+    /// the lease minus this is stopped before another worker may take it over
+    /// (default: a quarter of the lease).
+    #[arg(long, env = "GENQ_FENCE_MARGIN_MS")]
+    pub fence_margin_ms: Option<u64>,
     /// Seconds a finished job's status and result stay readable.
     #[arg(long, env = "GENQ_RESULT_TTL_SECS", default_value_t = 3600)]
     pub result_ttl_secs: u64,
@@ -62,6 +67,7 @@ impl RedisArgs {
             prefix: self.prefix.clone(),
             lease: Duration::from_secs(self.lease_secs),
             heartbeat: Duration::from_millis(self.heartbeat_ms),
+            fence_margin: self.fence_margin_ms.map(Duration::from_millis),
             result_ttl: Duration::from_secs(self.result_ttl_secs),
             idempotency_ttl: Duration::from_secs(self.idempotency_ttl_secs),
             dead_letter_cap: self.dead_letter_cap,

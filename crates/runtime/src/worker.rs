@@ -108,6 +108,7 @@ impl WorkerRuntime {
                 .worker_concurrency
                 .with_label_values(&[q.as_str()])
                 .set(settings.concurrency as i64);
+            metrics.fenced_jobs_total.with_label_values(&[q.as_str()]);
         }
         metrics
             .worker_up
@@ -141,6 +142,10 @@ impl WorkerRuntime {
             self.metrics.clone(),
             self.settings.queues.clone(),
             self.settings.stats_interval,
+        ));
+        let fencing = tokio::spawn(count_fenced_jobs(
+            self.consumers.clone(),
+            self.metrics.clone(),
         ));
         let restarts = self.metrics.worker_restarts_total.clone();
         let mut monitor = Monitor::new()
@@ -192,6 +197,7 @@ impl WorkerRuntime {
             error!(error = %e, "worker monitor ended with an error");
         }
         stats.abort();
+        fencing.abort();
         for consumer in &self.consumers {
             if let Err(e) = consumer.hand_back_all().await {
                 error!(queue = consumer.queue_name(), error = %e, "could not hand jobs back; they return when their leases expire");
@@ -213,6 +219,24 @@ fn restart_delay(run: usize) -> Duration {
     }
     Duration::from_millis(500u64.saturating_mul(1 << run.min(7).saturating_sub(1)))
         .min(Duration::from_secs(30))
+}
+
+/// Moves each consumer's self-fencing count into `genq_worker_fenced_jobs_total`.
+async fn count_fenced_jobs(consumers: Vec<QueueConsumer>, metrics: WorkerMetrics) {
+    let mut seen = vec![0u64; consumers.len()];
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for (c, seen) in consumers.iter().zip(seen.iter_mut()) {
+            let now = c.fenced_count();
+            if now > *seen {
+                metrics
+                    .fenced_jobs_total
+                    .with_label_values(&[c.queue_name()])
+                    .inc_by(now - *seen);
+                *seen = now;
+            }
+        }
+    }
 }
 
 async fn refresh_queue_gauges(

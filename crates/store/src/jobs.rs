@@ -36,6 +36,48 @@ async fn refund_job(
     Ok(amount)
 }
 
+/// [`Store::settle`] inside a transaction the caller commits.
+pub(crate) async fn settle_in(
+    tx: &mut Transaction<'_, Postgres>,
+    event: &CompletionEvent,
+) -> Result<Settled, StoreError> {
+    let row = sqlx::query(
+        "UPDATE jobs SET status = $2, attempts = GREATEST(attempts, $3), error_class = $4,
+                         error = $5, finished_at = now()
+         WHERE id = $1 AND status NOT IN ('succeeded', 'failed', 'cancelled')
+         RETURNING parent_id",
+    )
+    .bind(&event.job_id)
+    .bind(event.status.as_str())
+    .bind(event.attempts as i32)
+    .bind(event.error_class.map(|c| c.as_str()))
+    .bind(&event.error)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else {
+        let known: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM jobs WHERE id = $1)")
+            .bind(&event.job_id)
+            .fetch_one(&mut **tx)
+            .await?;
+        return Ok(if known {
+            Settled::AlreadySettled
+        } else {
+            Settled::NotTracked
+        });
+    };
+    let parent_id: Option<String> = row.try_get("parent_id")?;
+    let mut refunded = 0;
+    if matches!(event.status, JobStatus::Failed | JobStatus::Cancelled) {
+        let reason = format!("job {} {}", event.job_id, event.status);
+        refunded += refund_job(tx, &event.job_id, &reason).await?;
+        if let Some(parent_id) = parent_id {
+            let reason = format!("follow-up job {} {}", event.job_id, event.status);
+            refunded += refund_job(tx, &parent_id, &reason).await?;
+        }
+    }
+    Ok(Settled::Recorded { refunded })
+}
+
 /// A job as the database remembers it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct JobRecord {
@@ -80,6 +122,8 @@ pub struct RecentJob {
     pub user_id: i64,
     pub telegram_id: i64,
     pub language: String,
+    /// A follow-up's parent (see [`Store::record_follow_up`]).
+    pub parent_id: Option<String>,
 }
 
 /// What settling an outcome did.
@@ -150,43 +194,9 @@ impl Store {
             )));
         }
         let mut tx = self.pool().begin().await?;
-        let row = sqlx::query(
-            "UPDATE jobs SET status = $2, attempts = GREATEST(attempts, $3), error_class = $4,
-                             error = $5, finished_at = now()
-             WHERE id = $1 AND status NOT IN ('succeeded', 'failed', 'cancelled')
-             RETURNING parent_id",
-        )
-        .bind(&event.job_id)
-        .bind(event.status.as_str())
-        .bind(event.attempts as i32)
-        .bind(event.error_class.map(|c| c.as_str()))
-        .bind(&event.error)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
-            let known: bool =
-                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM jobs WHERE id = $1)")
-                    .bind(&event.job_id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-            return Ok(if known {
-                Settled::AlreadySettled
-            } else {
-                Settled::NotTracked
-            });
-        };
-        let parent_id: Option<String> = row.try_get("parent_id")?;
-        let mut refunded = 0;
-        if matches!(event.status, JobStatus::Failed | JobStatus::Cancelled) {
-            let reason = format!("job {} {}", event.job_id, event.status);
-            refunded += refund_job(&mut tx, &event.job_id, &reason).await?;
-            if let Some(parent_id) = parent_id {
-                let reason = format!("follow-up job {} {}", event.job_id, event.status);
-                refunded += refund_job(&mut tx, &parent_id, &reason).await?;
-            }
-        }
+        let settled = settle_in(&mut tx, event).await?;
         tx.commit().await?;
-        Ok(Settled::Recorded { refunded })
+        Ok(settled)
     }
 
     /// Cancels a job the relay has not pushed yet: in one transaction its outbox entry
@@ -217,9 +227,10 @@ impl Store {
         Ok(Some(refunded))
     }
 
-    /// Jobs created between `from` and `to`, with their user's Telegram id and
-    /// language, oldest first (at most `limit`): the bot takes up the ones it does
-    /// not track (charged by a bot that died before tracking them).
+    /// Jobs created between `from` and `to` (follow-ups too, with their parent),
+    /// with their user's Telegram id and language, oldest first (at most `limit`):
+    /// the bot takes up the ones it does not track (charged by a bot that died
+    /// before tracking them, or whose tracking Redis lost).
     pub async fn jobs_created_between(
         &self,
         from: DateTime<Utc>,
@@ -228,9 +239,9 @@ impl Store {
     ) -> Result<Vec<RecentJob>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT j.id, j.queue, j.job_type, j.price, j.idempotency_key, j.status,
-                    u.id AS user_id, u.telegram_id, u.language
+                    u.id AS user_id, u.telegram_id, u.language, j.parent_id
              FROM jobs j JOIN users u ON u.id = j.user_id
-             WHERE j.created_at BETWEEN $1 AND $2 AND j.parent_id IS NULL
+             WHERE j.created_at BETWEEN $1 AND $2
              ORDER BY j.created_at LIMIT $3",
         )
         .bind(from)

@@ -10,6 +10,7 @@
 
 mod args;
 mod bot_intake;
+mod bot_tracked;
 mod credits;
 mod dialogs;
 mod error;
@@ -17,6 +18,7 @@ mod jobs;
 mod ledger;
 mod outbox;
 mod payments;
+mod reconcile;
 mod stats;
 mod users;
 
@@ -40,6 +42,7 @@ pub use ledger::{
 };
 pub use outbox::{OutboxBatch, OutboxJob};
 pub use payments::{NewPurchase, Payment, PaymentRefund, Purchased};
+pub use reconcile::{LOST_ERROR_PREFIX, LostJob, PushedJob};
 pub use stats::{DailyJobs, NewUsers, RetentionCohort, UserStats};
 pub use users::User;
 

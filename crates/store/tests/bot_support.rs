@@ -510,8 +510,11 @@ async fn recent_jobs_come_with_their_users_telegram_id_and_language() {
         .jobs_created_between(now - chrono::Duration::minutes(1), now, 10)
         .await
         .unwrap();
-    assert_eq!(recent.len(), 1, "follow-ups are tracked with their parent");
+    assert_eq!(recent.len(), 2, "the job and its follow-up");
     let r = &recent[0];
+    assert_eq!(recent[1].id, child);
+    assert_eq!(recent[1].parent_id.as_deref(), Some(job.as_str()));
+    assert_eq!(r.parent_id, None);
     assert_eq!(
         (r.id.as_str(), r.telegram_id, r.language.as_str()),
         (job.as_str(), 503, "ru")

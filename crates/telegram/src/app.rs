@@ -162,7 +162,7 @@ impl BotApp {
             limiter: UserLimiter::new(conn.clone(), &prefix, limits),
             slots: JobSlots::new(conn.clone(), &prefix, cfg.max_concurrent_jobs),
             states: ChatStates::new(conn.clone(), &prefix, STATE_TTL),
-            tracker: Tracker::new(conn, &prefix),
+            tracker: Tracker::new(conn, &prefix, store.clone()),
             estimator: crate::estimate::Estimator::new(queue.clone(), &cfg.delivery_queue),
             bot,
             store,

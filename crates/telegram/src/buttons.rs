@@ -374,7 +374,7 @@ async fn videos(
 /// The Cancel button of a status message.
 async fn cancel_button(app: &BotApp, tap: &Tap, job_id: &str) -> Result<Option<String>, BotError> {
     let who = &tap.who;
-    let Some(mut tracked) = app.tracker.get(job_id).await? else {
+    let Some(mut tracked) = app.tracker.get_or_restore(job_id).await? else {
         return Ok(stale(who.lang));
     };
     if tracked.tg_user != who.tg_user {
@@ -383,7 +383,7 @@ async fn cancel_button(app: &BotApp, tap: &Tap, job_id: &str) -> Result<Option<S
     // a picture's prompt is done: its image job stands behind the button now
     let mut job_id = job_id.to_owned();
     if let Some(child) = tracked.handed_to.clone()
-        && let Some(image) = app.tracker.get(&child).await?
+        && let Some(image) = app.tracker.get_or_restore(&child).await?
     {
         job_id = child;
         tracked = image;

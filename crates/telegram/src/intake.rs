@@ -422,6 +422,9 @@ impl Intake {
                     if let Err(e) = self.app.store.purge_handled_updates(KEEP_HANDLED).await {
                         warn!(error = %e, "could not purge handled updates");
                     }
+                    if let Err(e) = self.app.store.purge_tracked(KEEP_HANDLED).await {
+                        warn!(error = %e, "could not purge old tracking records");
+                    }
                 }
             }
         }

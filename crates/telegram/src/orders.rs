@@ -257,7 +257,7 @@ impl BotApp {
     /// tracked: the bot that charged it died before it could track it, and Telegram
     /// delivered the update again. (An older one is a stale button, answered as such.)
     async fn orphaned(&self, job_id: &str) -> Result<bool, BotError> {
-        if self.tracker.get(job_id).await?.is_some() {
+        if self.tracker.get_or_restore(job_id).await?.is_some() {
             return Ok(false);
         }
         let recent =

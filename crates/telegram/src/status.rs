@@ -24,7 +24,7 @@ use crate::{
     i18n::{Lang, t},
     orders::cancel_button,
     send::{edit, typing, with_retry},
-    tracking::{Final, Kind, Tracked},
+    tracking::{Final, Kind, SENT, Tracked},
 };
 
 /// How often the loop looks at due jobs.
@@ -227,10 +227,17 @@ async fn ended_in_history(app: &BotApp, job_id: &str) -> Result<bool, BotError> 
 }
 
 /// Jobs charged in the last hour (and `bot.orphan_sweep_secs` ago at least: a live
-/// handler tracks its jobs at once) that no bot tracks (their bot died between the
-/// charge and tracking them, and Telegram did not send the update again) are
-/// tracked now, so their results are delivered. Without a status message: the
-/// result (or failure) arrives as a message of its own.
+/// handler tracks its jobs at once) that Redis has no tracking for:
+///
+/// - the result (or failure message) reached the chat (`bot_deliveries` says so):
+///   nothing to do, whatever Redis forgot;
+/// - PostgreSQL has the bot's record (`bot_tracked`; Redis lost its data): restored,
+///   with its status message, and watched again, so it still ends with one message
+///   (a prompt that handed over to its image job stays closed: the image job stands
+///   for it);
+/// - no record (its bot died between the charge and tracking it, and Telegram did
+///   not send the update again): tracked now, without a status message: the result
+///   (or failure) arrives as a message of its own.
 async fn take_up_untracked(app: &BotApp) -> Result<(), BotError> {
     let now = chrono::Utc::now();
     let span = |d: Duration| chrono::Duration::from_std(d).unwrap_or_default();
@@ -244,7 +251,23 @@ async fn take_up_untracked(app: &BotApp) -> Result<(), BotError> {
         .await?;
     let ids: Vec<String> = recent.iter().map(|j| j.id.clone()).collect();
     let untracked = app.tracker.untracked(&ids).await?;
-    for job in recent.into_iter().filter(|j| untracked.contains(&j.id)) {
+    let delivered = app.store.delivered_among(&untracked, SENT).await?;
+    for job in recent
+        .into_iter()
+        .filter(|j| untracked.contains(&j.id) && !delivered.contains(&j.id))
+    {
+        if let Some(restored) = app.tracker.restore(&job.id).await? {
+            if restored.handed_to.is_some() {
+                app.tracker.unwatch(&job.id).await?;
+            } else {
+                warn!(job_id = %job.id, "tracking restored from PostgreSQL: Redis had lost it");
+            }
+            continue;
+        }
+        if job.parent_id.is_some() {
+            // a follow-up is tracked by the delivery that pushed it
+            continue;
+        }
         let Some(kind) = kind_of(&job.job_type) else {
             continue;
         };

@@ -12,12 +12,20 @@
 //!   the job is closed): see [`Final`];
 //! - `<p>:bot:once:<job id>:<what>`: a one-off side effect done (`sent`), a copy
 //!   written only when PostgreSQL (`bot_deliveries`, the record) could not be.
+//!
+//! Redis is the working copy. Each record (and its status message) is also written
+//! to PostgreSQL (`bot_tracked`), so that when Redis loses data the sweep restores
+//! the tracking ([`Tracker::restore`]): the status message still ends, the result
+//! still goes to the right dialog.
 
 use std::{sync::LazyLock, time::Duration};
 
 use genq_redis::now_ms;
 use redis::{AsyncCommands, Script, aio::ConnectionManager};
 use serde::{Deserialize, Serialize};
+
+use genq_store::Store;
+use tracing::warn;
 
 use crate::{BotError, i18n::Lang};
 
@@ -149,18 +157,25 @@ static CLOSE: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
+/// A tracked job as PostgreSQL keeps it.
+fn record_of(t: &Tracked) -> Result<serde_json::Value, BotError> {
+    serde_json::to_value(t).map_err(|e| BotError::Encode(e.to_string()))
+}
+
 /// The bot's job records in Redis.
 #[derive(Clone)]
 pub struct Tracker {
     conn: ConnectionManager,
     prefix: String,
+    store: Store,
 }
 
 impl Tracker {
-    pub fn new(conn: ConnectionManager, prefix: &str) -> Self {
+    pub fn new(conn: ConnectionManager, prefix: &str, store: Store) -> Self {
         Self {
             conn,
             prefix: prefix.to_owned(),
+            store,
         }
     }
 
@@ -183,6 +198,19 @@ impl Tracker {
     /// Records the status message the acknowledgement sent for a job; what the
     /// message must end as when the job was closed meanwhile.
     pub async fn save_status(&self, id: &str, message_id: i32) -> Result<Option<Final>, BotError> {
+        let fin = self.save_status_in_redis(id, message_id).await?;
+        if let Err(e) = self.store.save_tracked_status(id, message_id).await {
+            // only needed if Redis loses this job's data later
+            warn!(job_id = %id, error = %e, "status message not recorded in PostgreSQL");
+        }
+        Ok(fin)
+    }
+
+    async fn save_status_in_redis(
+        &self,
+        id: &str,
+        message_id: i32,
+    ) -> Result<Option<Final>, BotError> {
         let mut conn = self.conn.clone();
         let fin: Option<String> = SAVE_STATUS
             .key(self.msg_key(id))
@@ -225,6 +253,13 @@ impl Tracker {
 
     /// Records (or replaces) a job and puts it on the status loop's watch list.
     pub async fn track(&self, t: &Tracked) -> Result<(), BotError> {
+        self.store
+            .save_tracked(&t.job_id, &record_of(t)?, t.status_msg)
+            .await?;
+        self.track_in_redis(t).await
+    }
+
+    async fn track_in_redis(&self, t: &Tracked) -> Result<(), BotError> {
         let json = serde_json::to_string(t).map_err(|e| BotError::Encode(e.to_string()))?;
         let mut conn = self.conn.clone();
         redis::pipe()
@@ -239,6 +274,9 @@ impl Tracker {
 
     /// Updates a job's record without touching the watch list (absent: nothing).
     pub async fn update(&self, t: &Tracked) -> Result<(), BotError> {
+        self.store
+            .save_tracked(&t.job_id, &record_of(t)?, None)
+            .await?;
         let json = serde_json::to_string(t).map_err(|e| BotError::Encode(e.to_string()))?;
         let mut conn = self.conn.clone();
         let _: Option<String> = redis::cmd("SET")
@@ -269,6 +307,36 @@ impl Tracker {
                 None
             }
         }))
+    }
+
+    /// The record of a job: from Redis, or when Redis lost it, from PostgreSQL (and
+    /// then restored in Redis, its status message too). `None`: never tracked.
+    pub async fn get_or_restore(&self, id: &str) -> Result<Option<Tracked>, BotError> {
+        match self.get(id).await? {
+            Some(t) => Ok(Some(t)),
+            None => self.restore(id).await,
+        }
+    }
+
+    /// Restores a job's tracking from PostgreSQL into Redis (after Redis lost it);
+    /// `None` when PostgreSQL has no record of it.
+    pub async fn restore(&self, id: &str) -> Result<Option<Tracked>, BotError> {
+        let Some((record, status_msg)) = self.store.tracked(id).await? else {
+            return Ok(None);
+        };
+        let mut t: Tracked = match serde_json::from_value(record) {
+            Ok(t) => t,
+            Err(e) => {
+                warn!(job_id = %id, error = %e, "undecodable tracking record in PostgreSQL ignored");
+                return Ok(None);
+            }
+        };
+        self.track_in_redis(&t).await?;
+        if let Some(msg) = status_msg {
+            self.save_status_in_redis(id, msg).await?;
+        }
+        t.status_msg = status_msg;
+        Ok(Some(t))
     }
 
     /// Which of `ids` the bot does not track.
