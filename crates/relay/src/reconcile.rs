@@ -19,6 +19,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+
 use genq_core::CompletionEvent;
 use genq_redis::NewJob;
 use genq_store::{LOST_ERROR_PREFIX, LostJob, PushedJob};
@@ -47,12 +48,13 @@ pub struct Reconciled {
 impl Settler {
     /// One round of reconciliation (see the module docs).
     pub async fn reconcile(&self) -> Result<Reconciled, RelayError> {
-        let grace = chrono::Duration::from_std(self.reconcile_every).unwrap_or_default();
-        let before = Utc::now() - grace;
         let mut done = Reconciled::default();
         let mut after: Option<(DateTime<Utc>, String)> = None;
         for _ in 0..MAX_PAGES {
-            let page = self.store().pushed_open_jobs(before, after, PAGE).await?;
+            let page = self
+                .store()
+                .pushed_open_jobs(self.reconcile_every, after, PAGE)
+                .await?;
             let Some(last) = page.last() else { break };
             after = Some((last.pushed_at, last.id.clone()));
             let full = page.len() as i64 == PAGE;

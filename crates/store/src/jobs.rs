@@ -326,28 +326,6 @@ impl Store {
             .map_err(Into::into)
     }
 
-    /// Jobs still open (queued or running) that were pushed before `before`: the
-    /// settler checks them against Redis in case an event was missed.
-    pub async fn open_jobs_pushed_before(
-        &self,
-        before: DateTime<Utc>,
-        limit: i64,
-    ) -> Result<Vec<(String, String)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, queue FROM jobs
-             WHERE status IN ('queued', 'running') AND pushed_at IS NOT NULL AND pushed_at < $1
-             ORDER BY pushed_at LIMIT $2",
-        )
-        .bind(before)
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("id")?, r.try_get("queue")?)))
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
-    }
-
     /// Where the settler stopped reading a queue's event stream.
     pub async fn event_checkpoint(&self, queue: &str) -> Result<Option<String>, StoreError> {
         Ok(

@@ -73,11 +73,12 @@ fn millis(d: Duration) -> f64 {
 }
 
 impl Store {
-    /// Open jobs pushed before `before`, in `(pushed_at, id)` order after `after`
-    /// (the last row of the previous page), at most `limit`.
+    /// Open jobs pushed more than `older_than` ago (by the database's clock), in
+    /// `(pushed_at, id)` order after `after` (the last row of the previous page), at
+    /// most `limit`.
     pub async fn pushed_open_jobs(
         &self,
-        before: DateTime<Utc>,
+        older_than: Duration,
         after: Option<(DateTime<Utc>, String)>,
         limit: i64,
     ) -> Result<Vec<PushedJob>, StoreError> {
@@ -88,11 +89,11 @@ impl Store {
         Ok(sqlx::query_as(
             "SELECT id, queue, job_type, pushed_at FROM jobs
              WHERE status IN ('queued', 'running') AND pushed_at IS NOT NULL
-               AND pushed_at < $1
+               AND pushed_at < now() - make_interval(secs => $1::double precision / 1000)
                AND ($2::timestamptz IS NULL OR (pushed_at, id) > ($2, $3))
              ORDER BY pushed_at, id LIMIT $4",
         )
-        .bind(before)
+        .bind(millis(older_than))
         .bind(after_at)
         .bind(after_id)
         .bind(limit)

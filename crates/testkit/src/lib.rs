@@ -21,6 +21,7 @@ use std::{
 
 mod fake_provider;
 mod fake_telegram;
+mod netns;
 
 /// Serves `app` on `listener` in a background task until the returned sender is
 /// dropped or fired (the fake servers stop when their handle drops).
@@ -31,6 +32,7 @@ pub(crate) fn spawn_server(
 ) -> tokio::sync::oneshot::Sender<()> {
     let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let serve = axum::serve(listener, app).with_graceful_shutdown(async {
             let _ = stopped.await;
         });
@@ -47,6 +49,7 @@ pub use fake_provider::{
 pub use fake_telegram::{
     CallbackAnswer, FakeTelegram, Invoice, PreCheckoutAnswer, SentKind, SentMessage, StarRefund,
 };
+pub use netns::NetHost;
 
 /// The shared Redis tests use: `GENQ_TEST_REDIS_URL`, else 127.0.0.1:6379.
 pub fn redis_url() -> String {

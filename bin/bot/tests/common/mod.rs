@@ -120,6 +120,7 @@ impl Stack {
             ("GENQ_CONFIG", self.config.display().to_string()),
             ("GENQ_LEASE_SECS", "3".to_owned()),
             ("GENQ_HEARTBEAT_MS", "500".to_owned()),
+            ("GENQ_RECONCILE_SECS", "2".to_owned()),
             ("RUST_LOG", "info".to_owned()),
         ]
     }

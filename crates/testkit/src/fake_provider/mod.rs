@@ -181,6 +181,29 @@ impl FakeProvider {
         self.shared.counters().keys.clone()
     }
 
+    /// When each call from address `from` came, in order, with its label (to tell
+    /// hosts apart in partition tests).
+    pub fn calls_from(&self, from: std::net::IpAddr) -> Vec<(&'static str, std::time::SystemTime)> {
+        self.shared
+            .counters()
+            .log
+            .iter()
+            .filter(|c| c.from == Some(from))
+            .map(|c| (c.label, c.at))
+            .collect()
+    }
+
+    /// When each call with bearer key `key` came, in order, with its label.
+    pub fn calls_with_key(&self, key: &str) -> Vec<(&'static str, std::time::SystemTime)> {
+        self.shared
+            .counters()
+            .log
+            .iter()
+            .filter(|c| c.key.as_deref() == Some(key))
+            .map(|c| (c.label, c.at))
+            .collect()
+    }
+
     /// Calls received with bearer key `key`.
     pub fn requests_with_key(&self, key: &str) -> usize {
         self.shared
@@ -218,6 +241,15 @@ struct Knobs {
     next_task_failures: VecDeque<TaskErrorCode>,
 }
 
+/// One call as the fake saw it.
+#[derive(Debug, Clone)]
+struct CallRecord {
+    label: &'static str,
+    key: Option<String>,
+    from: Option<std::net::IpAddr>,
+    at: std::time::SystemTime,
+}
+
 /// What tests count.
 #[derive(Default)]
 struct Counters {
@@ -225,6 +257,8 @@ struct Counters {
     submits: usize,
     keys: Vec<String>,
     per_key: HashMap<String, usize>,
+    /// Every call: label, key, the caller's address (when known), when it came.
+    log: Vec<CallRecord>,
 }
 
 impl Shared {
@@ -257,8 +291,14 @@ impl Shared {
     }
 
     /// Counts a call to `label` with `key`.
-    fn record_call(&self, label: &'static str, key: Option<&str>) {
+    fn record_call(&self, label: &'static str, key: Option<&str>, from: Option<std::net::IpAddr>) {
         let mut counters = self.counters();
+        counters.log.push(CallRecord {
+            label,
+            key: key.map(str::to_owned),
+            from,
+            at: std::time::SystemTime::now(),
+        });
         *counters.calls.entry(label).or_default() += 1;
         if let Some(key) = key {
             if !counters.per_key.contains_key(key) {
@@ -325,7 +365,11 @@ async fn gate(
     next: Next,
 ) -> Response {
     let key = bearer_key(req.headers());
-    shared.record_call(label, key.as_deref());
+    let from = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    shared.record_call(label, key.as_deref(), from);
     let latency = shared.knobs().latency;
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
