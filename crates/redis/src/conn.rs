@@ -61,6 +61,12 @@ impl std::fmt::Debug for RedisConn {
     }
 }
 
+impl From<ConnectionManager> for RedisConn {
+    fn from(conn: ConnectionManager) -> Self {
+        Self::Single(conn)
+    }
+}
+
 impl RedisConn {
     /// True on a Redis Cluster.
     pub fn is_cluster(&self) -> bool {

@@ -16,7 +16,8 @@
 use std::{sync::LazyLock, time::Duration};
 
 use genq_redis::now_ms;
-use redis::{AsyncCommands, Script, aio::ConnectionManager};
+use genq_redis::RedisConn;
+use redis::{AsyncCommands, Script};
 use serde::{Deserialize, Serialize};
 
 use crate::{BotError, i18n::Lang};
@@ -152,12 +153,12 @@ static CLOSE: LazyLock<Script> = LazyLock::new(|| {
 /// The bot's job records in Redis.
 #[derive(Clone)]
 pub struct Tracker {
-    conn: ConnectionManager,
+    conn: RedisConn,
     prefix: String,
 }
 
 impl Tracker {
-    pub fn new(conn: ConnectionManager, prefix: &str) -> Self {
+    pub fn new(conn: RedisConn, prefix: &str) -> Self {
         Self {
             conn,
             prefix: prefix.to_owned(),

@@ -6,14 +6,15 @@ use std::time::Duration;
 
 use genq_telegram::alerts::{Incidents, Start};
 use genq_testkit::{cleanup_prefix, redis_url, unique_prefix};
-use redis::aio::ConnectionManager;
+use genq_redis::RedisConn;
 
-async fn conn() -> ConnectionManager {
+async fn conn() -> RedisConn {
     redis::Client::open(redis_url())
         .unwrap()
         .get_connection_manager()
         .await
         .unwrap()
+        .into()
 }
 
 const LONG: Duration = Duration::from_secs(600);
