@@ -263,6 +263,9 @@ mod tests {
         // the password never shows in an error
         let e = err("redis+cluster://u:hunter2@a:x");
         assert!(e.contains("u:***@a:x") && !e.contains("hunter2"), "{e}");
+        assert_eq!(redact("redis://:pw@h:6379/2"), "redis://:***@h:6379/2");
+        assert_eq!(redact("redis+cluster://u:pw@a:1,b:2"), "redis+cluster://u:***@a:1,b:2");
+        assert_eq!(redact("redis://h:6379/"), "redis://h:6379/");
         assert!(matches!(
             RedisTarget::parse("redis://127.0.0.1:6379/1"),
             Ok(RedisTarget::Single(_))
