@@ -93,7 +93,11 @@ pub async fn run(s: &ClusterSizes) -> anyhow::Result<()> {
         cluster_med,
         fmt(&cluster_runs)
     );
-    println!("{:<36}{:>13.2}x", "cluster / single", cluster_med / single_med);
+    println!(
+        "{:<36}{:>13.2}x",
+        "cluster / single",
+        cluster_med / single_med
+    );
     Ok(())
 }
 

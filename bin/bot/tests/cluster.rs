@@ -34,7 +34,10 @@ async fn the_bot_answers_and_delivers_a_picture_on_a_redis_cluster() {
     let photo = stack
         .wait_sent(chat, before, |m| m.kind == SentKind::Photo)
         .await;
-    assert!(!photo.text.clone().unwrap_or_default().is_empty(), "captioned");
+    assert!(
+        !photo.text.clone().unwrap_or_default().is_empty(),
+        "captioned"
+    );
     stack
         .wait_text(chat, status.message_id, |t| t == text("status.done", &[]))
         .await;

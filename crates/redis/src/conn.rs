@@ -160,7 +160,10 @@ struct SentinelInner {
 
 impl SentinelManager {
     /// Asks the sentinels for the primary and connects to it.
-    pub async fn connect(sentinels: Sentinels, config: ConnectionManagerConfig) -> RedisResult<Self> {
+    pub async fn connect(
+        sentinels: Sentinels,
+        config: ConnectionManagerConfig,
+    ) -> RedisResult<Self> {
         let conn = primary_manager(&sentinels, &config).await?;
         Ok(Self {
             inner: Arc::new(SentinelInner {
@@ -243,9 +246,9 @@ fn not_run(e: &RedisError) -> bool {
 
 /// A `READONLY` reply inside a pipeline's replies.
 fn pipeline_hit_replica(values: &[Value]) -> bool {
-    values.iter().any(|v| {
-        matches!(v, Value::ServerError(e) if e.kind() == Some(ServerErrorKind::ReadOnly))
-    })
+    values
+        .iter()
+        .any(|v| matches!(v, Value::ServerError(e) if e.kind() == Some(ServerErrorKind::ReadOnly)))
 }
 
 impl ConnectionLike for SentinelManager {
@@ -278,9 +281,7 @@ impl ConnectionLike for SentinelManager {
             let reply = conn.req_packed_commands(pipeline, offset, count).await;
             match &reply {
                 Err(e) if lost_primary(e) => self.follow_primary(generation).await,
-                Ok(values) if pipeline_hit_replica(values) => {
-                    self.follow_primary(generation).await
-                }
+                Ok(values) if pipeline_hit_replica(values) => self.follow_primary(generation).await,
                 _ => {}
             }
             reply

@@ -463,7 +463,10 @@ async fn pubsub_loop(weak: Weak<Inner>) {
         let notify_ch = queue.notify_channel(&inner.name);
         let cancel_ch = queue.cancel_channel(&inner.name);
         drop(inner);
-        match queue.subscribe(&[notify_ch.clone(), cancel_ch.clone()]).await {
+        match queue
+            .subscribe(&[notify_ch.clone(), cancel_ch.clone()])
+            .await
+        {
             Ok(mut stream) => {
                 failures = 0;
                 if let Some(inner) = weak.upgrade() {

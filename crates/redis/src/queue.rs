@@ -6,10 +6,10 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
+use futures::stream::BoxStream;
 use genq_core::{
     FailureClass, JobError, JobState, JobStatus, Progress, new_job_id, validate_queue_name,
 };
-use futures::stream::BoxStream;
 use redis::{AsyncCommands, Value};
 use serde::{Deserialize, Serialize};
 

@@ -104,8 +104,11 @@ impl RedisQueue {
         &self,
     ) -> Result<Vec<(String, ServerSettings)>, QueueError> {
         let memory = self.info_per_node("memory").await?;
-        let persistence: std::collections::HashMap<String, String> =
-            self.info_per_node("persistence").await?.into_iter().collect();
+        let persistence: std::collections::HashMap<String, String> = self
+            .info_per_node("persistence")
+            .await?
+            .into_iter()
+            .collect();
         let appendfsync = self.config_value("appendfsync").await;
         let rdb_snapshots = self
             .config_value("save")

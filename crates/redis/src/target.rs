@@ -91,7 +91,12 @@ impl RedisTarget {
         let mut parts = path.split('/').filter(|p| !p.is_empty());
         let master = parts
             .next()
-            .ok_or_else(|| bad(url, "no master name (redis+sentinel://host:port,…/<master name>)"))?
+            .ok_or_else(|| {
+                bad(
+                    url,
+                    "no master name (redis+sentinel://host:port,…/<master name>)",
+                )
+            })?
             .to_owned();
         let db = match parts.next() {
             None => 0,
@@ -102,7 +107,10 @@ impl RedisTarget {
                 .ok_or_else(|| bad(url, format!("database '{db}' is not a number")))?,
         };
         if let Some(extra) = parts.next() {
-            return Err(bad(url, format!("unexpected '/{extra}' after the database")));
+            return Err(bad(
+                url,
+                format!("unexpected '/{extra}' after the database"),
+            ));
         }
         Ok(Self::Sentinel {
             sentinels,
@@ -174,7 +182,11 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// `host1:port1,host2` → addresses (a missing port is `default_port`).
-fn parse_hosts(url: &str, hosts: &str, default_port: u16) -> Result<Vec<(String, u16)>, QueueError> {
+fn parse_hosts(
+    url: &str,
+    hosts: &str,
+    default_port: u16,
+) -> Result<Vec<(String, u16)>, QueueError> {
     let mut out = Vec::new();
     for host in hosts.split(',').map(str::trim) {
         if host.is_empty() {
@@ -264,7 +276,10 @@ mod tests {
         let e = err("redis+cluster://u:hunter2@a:x");
         assert!(e.contains("u:***@a:x") && !e.contains("hunter2"), "{e}");
         assert_eq!(redact("redis://:pw@h:6379/2"), "redis://:***@h:6379/2");
-        assert_eq!(redact("redis+cluster://u:pw@a:1,b:2"), "redis+cluster://u:***@a:1,b:2");
+        assert_eq!(
+            redact("redis+cluster://u:pw@a:1,b:2"),
+            "redis+cluster://u:***@a:1,b:2"
+        );
         assert_eq!(redact("redis://h:6379/"), "redis://h:6379/");
         assert!(matches!(
             RedisTarget::parse("redis://127.0.0.1:6379/1"),

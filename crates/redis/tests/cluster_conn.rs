@@ -17,7 +17,9 @@ fn stream_key(prefix: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_connection_splits_pipelines_and_carries_pub_sub_and_blocking_reads() {
-    let cluster = RedisClusterNodes::start().await.expect("a 3-primary cluster");
+    let cluster = RedisClusterNodes::start()
+        .await
+        .expect("a 3-primary cluster");
     let prefix = unique_prefix("cluster_conn");
     let queue = RedisQueue::connect(RedisConfig::with_url(cluster.url()).prefix(&prefix))
         .await
@@ -34,7 +36,10 @@ async fn a_cluster_connection_splits_pipelines_and_carries_pub_sub_and_blocking_
         set.set(k, i).ignore();
     }
     set.cmd("TIME");
-    let (_time,): ((u64, u64),) = set.query_async(&mut c).await.expect("a cross-slot pipeline");
+    let (_time,): ((u64, u64),) = set
+        .query_async(&mut c)
+        .await
+        .expect("a cross-slot pipeline");
     let mut get = redis::pipe();
     for k in &keys {
         get.get(k);
@@ -73,11 +78,17 @@ async fn a_cluster_connection_splits_pipelines_and_carries_pub_sub_and_blocking_
     })
     .await
     .expect("a message arrives");
-    assert_eq!((got.channel.as_str(), got.payload.as_str()), (channel.as_str(), "hello"));
+    assert_eq!(
+        (got.channel.as_str(), got.payload.as_str()),
+        (channel.as_str(), "hello")
+    );
 
     // a blocking read waits on its own connection while the shared one works
     let stream = stream_key(&prefix);
-    let mut blocking = queue.blocking_connection().await.expect("blocking connection");
+    let mut blocking = queue
+        .blocking_connection()
+        .await
+        .expect("blocking connection");
     let opts = redis::streams::StreamReadOptions::default().block(5000);
     let mut read = tokio::spawn(async move {
         let reply: redis::streams::StreamReadReply = blocking

@@ -48,12 +48,18 @@ async fn wait_drained(queue: &RedisQueue, q: &str) {
             .then_some(s)
     })
     .await;
-    assert!(drained.is_some(), "{q} did not drain: {:?}", queue.stats(q).await);
+    assert!(
+        drained.is_some(),
+        "{q} did not drain: {:?}",
+        queue.stats(q).await
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn six_queues_spread_over_a_three_primary_cluster_and_every_operation_works() {
-    let cluster = RedisClusterNodes::start().await.expect("a 3-primary cluster");
+    let cluster = RedisClusterNodes::start()
+        .await
+        .expect("a 3-primary cluster");
     let prefix = unique_prefix("cluster");
     let queue = RedisQueue::connect(test_config(&cluster.url(), &prefix))
         .await
@@ -62,7 +68,10 @@ async fn six_queues_spread_over_a_three_primary_cluster_and_every_operation_work
     assert!(queue.connection().is_cluster());
     let nodes = queue.server_settings_per_node().await.expect("settings");
     assert_eq!(nodes.len(), 3, "every primary is checked: {nodes:?}");
-    queue.check_server(false).await.expect("noeviction everywhere");
+    queue
+        .check_server(false)
+        .await
+        .expect("noeviction everywhere");
 
     let names: Vec<String> = QUEUES.iter().map(|q| (*q).to_owned()).collect();
     let mut events = EventFollower::start(&queue, &names, EventStart::New)
@@ -137,13 +146,24 @@ async fn six_queues_spread_over_a_three_primary_cluster_and_every_operation_work
     for q in QUEUES.iter().filter(|q| **q != "beta") {
         wait_drained(&queue, q).await;
     }
-    let delayed_state = queue.job("img", &delayed).await.expect("read").expect("job");
+    let delayed_state = queue
+        .job("img", &delayed)
+        .await
+        .expect("read")
+        .expect("job");
     let (enq, started) = (
         delayed_state.enqueued_at_ms.expect("enqueued"),
         delayed_state.started_at_ms.expect("started"),
     );
-    assert!(started >= enq + 1400, "the delayed job waited: {enq} → {started}");
-    let retried_state = queue.job("video", &retried).await.expect("read").expect("job");
+    assert!(
+        started >= enq + 1400,
+        "the delayed job waited: {enq} → {started}"
+    );
+    let retried_state = queue
+        .job("video", &retried)
+        .await
+        .expect("read")
+        .expect("job");
     assert_eq!(retried_state.attempts, 2, "{retried_state:?}");
     assert_eq!(queue.stats("video").await.expect("stats").retried, 1);
 
@@ -154,7 +174,12 @@ async fn six_queues_spread_over_a_three_primary_cluster_and_every_operation_work
         "{beta:?}"
     );
     assert_eq!(
-        queue.job("beta", &held).await.expect("read").expect("job").status,
+        queue
+            .job("beta", &held)
+            .await
+            .expect("read")
+            .expect("job")
+            .status,
         JobStatus::Queued
     );
     queue.resume("beta").await.expect("resume");
@@ -178,7 +203,9 @@ async fn six_queues_spread_over_a_three_primary_cluster_and_every_operation_work
     assert_eq!(seen.get(&long), Some(&JobStatus::Cancelled));
     assert_eq!(seen.get(&retried), Some(&JobStatus::Succeeded));
     assert_eq!(
-        seen.values().filter(|s| **s == JobStatus::Succeeded).count(),
+        seen.values()
+            .filter(|s| **s == JobStatus::Succeeded)
+            .count(),
         expected - 1
     );
 
@@ -199,7 +226,11 @@ async fn six_queues_spread_over_a_three_primary_cluster_and_every_operation_work
     }
     assert_eq!(node_of.len(), QUEUES.len(), "{node_of:?}");
     let used: std::collections::BTreeSet<u16> = node_of.values().copied().collect();
-    assert_eq!(used.len(), 3, "the queues spread over the shards: {node_of:?}");
+    assert_eq!(
+        used.len(),
+        3,
+        "the queues spread over the shards: {node_of:?}"
+    );
 
     let _ = stop.send(());
     worker

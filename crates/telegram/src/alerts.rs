@@ -27,8 +27,8 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use genq_providers::{CoolReason, KeyPool};
-use prometheus::{IntCounter, IntCounterVec, Opts};
 use genq_redis::RedisConn;
+use prometheus::{IntCounter, IntCounterVec, Opts};
 use redis::{AsyncCommands, Value};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};

@@ -15,8 +15,8 @@
 
 use std::{sync::LazyLock, time::Duration};
 
-use genq_redis::now_ms;
 use genq_redis::RedisConn;
+use genq_redis::now_ms;
 use redis::{AsyncCommands, Script};
 use serde::{Deserialize, Serialize};
 

@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
+use genq_redis::RedisConn;
 use genq_telegram::alerts::{Incidents, Start};
 use genq_testkit::{cleanup_prefix, redis_url, unique_prefix};
-use genq_redis::RedisConn;
 
 async fn conn() -> RedisConn {
     redis::Client::open(redis_url())

@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
+use genq_redis::RedisConn;
 use genq_telegram::{
     chat_state::ChatStates,
     limits::{Admission, JobSlots, RateLimits, SlotReservation, UserLimiter},
 };
 use genq_testkit::{cleanup_prefix, redis_url, unique_prefix};
-use genq_redis::RedisConn;
 use serde::{Deserialize, Serialize};
 
 const USER: i64 = 1_000_001;

@@ -47,10 +47,10 @@ pub(crate) fn spawn_server(
 pub use fake_provider::{
     DEFAULT_TASK_DURATION, FakeFailure, FakeProvider, MALFORMED_BODY, TaskErrorCode, providers_toml,
 };
-pub use redis_ha::{RedisClusterNodes, RedisSentinelSet, SENTINEL_MASTER};
 pub use fake_telegram::{
     CallbackAnswer, FakeTelegram, Invoice, PreCheckoutAnswer, SentKind, SentMessage, StarRefund,
 };
+pub use redis_ha::{RedisClusterNodes, RedisSentinelSet, SENTINEL_MASTER};
 
 /// The shared Redis tests use: `GENQ_TEST_REDIS_URL`, else 127.0.0.1:6379.
 pub fn redis_url() -> String {

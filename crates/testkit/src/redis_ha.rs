@@ -149,10 +149,8 @@ impl RedisSentinelSet {
                     dir = dir.display()
                 ),
             )?;
-            let server = Server::spawn(
-                port,
-                &[conf.display().to_string(), "--sentinel".to_owned()],
-            )?;
+            let server =
+                Server::spawn(port, &[conf.display().to_string(), "--sentinel".to_owned()])?;
             wait_answering(port).await?;
             sentinels.push(server);
         }
@@ -336,7 +334,11 @@ impl RedisClusterNodes {
                 info.contains("cluster_state:ok").then_some(())
             })
             .await;
-            ok.ok_or_else(|| io_err(format!("cluster node {port} never reached cluster_state:ok")))?;
+            ok.ok_or_else(|| {
+                io_err(format!(
+                    "cluster node {port} never reached cluster_state:ok"
+                ))
+            })?;
         }
         Ok(())
     }
@@ -369,7 +371,9 @@ impl RedisClusterNodes {
                     &["SCAN", &cursor_arg, "MATCH", pattern, "COUNT", "1000"],
                 )
                 .await;
-                let Some((next, mut batch)) = reply else { break };
+                let Some((next, mut batch)) = reply else {
+                    break;
+                };
                 keys.append(&mut batch);
                 if next == 0 {
                     break;
