@@ -79,10 +79,19 @@ struct RunningWorker {
 
 impl RunningWorker {
     async fn start(queue: &RedisQueue, job: BenchJob, concurrency: usize) -> anyhow::Result<Self> {
+        Self::start_on(queue, job, concurrency, vec![QUEUE.to_owned()]).await
+    }
+
+    async fn start_on(
+        queue: &RedisQueue,
+        job: BenchJob,
+        concurrency: usize,
+        queues: Vec<String>,
+    ) -> anyhow::Result<Self> {
         let mut registry = Registry::new();
         registry.register(job)?;
         let metrics = WorkerMetrics::new(&prometheus::Registry::new())?;
-        let mut settings = WorkerSettings::new(vec![QUEUE.to_owned()]);
+        let mut settings = WorkerSettings::new(queues);
         settings.concurrency = concurrency;
         settings.grace = Duration::from_secs(1);
         let runtime =
@@ -197,4 +206,38 @@ pub async fn sleep_drain(
 ) -> anyhow::Result<Duration> {
     let (_, took) = timed_drain(url, ns, n, sleep.as_millis() as u64, concurrency).await?;
     Ok(took)
+}
+
+/// `n` no-op jobs spread evenly over `queues`, drained by one worker runtime
+/// serving them all (`concurrency` per queue); jobs per second from its start.
+pub async fn drain_queues(
+    url: &str,
+    ns: &str,
+    queues: &[String],
+    n: usize,
+    concurrency: usize,
+) -> anyhow::Result<f64> {
+    let queue = connect(url, ns).await?;
+    let per_queue = n / queues.len().max(1);
+    for q in queues {
+        for _ in 0..per_queue / 1000 {
+            let jobs = (0..1000)
+                .map(|_| {
+                    let mut j = job(0)?;
+                    j.queue = q.clone();
+                    Ok(j)
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            queue.push_bulk(jobs).await?;
+        }
+    }
+    let pushed = per_queue / 1000 * 1000 * queues.len();
+    let bench = BenchJob::default();
+    let done = bench.done.clone();
+    let started = Instant::now();
+    let worker = RunningWorker::start_on(&queue, bench, concurrency, queues.to_vec()).await?;
+    wait_for_count(&done, pushed, Duration::from_secs(600)).await?;
+    let took = started.elapsed();
+    worker.stop().await?;
+    Ok(pushed as f64 / took.as_secs_f64())
 }

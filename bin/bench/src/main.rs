@@ -9,10 +9,12 @@
 //!
 //! Subcommands: `store` (charge-and-enqueue on PostgreSQL), `images` (GenerateImage
 //! against the fake provider), `bot` (the Telegram bot's acknowledgement and answer
-//! latency under load, against the fake Telegram).
+//! latency under load, against the fake Telegram), `cluster` (drain throughput on a
+//! three-primary Redis Cluster beside a single Redis).
 
 mod baseline;
 mod bot_side;
+mod cluster_side;
 mod genq_side;
 mod images_side;
 mod store_side;
@@ -105,6 +107,23 @@ enum ChildRun {
         /// How long the fake provider's upscale tasks take.
         #[arg(long, default_value_t = 200)]
         task_ms: u64,
+    },
+    /// No-op drain throughput on a Redis Cluster of three primaries beside a single
+    /// Redis (both private, started here): jobs spread over several queues, one
+    /// worker serving them all; median of a few runs each, and the ratio.
+    Cluster {
+        /// Jobs per run [default: 60000, quick 12000].
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Queues the jobs are spread over (their hash tags fall on every shard).
+        #[arg(long, default_value_t = 6)]
+        queues: usize,
+        /// Concurrency per queue.
+        #[arg(long, default_value_t = 200)]
+        concurrency: usize,
+        /// Runs on each set-up; the median is reported [default: 3, quick 1].
+        #[arg(long)]
+        runs: Option<usize>,
     },
     /// (internal) one sleep drain in this process; prints JSON.
     #[command(hide = true)]
@@ -586,6 +605,20 @@ async fn run_child(child: ChildRun, quick: bool) -> anyhow::Result<()> {
             per_user,
         } => {
             return run_store_bench(&database_url, per_user).await;
+        }
+        ChildRun::Cluster {
+            jobs,
+            queues,
+            concurrency,
+            runs,
+        } => {
+            let sizes = cluster_side::ClusterSizes {
+                jobs: jobs.unwrap_or(if quick { 12_000 } else { 60_000 }),
+                queues,
+                concurrency,
+                runs: runs.unwrap_or(if quick { 1 } else { 3 }),
+            };
+            return cluster_side::run(&sizes).await;
         }
         ChildRun::SleepDrain {
             backend,

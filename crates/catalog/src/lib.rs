@@ -37,7 +37,7 @@ pub enum CatalogError {
 /// What the job types are built with.
 pub struct CatalogDeps<'a> {
     /// genq's shared Redis connection and key prefix (key cool-downs live there).
-    pub redis: redis::aio::ConnectionManager,
+    pub redis: genq_redis::RedisConn,
     pub prefix: String,
     /// Where provider and cleanup metrics are registered.
     pub metrics: &'a prometheus::Registry,

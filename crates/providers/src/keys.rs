@@ -11,7 +11,8 @@ use std::{
 };
 
 use genq_metrics::ProviderMetrics;
-use redis::{AsyncCommands, aio::ConnectionManager};
+use genq_redis::RedisConn;
+use redis::AsyncCommands;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -79,7 +80,7 @@ struct Inner {
     provider: String,
     keys: Vec<ApiKey>,
     next: AtomicUsize,
-    redis: ConnectionManager,
+    redis: RedisConn,
     prefix: String,
     rate_limit_cool: Duration,
     billing_cool: Duration,
@@ -107,7 +108,7 @@ impl KeyPool {
     pub fn new(
         provider: &str,
         keys: &[String],
-        redis: ConnectionManager,
+        redis: RedisConn,
         prefix: &str,
         metrics: ProviderMetrics,
     ) -> Result<Self, ProviderError> {

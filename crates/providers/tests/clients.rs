@@ -11,7 +11,10 @@ use genq_testkit::{FakeFailure, FakeProvider, cleanup_prefix, redis_url, unique_
 
 async fn pool(prefix: &str, keys: &[&str], metrics: &ProviderMetrics) -> KeyPool {
     let client = redis::Client::open(redis_url()).unwrap();
-    let con = redis::aio::ConnectionManager::new(client).await.unwrap();
+    let con = redis::aio::ConnectionManager::new(client)
+        .await
+        .unwrap()
+        .into();
     let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
     KeyPool::new("fake", &keys, con, prefix, metrics.clone()).unwrap()
 }

@@ -5,7 +5,8 @@ use std::time::Duration;
 /// How the backend talks to Redis and how long things live there.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    /// `redis://host:port/db`.
+    /// `redis://host:port/db`, `redis+sentinel://host:port,…/<master name>[/db]` or
+    /// `redis+cluster://host:port,…` (see [`crate::RedisTarget`]).
     pub url: String,
     /// Every key starts with it; keys of one queue are `<prefix>:{<queue>}:...`.
     pub prefix: String,
@@ -78,6 +79,10 @@ impl RedisConfig {
 
     /// Checks the settings; the error names the bad one.
     pub fn validate(&self) -> Result<(), String> {
+        crate::target::RedisTarget::parse(&self.url).map_err(|e| match e {
+            crate::QueueError::Config(problem) => problem,
+            other => other.to_string(),
+        })?;
         if self.prefix.is_empty() || self.prefix.contains(['{', '}', ' ']) {
             return Err(format!(
                 "redis prefix '{}' must be non-empty, without spaces or braces",

@@ -573,31 +573,24 @@ async fn pubsub_loop(weak: Weak<Inner>) {
     let mut failures = 0u32;
     loop {
         let Some(inner) = weak.upgrade() else { return };
-        let client = inner.queue.client.clone();
-        let notify_ch = inner.queue.notify_channel(&inner.name);
-        let cancel_ch = inner.queue.cancel_channel(&inner.name);
+        let queue = inner.queue.clone();
+        let notify_ch = queue.notify_channel(&inner.name);
+        let cancel_ch = queue.cancel_channel(&inner.name);
         drop(inner);
-        let subscribed = async {
-            let mut ps = client.get_async_pubsub().await?;
-            ps.subscribe(&notify_ch).await?;
-            ps.subscribe(&cancel_ch).await?;
-            Ok::<_, redis::RedisError>(ps)
-        }
-        .await;
-        match subscribed {
-            Ok(mut ps) => {
+        match queue
+            .subscribe(&[notify_ch.clone(), cancel_ch.clone()])
+            .await
+        {
+            Ok(mut stream) => {
                 failures = 0;
                 if let Some(inner) = weak.upgrade() {
                     QueueConsumer { inner }.wake();
                 }
-                let mut stream = ps.on_message();
                 while let Some(msg) = stream.next().await {
                     let Some(inner) = weak.upgrade() else { return };
                     let consumer = QueueConsumer { inner };
-                    if msg.get_channel_name() == cancel_ch {
-                        if let Ok(id) = msg.get_payload::<String>() {
-                            consumer.signal_cancel(&id);
-                        }
+                    if msg.channel == cancel_ch {
+                        consumer.signal_cancel(&msg.payload);
                     } else {
                         consumer.wake();
                     }

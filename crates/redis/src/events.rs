@@ -49,7 +49,7 @@ impl EventFollower {
         let mut tasks = Vec::new();
         for name in queues {
             genq_core::validate_queue_name(name)?;
-            let mut conn = blocking_connection(&queue.client).await?;
+            let mut conn = queue.blocking_connection().await?;
             let key = queue.events_key(name);
             let mut last = match &start {
                 EventStart::Beginning => "0-0".to_owned(),
@@ -67,7 +67,7 @@ impl EventFollower {
                 }
             };
             let tx = tx.clone();
-            let client = queue.client.clone();
+            let queue = queue.clone();
             let name = name.clone();
             tasks.push(tokio::spawn(async move {
                 let opts = StreamReadOptions::default().block(1000).count(256);
@@ -89,7 +89,7 @@ impl EventFollower {
                         Err(e) => {
                             warn!(queue = %name, error = %e, "event stream read failed; reconnecting");
                             tokio::time::sleep(Duration::from_millis(500)).await;
-                            if let Ok(c) = blocking_connection(&client).await {
+                            if let Ok(c) = queue.blocking_connection().await {
                                 conn = c;
                             }
                         }
@@ -104,19 +104,6 @@ impl EventFollower {
     pub async fn next(&mut self) -> Option<CompletionEvent> {
         self.rx.recv().await
     }
-}
-
-/// A connection of its own for blocking reads (`XREAD BLOCK 1000`): its response
-/// timeout is longer than the block, so that an idle stream is not an error.
-async fn blocking_connection(
-    client: &redis::Client,
-) -> Result<redis::aio::MultiplexedConnection, redis::RedisError> {
-    let cfg = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(5)))
-        .set_response_timeout(Some(Duration::from_secs(10)));
-    client
-        .get_multiplexed_async_connection_with_config(&cfg)
-        .await
 }
 
 fn last_entry_id(reply: &[redis::Value]) -> Option<String> {

@@ -8,22 +8,28 @@
 //! - [`RedisBackend`]: the apalis `Backend` a `WorkerBuilder` runs on; its middleware
 //!   ([`AckLayer`]) records each run's outcome, applying the job type's retry policy
 //!   as a reschedule in Redis (no slot is held while a job waits).
+//! - [`RedisConn`]: the connection every genq part shares, to one server, a
+//!   Sentinel-managed primary ([`SentinelManager`] follows failovers) or a Redis
+//!   Cluster ([`RedisTarget`] parses `redis+sentinel://` and `redis+cluster://`).
 //!
 //! Key layout, the scripts and the invariants are described in ARCHITECTURE.md.
 
 mod ack;
 mod backend;
 mod config;
+mod conn;
 mod consumer;
 mod error;
 mod events;
 mod queue;
 mod scripts;
 mod server;
+mod target;
 
 pub use ack::{AckLayer, AckService, PolicySource};
 pub use backend::{RawJob, RedisBackend};
 pub use config::RedisConfig;
+pub use conn::{Connector, PubSubMessage, RedisConn, SentinelManager};
 pub use consumer::{ConsumerOptions, QueueConsumer};
 pub use error::QueueError;
 pub use events::{EventFollower, EventStart};
@@ -32,3 +38,4 @@ pub use queue::{
     WorkerInfo, now_ms,
 };
 pub use server::ServerSettings;
+pub use target::{Credentials, RedisTarget, redact};

@@ -6,13 +6,26 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
+use futures::stream::BoxStream;
 use genq_core::{
     FailureClass, JobError, JobState, JobStatus, Progress, new_job_id, validate_queue_name,
 };
-use redis::{AsyncCommands, Value, aio::ConnectionManager};
+use redis::{AsyncCommands, Value};
 use serde::{Deserialize, Serialize};
 
-use crate::{config::RedisConfig, error::QueueError, scripts};
+use crate::{
+    config::RedisConfig,
+    conn::{Connector, PubSubMessage, RedisConn},
+    error::QueueError,
+    scripts,
+    target::{RedisTarget, redact},
+};
+
+/// How long a request on the shared connection waits for its reply.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a request on a blocking-read connection waits: longer than any block
+/// genq asks for (`XREAD BLOCK 1000`), so that an idle stream is not an error.
+const BLOCKING_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -220,11 +233,12 @@ pub struct WorkerInfo {
 }
 
 /// The producer/operator handle: cheap to clone, one pooled (multiplexed,
-/// auto-reconnecting) connection underneath.
+/// auto-reconnecting) connection underneath — to one server, the primary of a
+/// Sentinel set, or a Redis Cluster ([`RedisTarget`]).
 #[derive(Clone)]
 pub struct RedisQueue {
-    pub(crate) conn: ConnectionManager,
-    pub(crate) client: redis::Client,
+    pub(crate) conn: RedisConn,
+    pub(crate) connector: Arc<Connector>,
     pub(crate) cfg: Arc<RedisConfig>,
     known_queues: Arc<Mutex<HashSet<String>>>,
 }
@@ -238,19 +252,18 @@ impl std::fmt::Debug for RedisQueue {
 }
 
 impl RedisQueue {
-    /// Connects (and checks the settings).
+    /// Connects (and checks the settings). The URL may name one server, a Sentinel
+    /// set or a Cluster (see [`RedisTarget`]).
     pub async fn connect(cfg: RedisConfig) -> Result<Self, QueueError> {
         cfg.validate().map_err(QueueError::Config)?;
-        let client = redis::Client::open(cfg.url.as_str())?;
-        let mgr_cfg = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_response_timeout(Some(Duration::from_secs(30)))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(2));
-        let conn = ConnectionManager::new_with_config(client.clone(), mgr_cfg).await?;
+        let target = RedisTarget::parse(&cfg.url)?;
+        let kind = target.kind();
+        let connector = Connector::new(target)?;
+        let conn = connector.connect(RESPONSE_TIMEOUT).await?;
+        tracing::debug!(url = %redact(&cfg.url), kind, "connected to Redis");
         Ok(Self {
             conn,
-            client,
+            connector: Arc::new(connector),
             cfg: Arc::new(cfg),
             known_queues: Arc::default(),
         })
@@ -261,9 +274,31 @@ impl RedisQueue {
     }
 
     /// The shared, auto-reconnecting connection (for other genq parts that keep
-    /// state in Redis, e.g. provider key cool-downs).
-    pub fn connection(&self) -> ConnectionManager {
+    /// state in Redis, e.g. provider key cool-downs). Never block on it
+    /// (`XREAD BLOCK`, `BLPOP`): use [`RedisQueue::blocking_connection`].
+    pub fn connection(&self) -> RedisConn {
         self.conn.clone()
+    }
+
+    /// A new connection of its own for blocking reads (`XREAD BLOCK` up to 5 s),
+    /// which would stall every request sharing a multiplexed one.
+    pub async fn blocking_connection(&self) -> Result<RedisConn, QueueError> {
+        Ok(self.connector.connect(BLOCKING_RESPONSE_TIMEOUT).await?)
+    }
+
+    /// Subscribes to pub/sub `channels` on a connection of its own. The stream ends
+    /// when that connection does: subscribe again (on a Sentinel set, that finds
+    /// the current primary).
+    pub async fn subscribe(
+        &self,
+        channels: &[String],
+    ) -> Result<BoxStream<'static, PubSubMessage>, QueueError> {
+        Ok(self.connector.subscribe(channels).await?)
+    }
+
+    /// What the URL named: one server, a Sentinel set or a Cluster.
+    pub fn target(&self) -> &RedisTarget {
+        self.connector.target()
     }
 
     /// The base key of a queue: `<prefix>:{<queue>}` (the braces are the hash tag).

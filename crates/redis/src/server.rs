@@ -2,6 +2,8 @@
 //! (anything but `noeviction` may silently delete jobs under memory pressure) and
 //! its persistence (what a restart keeps). Every genq process checks them at start.
 
+use redis::Value;
+
 use crate::{QueueError, RedisQueue};
 
 /// What the server is set to do with memory and restarts.
@@ -65,50 +67,106 @@ impl ServerSettings {
 }
 
 impl RedisQueue {
-    /// The server's eviction and persistence settings.
-    pub async fn server_settings(&self) -> Result<ServerSettings, QueueError> {
-        let mut c = self.connection();
-        let memory: String = redis::cmd("INFO").arg("memory").query_async(&mut c).await?;
-        let persistence: String = redis::cmd("INFO")
-            .arg("persistence")
-            .query_async(&mut c)
-            .await?;
-        let mut s = ServerSettings::from_info(&memory, &persistence)?;
-        let config = |name: &'static str| {
-            let mut c = self.connection();
-            async move {
-                let pair: Vec<String> = redis::cmd("CONFIG")
-                    .arg("GET")
-                    .arg(name)
-                    .query_async(&mut c)
-                    .await
-                    .ok()?;
-                pair.get(1).cloned()
-            }
+    /// `INFO <section>` of every server holding data, by address: the one server
+    /// (or Sentinel-named primary), or every primary of a Cluster.
+    async fn info_per_node(&self, section: &str) -> Result<Vec<(String, String)>, QueueError> {
+        let text = |v: Value| {
+            redis::from_redis_value::<String>(v)
+                .map_err(|e| QueueError::Protocol(format!("INFO {section}: {e}")))
         };
-        s.appendfsync = config("appendfsync").await;
-        s.rdb_snapshots = config("save").await.map(|v| !v.trim().is_empty());
-        Ok(s)
+        let mut c = self.connection();
+        let reply: Value = redis::cmd("INFO").arg(section).query_async(&mut c).await?;
+        match reply {
+            // a Cluster answers with each primary's reply by its address
+            Value::Map(pairs) => pairs
+                .into_iter()
+                .map(|(node, info)| Ok((text(node)?, text(info)?)))
+                .collect(),
+            other => Ok(vec![(String::new(), text(other)?)]),
+        }
+    }
+
+    /// `CONFIG GET name` (best effort: managed Redis services often refuse it).
+    async fn config_value(&self, name: &str) -> Option<String> {
+        let mut c = self.connection();
+        let pair: Vec<String> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg(name)
+            .query_async(&mut c)
+            .await
+            .ok()?;
+        pair.get(1).cloned()
+    }
+
+    /// Each data-holding server's eviction and persistence settings, by address
+    /// (one entry, address empty, outside a Cluster).
+    pub async fn server_settings_per_node(
+        &self,
+    ) -> Result<Vec<(String, ServerSettings)>, QueueError> {
+        let memory = self.info_per_node("memory").await?;
+        let persistence: std::collections::HashMap<String, String> = self
+            .info_per_node("persistence")
+            .await?
+            .into_iter()
+            .collect();
+        let appendfsync = self.config_value("appendfsync").await;
+        let rdb_snapshots = self
+            .config_value("save")
+            .await
+            .map(|v| !v.trim().is_empty());
+        memory
+            .into_iter()
+            .map(|(node, memory)| {
+                let persistence = persistence.get(&node).map_or("", String::as_str);
+                let mut s = ServerSettings::from_info(&memory, persistence)?;
+                s.appendfsync = appendfsync.clone();
+                s.rdb_snapshots = rdb_snapshots;
+                Ok((node, s))
+            })
+            .collect()
+    }
+
+    /// The server's eviction and persistence settings (on a Cluster, the first
+    /// primary's; see [`RedisQueue::server_settings_per_node`]).
+    pub async fn server_settings(&self) -> Result<ServerSettings, QueueError> {
+        self.server_settings_per_node()
+            .await?
+            .into_iter()
+            .next()
+            .map(|(_, s)| s)
+            .ok_or_else(|| QueueError::Protocol("INFO answered for no server".to_owned()))
     }
 
     /// The start-up check of every genq process: refuses (an error naming the
-    /// setting) a server that may evict keys unless `allow_eviction`, which only
-    /// warns; logs what a restart of Redis keeps.
+    /// setting, and on a Cluster the node) a server that may evict keys unless
+    /// `allow_eviction`, which only warns; logs what a restart of Redis keeps.
+    /// On a Cluster every primary is checked.
     pub async fn check_server(&self, allow_eviction: bool) -> Result<ServerSettings, QueueError> {
-        let s = self.server_settings().await?;
-        if let Some(problem) = s.eviction_problem() {
-            if !allow_eviction {
-                return Err(QueueError::Config(problem));
+        let nodes = self.server_settings_per_node().await?;
+        for (node, s) in &nodes {
+            let at = if node.is_empty() {
+                String::new()
+            } else {
+                format!(" (node {node})")
+            };
+            if let Some(problem) = s.eviction_problem() {
+                if !allow_eviction {
+                    return Err(QueueError::Config(format!("{problem}{at}")));
+                }
+                tracing::warn!("{problem}{at} (allowed by GENQ_ALLOW_EVICTION)");
             }
-            tracing::warn!("{problem} (allowed by GENQ_ALLOW_EVICTION)");
+            let persistence = s.persistence();
+            if s.aof_enabled {
+                tracing::info!(%persistence, node = %node, "Redis persistence");
+            } else {
+                tracing::warn!(%persistence, node = %node, "Redis persistence: see README, \"Production Redis\"");
+            }
         }
-        let persistence = s.persistence();
-        if s.aof_enabled {
-            tracing::info!(%persistence, "Redis persistence");
-        } else {
-            tracing::warn!(%persistence, "Redis persistence: see README, \"Production Redis\"");
-        }
-        Ok(s)
+        nodes
+            .into_iter()
+            .next()
+            .map(|(_, s)| s)
+            .ok_or_else(|| QueueError::Protocol("INFO answered for no server".to_owned()))
     }
 }
 

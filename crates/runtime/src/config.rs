@@ -8,7 +8,9 @@ use genq_redis::{RedisConfig, RedisQueue};
 /// Redis connection and queue-keeping settings.
 #[derive(Debug, Clone, Args)]
 pub struct RedisArgs {
-    /// Redis URL.
+    /// Redis URL: `redis://host:port/db` (one server),
+    /// `redis+sentinel://host:port,host:port/<master name>[/db]` (a Sentinel set) or
+    /// `redis+cluster://host:port,host:port` (a Redis Cluster's seed nodes).
     #[arg(
         long = "redis",
         env = "GENQ_REDIS_URL",
@@ -49,7 +51,7 @@ impl RedisArgs {
     /// [`RedisQueue::check_server`]); an error says what is wrong.
     pub async fn connect_checked(&self) -> Result<RedisQueue, String> {
         let cfg = self.to_config()?;
-        let url = cfg.url.clone();
+        let url = genq_redis::redact(&cfg.url);
         let queue = RedisQueue::connect(cfg)
             .await
             .map_err(|e| format!("cannot connect to Redis at {url}: {e}"))?;

@@ -90,7 +90,7 @@ pub async fn run_worker(
     schedules: Vec<Scheduled>,
 ) -> Result<(), ProcessError> {
     let cfg = args.redis.to_config().map_err(ProcessError::Config)?;
-    let url = cfg.url.clone();
+    let url = genq_redis::redact(&cfg.url);
     let queue = RedisQueue::connect(cfg)
         .await
         .map_err(|source| ProcessError::Connect {

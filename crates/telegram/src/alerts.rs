@@ -27,8 +27,9 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use genq_providers::{CoolReason, KeyPool};
+use genq_redis::RedisConn;
 use prometheus::{IntCounter, IntCounterVec, Opts};
-use redis::{AsyncCommands, Value, aio::ConnectionManager};
+use redis::{AsyncCommands, Value};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
@@ -64,13 +65,13 @@ pub enum Start {
 /// Incidents in Redis, shared by every replica (keys under `<p>:bot:alert:`).
 #[derive(Clone)]
 pub struct Incidents {
-    conn: ConnectionManager,
+    conn: RedisConn,
     prefix: String,
     per_hour: u64,
 }
 
 impl Incidents {
-    pub fn new(conn: ConnectionManager, prefix: &str, per_hour: u64) -> Self {
+    pub fn new(conn: RedisConn, prefix: &str, per_hour: u64) -> Self {
         Self {
             conn,
             prefix: prefix.to_owned(),

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use genq_redis::RedisConn;
 use serde::{Serialize, de::DeserializeOwned};
 
 /// The length of the tokens [`ChatStates::stash`] makes.
@@ -38,7 +38,7 @@ pub enum StateError {
 /// Chat states and stashed button values, shared by every bot replica.
 #[derive(Clone)]
 pub struct ChatStates {
-    conn: ConnectionManager,
+    conn: RedisConn,
     prefix: String,
     ttl: Duration,
 }
@@ -46,7 +46,7 @@ pub struct ChatStates {
 impl ChatStates {
     /// States on the Redis behind `conn`, with keys under `prefix` (genq's key
     /// prefix, e.g. `genq`); every write expires `ttl` later (at least 1 ms).
-    pub fn new(conn: ConnectionManager, prefix: &str, ttl: Duration) -> Self {
+    pub fn new(conn: RedisConn, prefix: &str, ttl: Duration) -> Self {
         Self {
             conn,
             prefix: prefix.to_owned(),

@@ -13,7 +13,8 @@
 
 use std::{sync::LazyLock, time::Duration};
 
-use redis::{Script, aio::ConnectionManager};
+use genq_redis::RedisConn;
+use redis::Script;
 
 /// How long a reserved job slot lasts unless released (see [`JobSlots::with_ttl`]).
 pub const DEFAULT_SLOT_TTL: Duration = Duration::from_secs(2 * 60 * 60);
@@ -147,7 +148,7 @@ return redis.call('ZRANGE', KEYS[1], 0, -1)
 /// Request rate limits per Telegram user, shared by every bot replica.
 #[derive(Clone)]
 pub struct UserLimiter {
-    conn: ConnectionManager,
+    conn: RedisConn,
     prefix: String,
     limits: RateLimits,
 }
@@ -155,7 +156,7 @@ pub struct UserLimiter {
 impl UserLimiter {
     /// A limiter on the Redis behind `conn`, with keys under `prefix` (genq's key
     /// prefix, e.g. `genq`).
-    pub fn new(conn: ConnectionManager, prefix: &str, limits: RateLimits) -> Self {
+    pub fn new(conn: RedisConn, prefix: &str, limits: RateLimits) -> Self {
         Self {
             conn,
             prefix: prefix.to_owned(),
@@ -224,7 +225,7 @@ pub enum SlotReservation {
 /// itself. Times are the Redis server's.
 #[derive(Clone)]
 pub struct JobSlots {
-    conn: ConnectionManager,
+    conn: RedisConn,
     prefix: String,
     cap: u32,
     ttl: Duration,
@@ -233,7 +234,7 @@ pub struct JobSlots {
 impl JobSlots {
     /// At most `cap` open jobs per user, with keys under `prefix`; slots last
     /// [`DEFAULT_SLOT_TTL`] unless released.
-    pub fn new(conn: ConnectionManager, prefix: &str, cap: u32) -> Self {
+    pub fn new(conn: RedisConn, prefix: &str, cap: u32) -> Self {
         Self {
             conn,
             prefix: prefix.to_owned(),

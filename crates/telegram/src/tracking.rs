@@ -20,8 +20,9 @@
 
 use std::{sync::LazyLock, time::Duration};
 
+use genq_redis::RedisConn;
 use genq_redis::now_ms;
-use redis::{AsyncCommands, Script, aio::ConnectionManager};
+use redis::{AsyncCommands, Script};
 use serde::{Deserialize, Serialize};
 
 use genq_store::Store;
@@ -165,13 +166,13 @@ fn record_of(t: &Tracked) -> Result<serde_json::Value, BotError> {
 /// The bot's job records in Redis.
 #[derive(Clone)]
 pub struct Tracker {
-    conn: ConnectionManager,
+    conn: RedisConn,
     prefix: String,
     store: Store,
 }
 
 impl Tracker {
-    pub fn new(conn: ConnectionManager, prefix: &str, store: Store) -> Self {
+    pub fn new(conn: RedisConn, prefix: &str, store: Store) -> Self {
         Self {
             conn,
             prefix: prefix.to_owned(),

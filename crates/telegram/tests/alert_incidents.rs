@@ -4,16 +4,17 @@
 
 use std::time::Duration;
 
+use genq_redis::RedisConn;
 use genq_telegram::alerts::{Incidents, Start};
 use genq_testkit::{cleanup_prefix, redis_url, unique_prefix};
-use redis::aio::ConnectionManager;
 
-async fn conn() -> ConnectionManager {
+async fn conn() -> RedisConn {
     redis::Client::open(redis_url())
         .unwrap()
         .get_connection_manager()
         .await
         .unwrap()
+        .into()
 }
 
 const LONG: Duration = Duration::from_secs(600);

@@ -3,35 +3,36 @@
 
 use std::time::Duration;
 
+use genq_redis::RedisConn;
 use genq_telegram::{
     chat_state::ChatStates,
     limits::{Admission, JobSlots, RateLimits, SlotReservation, UserLimiter},
 };
 use genq_testkit::{cleanup_prefix, redis_url, unique_prefix};
-use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
 const USER: i64 = 1_000_001;
 
-async fn conn() -> ConnectionManager {
+async fn conn() -> RedisConn {
     redis::Client::open(redis_url())
         .unwrap()
         .get_connection_manager()
         .await
         .unwrap()
+        .into()
 }
 
 /// The Redis server's clock, in ms.
-async fn server_now_ms(c: &mut ConnectionManager) -> i64 {
+async fn server_now_ms(c: &mut RedisConn) -> i64 {
     let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(c).await.unwrap();
     secs * 1000 + micros / 1000
 }
 
-async fn zcard(c: &mut ConnectionManager, key: &str) -> i64 {
+async fn zcard(c: &mut RedisConn, key: &str) -> i64 {
     redis::cmd("ZCARD").arg(key).query_async(c).await.unwrap()
 }
 
-async fn pttl(c: &mut ConnectionManager, key: &str) -> i64 {
+async fn pttl(c: &mut RedisConn, key: &str) -> i64 {
     redis::cmd("PTTL").arg(key).query_async(c).await.unwrap()
 }
 

@@ -4,6 +4,8 @@
 //!   own key prefix, so they run in parallel; [`cleanup_prefix`] removes its keys.
 //! - [`PrivateRedis`]: a `redis-server` of the test's own on a free port, for tests
 //!   that restart, stop or flood the server (never the shared one).
+//! - [`RedisSentinelSet`] (a primary, a replica, three sentinels) and
+//!   [`RedisClusterNodes`] (a three-primary Redis Cluster), of a test's own.
 //! - [`free_port`], [`wait_until`].
 //! - [`FakeProvider`]: a fake AI provider on 127.0.0.1 speaking both protocols of
 //!   `docs/PROVIDER-PROTOCOLS.md`, with scripted failures and call counters.
@@ -22,6 +24,7 @@ use std::{
 mod fake_provider;
 mod fake_telegram;
 mod netns;
+mod redis_ha;
 
 /// Serves `app` on `listener` in a background task until the returned sender is
 /// dropped or fired (the fake servers stop when their handle drops).
@@ -50,6 +53,7 @@ pub use fake_telegram::{
     CallbackAnswer, FakeTelegram, Invoice, PreCheckoutAnswer, SentKind, SentMessage, StarRefund,
 };
 pub use netns::NetHost;
+pub use redis_ha::{RedisClusterNodes, RedisSentinelSet, SENTINEL_MASTER};
 
 /// The shared Redis tests use: `GENQ_TEST_REDIS_URL`, else 127.0.0.1:6379.
 pub fn redis_url() -> String {
