@@ -69,6 +69,13 @@ ensure_faketime() {
   apt_install faketime
 }
 
+# `ip` (iproute2) for the partition test, which runs a worker as a host of its own
+# in a network namespace (bin/worker/tests/partition.rs; needs root).
+ensure_iproute() {
+  command -v ip >/dev/null && return
+  apt_install iproute2
+}
+
 # promtool comes with Debian's `prometheus` package, whose install would start a
 # Prometheus daemon on :9090 (the port the admin uses): policy-rc.d forbids starting
 # services during the install, and a daemon started anyway is stopped.
@@ -99,4 +106,5 @@ if [ "${1:-}" = "--test" ]; then
   ensure_chromium
   ensure_promtool
   ensure_faketime
+  ensure_iproute
 fi

@@ -164,12 +164,7 @@ async fn a_policy_refusal_refunds_and_says_so() {
     let user = stack.user(chat).await;
     stack.provider.fail_next(1, FakeFailure::ContentPolicy);
     let before = stack.tap(chat, &menu, "up4:");
-    let status = stack.next_text(chat, before).await;
-    let said = stack
-        .wait_text(chat, status.message_id, |t| {
-            is_text(t, "fail.user_violation")
-        })
-        .await;
+    let said = stack.wait_said(chat, before, "fail.user_violation").await;
     let refund = text("refund.returned", &[("credits", &2)]);
     assert!(said.ends_with(&refund), "the refund is mentioned: {said}");
     stack.wait_balance(user.id, 100).await;

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Options, Stack, WAIT, button, buttons, is_text, text};
+use common::{Options, Stack, WAIT, button, buttons, text};
 use genq_testkit::{FakeFailure, SentKind, wait_until};
 use serde_json::Value;
 
@@ -150,10 +150,7 @@ async fn a_billing_failure_names_the_support_contact() {
     let user = stack.user(chat).await;
     stack.provider.fail_next(1, FakeFailure::Billing);
     let before = stack.tap(chat, &menu, "up2:");
-    let status = stack.next_text(chat, before).await;
-    let said = stack
-        .wait_text(chat, status.message_id, |t| is_text(t, "fail.billing"))
-        .await;
+    let said = stack.wait_said(chat, before, "fail.billing").await;
     let contact = text("support.contact", &[("contact", &"@genq_support")]);
     let refund = text("refund.returned", &[("credits", &2)]);
     assert!(

@@ -261,6 +261,19 @@ impl Stack {
         .await
     }
 
+    /// The text of the first message after `before` that reads as the catalog's
+    /// `key`: the job's status message (edited), or, when the job ended before its
+    /// status message was recorded, a message of its own (the status message is
+    /// then deleted).
+    pub async fn wait_said(&self, chat: i64, before: usize, key: &str) -> String {
+        self.wait_sent(chat, before, |m| {
+            m.text.as_deref().is_some_and(|t| is_text(t, key))
+        })
+        .await
+        .text
+        .unwrap_or_default()
+    }
+
     /// The first text message sent to `chat` after `before`.
     pub async fn next_text(&self, chat: i64, before: usize) -> SentMessage {
         self.wait_sent(chat, before, |m| m.kind == SentKind::Text)
