@@ -5,7 +5,8 @@
 
 use std::sync::Arc;
 
-use genq_job_generate_image_prompt::ImagePromptRequest;
+use genq_core::JobStatus;
+use genq_job_generate_image_prompt::{ImagePrompt, ImagePromptRequest};
 use genq_job_generate_video::{Template, VideoRequest};
 use genq_job_upscale::UpscaleRequest;
 use genq_providers::ChatMessage;
@@ -27,7 +28,7 @@ use crate::{
     i18n::{Lang, t},
     orders::{Order, Placed, Requester, TapAnswer},
     send::{keyboard, row},
-    tracking::Kind,
+    tracking::{Kind, Tracked},
 };
 
 /// A tap: handled, then answered with a small notice when there is something to say.
@@ -371,6 +372,28 @@ async fn videos(
     Ok(answer_placed(who.lang, &placed))
 }
 
+/// The image job a finished picture prompt pushed (the prompt's result names it),
+/// with its queue; `None` while the prompt is still running.
+async fn image_job_of(
+    app: &BotApp,
+    prompt: &Tracked,
+) -> Result<Option<(String, String)>, BotError> {
+    let Some(queue) = app.offers.picture_image_queue.clone() else {
+        return Ok(None);
+    };
+    let Some(state) = app.queue.job(&prompt.queue, &prompt.job_id).await? else {
+        return Ok(None);
+    };
+    if state.status != JobStatus::Succeeded {
+        return Ok(None);
+    }
+    let child = state
+        .result
+        .and_then(|r| serde_json::from_value::<ImagePrompt>(r).ok())
+        .map(|p| p.image_job_id);
+    Ok(child.map(|c| (c, queue)))
+}
+
 /// The Cancel button of a status message.
 async fn cancel_button(app: &BotApp, tap: &Tap, job_id: &str) -> Result<Option<String>, BotError> {
     let who = &tap.who;
@@ -382,14 +405,22 @@ async fn cancel_button(app: &BotApp, tap: &Tap, job_id: &str) -> Result<Option<S
     }
     // a picture's prompt is done: its image job stands behind the button now
     let mut job_id = job_id.to_owned();
+    let mut queue = tracked.queue.clone();
     if let Some(child) = tracked.handed_to.clone()
         && let Some(image) = app.tracker.get_or_restore(&child).await?
     {
         job_id = child;
         tracked = image;
+        queue = tracked.queue.clone();
+    } else if tracked.kind == Kind::ImagePrompt
+        && let Some((child, child_queue)) = image_job_of(app, &tracked).await?
+    {
+        // finished, its hand-over still on its way: the image job is already queued
+        job_id = child;
+        queue = child_queue;
     }
     let job_id = job_id.as_str();
-    if cancel_job(app, &tracked.queue, job_id).await? {
+    if cancel_job(app, &queue, job_id).await? {
         Ok(Some(t(who.lang, "status.cancelling", &[])))
     } else {
         Ok(stale(who.lang))
