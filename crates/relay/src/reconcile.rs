@@ -16,8 +16,6 @@
 //! Each one is logged as an error and counted in the record (`jobs.requeued`,
 //! exported by the admin as `genq_admin_jobs_lost_by_redis`).
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 
 use genq_core::CompletionEvent;
@@ -121,16 +119,11 @@ impl Settler {
             .store()
             .note_missing(&missing, self.reconcile_every)
             .await?;
-        let queues: HashMap<&str, &str> = page
-            .iter()
-            .map(|j| (j.id.as_str(), j.queue.as_str()))
-            .collect();
         for id in lost {
             let Some(claim) = self.store().claim_lost(&id, self.reconcile_every).await? else {
                 continue;
             };
-            let queue = queues.get(id.as_str()).copied().unwrap_or(&claim.queue);
-            if self.queue().job(queue, &id).await?.is_some() {
+            if self.queue().job(&claim.queue, &id).await?.is_some() {
                 // back meanwhile (pushed by another settler, or Redis came back)
                 drop(claim);
                 self.store()

@@ -4,7 +4,7 @@
 //! ones that cannot run again. Every paid job ends, refunded at most once, and the
 //! ledger balances to the credit.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 use genq_core::Registry;
@@ -131,16 +131,6 @@ async fn charge_jobs(store: &Store, user_id: i64) -> (Vec<String>, String) {
     (ids, retired)
 }
 
-async fn ledger_of_job(store: &Store, job_id: &str) -> HashMap<String, i64> {
-    let rows: Vec<(String, i64)> =
-        sqlx::query_as("SELECT kind, count(*) FROM credit_ledger WHERE job_id = $1 GROUP BY kind")
-            .bind(job_id)
-            .fetch_all(store.pool())
-            .await
-            .unwrap();
-    rows.into_iter().collect()
-}
-
 async fn db_now(store: &Store) -> DateTime<Utc> {
     sqlx::query_scalar("SELECT now()")
         .fetch_one(store.pool())
@@ -197,7 +187,7 @@ async fn every_paid_job_ends_after(damage: Damage) {
     let mut succeeded = 0i64;
     for (i, id) in ids.iter().enumerate() {
         let j = s.store.job(id).await.unwrap().unwrap();
-        let ledger = ledger_of_job(&s.store, id).await;
+        let ledger = s.store.ledger_kinds_of_job(id).await.unwrap();
         assert_eq!(ledger.get("charge"), Some(&1), "{id}: charged once");
         if i % 5 == 4 {
             assert_eq!(j.status, "failed", "{id}: the provider refused it");
@@ -240,7 +230,11 @@ async fn every_paid_job_ends_after(damage: Damage) {
         r.error
     );
     assert_eq!(
-        ledger_of_job(&s.store, &retired).await.get("refund"),
+        s.store
+            .ledger_kinds_of_job(&retired)
+            .await
+            .unwrap()
+            .get("refund"),
         Some(&1)
     );
     // the ledger balances to the credit

@@ -172,6 +172,21 @@ impl Store {
         Ok(balance)
     }
 
+    /// How many ledger entries of each kind name job `job_id` (one `charge`, and at
+    /// most one `refund`: a check for tests and audits).
+    pub async fn ledger_kinds_of_job(
+        &self,
+        job_id: &str,
+    ) -> Result<std::collections::BTreeMap<String, i64>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT kind, count(*) FROM credit_ledger WHERE job_id = $1 GROUP BY kind",
+        )
+        .bind(job_id)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().collect())
+    }
+
     /// The sum of a user's ledger entries (equals their balance; a check for tests and audits).
     pub async fn ledger_sum(&self, user_id: i64) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar(
