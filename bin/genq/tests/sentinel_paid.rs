@@ -139,11 +139,7 @@ async fn paid_jobs_all_end_through_a_sentinel_failover() {
         let kinds: Vec<(&str, i64)> = kinds.iter().map(|(k, n)| (k.as_str(), *n)).collect();
         if i % 10 == 9 {
             assert_eq!(j.status, "failed", "{id}");
-            assert_eq!(
-                kinds,
-                vec![("charge".to_owned(), 1), ("refund".to_owned(), 1)],
-                "{id}"
-            );
+            assert_eq!(kinds, vec![("charge", 1), ("refund", 1)], "{id}");
         } else {
             assert_eq!(j.status, "succeeded", "{id}: {:?}", j.error);
             assert_eq!(kinds, vec![("charge", 1)], "{id}");
