@@ -364,17 +364,20 @@ fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
 async fn served_queues(setup: &Setup, queue: &RedisQueue) -> anyhow::Result<Vec<String>> {
     let mut all = setup.registry(queue)?.queues();
     all.extend(queue.queues().await?);
+    all.insert(genq_pipeline::PIPELINES_QUEUE.to_owned());
     Ok(all.into_iter().collect())
 }
 
 /// The job types this configuration runs (a lost job of another type cannot be requeued).
 fn served_types(setup: &Setup, queue: &RedisQueue) -> anyhow::Result<Vec<String>> {
-    Ok(setup
+    let mut types: Vec<String> = setup
         .registry(queue)?
         .job_types()
         .into_iter()
         .map(str::to_owned)
-        .collect())
+        .collect();
+    types.extend(genq_catalog::pipelines()?.names());
+    Ok(types)
 }
 
 /// Serves the admin (API, page, cluster metrics) in this process until `stop`.
@@ -476,7 +479,7 @@ async fn run_all(args: RunArgs, setup: Setup) -> anyhow::Result<()> {
     }
     let schedules = genq_catalog::schedules(&setup.config)?;
     let build = genq_catalog::registry_builder(setup.config, setup.routes);
-    let result = run_worker(args.worker, build, schedules).await;
+    let result = run_worker(args.worker, build, schedules, genq_catalog::pipelines()?).await;
     stop.cancel();
     for task in seam {
         let _ = task.await;

@@ -30,6 +30,7 @@ async fn main() -> anyhow::Result<()> {
         cli.worker,
         genq_catalog::registry_builder(config, cli.routes),
         schedules,
+        genq_catalog::pipelines()?,
     )
     .await?;
     Ok(())

@@ -1,6 +1,10 @@
 //! The job types genq ships, built from configuration. A new job type is a crate
 //! under `jobs/` plus one line in [`build`]; nothing else in the framework changes.
 
+mod pipelines;
+
+pub use pipelines::{PROBE_FLOW_PARALLELISM, pipelines, probe_flow, probe_gate};
+
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use genq_artifacts::{ArtifactStore, LocalArtifacts};
@@ -32,6 +36,8 @@ pub enum CatalogError {
     Prometheus(#[from] prometheus::Error),
     #[error("artifacts: {0}")]
     Artifacts(#[from] genq_artifacts::ArtifactError),
+    #[error("pipelines: {0}")]
+    Pipeline(#[from] genq_pipeline::PipelineError),
 }
 
 /// What the job types are built with.

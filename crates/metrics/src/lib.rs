@@ -205,6 +205,72 @@ impl ProviderMetrics {
     }
 }
 
+/// Pipeline metrics of a process that drives pipelines (a worker).
+#[derive(Clone)]
+pub struct PipelineMetrics {
+    /// Pipelines ended, by type and outcome (succeeded, failed, cancelled,
+    /// timed_out); each counted once across all drivers.
+    pub finished_total: IntCounterVec,
+    /// How long each step or fan-out stage took, by type and stage.
+    pub stage_duration_seconds: HistogramVec,
+    /// How long a gate waited for its answer, by type, gate and outcome (the
+    /// choice, `timed_out`, or `cancelled`).
+    pub gate_wait_seconds: HistogramVec,
+    /// Pipelines now queued, active (steps in flight) and parked at a gate (the
+    /// whole deployment's figure: every driver reports the same).
+    pub pipelines: IntGaugeVec,
+}
+
+/// Gate waits: seconds to an hour.
+pub const GATE_WAIT_BUCKETS: &[f64] = &[
+    1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0,
+];
+
+impl PipelineMetrics {
+    pub fn new(registry: &Registry) -> Result<Self, MetricsError> {
+        let m = Self {
+            finished_total: IntCounterVec::new(
+                Opts::new(
+                    "genq_pipelines_finished_total",
+                    "Pipelines ended, by type and outcome",
+                ),
+                &["type", "outcome"],
+            )?,
+            stage_duration_seconds: HistogramVec::new(
+                HistogramOpts::new(
+                    "genq_pipeline_stage_duration_seconds",
+                    "Duration of pipeline step and fan-out stages",
+                )
+                .buckets(DURATION_BUCKETS.to_vec()),
+                &["type", "stage"],
+            )?,
+            gate_wait_seconds: HistogramVec::new(
+                HistogramOpts::new(
+                    "genq_pipeline_gate_wait_seconds",
+                    "How long pipeline gates waited for an answer",
+                )
+                .buckets(GATE_WAIT_BUCKETS.to_vec()),
+                &["type", "gate", "outcome"],
+            )?,
+            pipelines: IntGaugeVec::new(
+                Opts::new(
+                    "genq_pipelines",
+                    "Pipelines by state (queued, active, parked) in the whole deployment",
+                ),
+                &["state"],
+            )?,
+        };
+        for state in ["queued", "active", "parked"] {
+            m.pipelines.with_label_values(&[state]).set(0);
+        }
+        registry.register(Box::new(m.finished_total.clone()))?;
+        registry.register(Box::new(m.stage_duration_seconds.clone()))?;
+        registry.register(Box::new(m.gate_wait_seconds.clone()))?;
+        registry.register(Box::new(m.pipelines.clone()))?;
+        Ok(m)
+    }
+}
+
 /// The registry's metrics in Prometheus text format.
 pub fn render(registry: &Registry) -> Result<String, MetricsError> {
     let mut buf = Vec::new();

@@ -37,5 +37,7 @@ pub use queue::{
     CancelOutcome, DeleteOutcome, JobList, NewJob, Outcome, Pushed, QueueStats, RedisQueue,
     WorkerInfo, now_ms,
 };
+/// The pipeline Lua scripts, for `genq-pipeline`.
+pub use scripts::pipeline as pipeline_scripts;
 pub use server::ServerSettings;
 pub use target::{Credentials, RedisTarget, redact};

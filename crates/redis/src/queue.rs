@@ -50,6 +50,9 @@ pub struct NewJob {
     pub idempotency_key: Option<String>,
     /// Set to choose the id (e.g. the database's job id); a new ULID otherwise.
     pub id: Option<String>,
+    /// The pipeline this job is a step of: its final outcome is handed to the
+    /// pipeline in the script that ends it (see `genq-pipeline`).
+    pub pipeline: Option<String>,
 }
 
 impl NewJob {
@@ -65,6 +68,7 @@ impl NewJob {
             delay: None,
             idempotency_key: None,
             id: None,
+            pipeline: None,
         }
     }
 
@@ -91,6 +95,12 @@ impl NewJob {
 
     pub fn id(mut self, id: impl Into<String>) -> Self {
         self.id = Some(id.into());
+        self
+    }
+
+    /// Marks the job as a step of pipeline `pipeline_id`.
+    pub fn pipeline(mut self, pipeline_id: impl Into<String>) -> Self {
+        self.pipeline = Some(pipeline_id.into());
         self
     }
 
@@ -395,7 +405,8 @@ impl RedisQueue {
                 .arg(&job.job_type)
                 .arg(&job.payload)
                 .arg(job.delay.map(ms).unwrap_or(0))
-                .arg(job.idempotency_key.as_deref().unwrap_or(""));
+                .arg(job.idempotency_key.as_deref().unwrap_or(""))
+                .arg(job.pipeline.as_deref().unwrap_or(""));
         }
         let mut c = self.conn.clone();
         let reply: Vec<Value> = inv.invoke_async(&mut c).await?;

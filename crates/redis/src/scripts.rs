@@ -25,3 +25,32 @@ script!(CHECKPOINT, "lua/checkpoint.lua");
 script!(STATS, "lua/stats.lua");
 script!(PAUSE, "lua/pause.lua");
 script!(DELETE, "lua/delete.lua");
+
+/// The pipeline scripts (`lua/pipeline/`), each prefixed with both preludes. Run
+/// with KEYS[1] = `<prefix>:{pipelines}`; `genq-pipeline` calls them.
+pub mod pipeline {
+    use std::sync::LazyLock;
+
+    use redis::Script;
+
+    macro_rules! pipeline_script {
+        ($name:ident, $file:literal) => {
+            pub static $name: LazyLock<Script> = LazyLock::new(|| {
+                Script::new(concat!(
+                    include_str!("lua/common.lua"),
+                    include_str!("lua/pipeline/common.lua"),
+                    include_str!($file)
+                ))
+            });
+        };
+    }
+
+    pipeline_script!(TAKE, "lua/pipeline/take.lua");
+    pipeline_script!(APPLY, "lua/pipeline/apply.lua");
+    pipeline_script!(PUSHED, "lua/pipeline/pushed.lua");
+    pipeline_script!(STEP, "lua/pipeline/step.lua");
+    pipeline_script!(SIGNAL, "lua/pipeline/signal.lua");
+    pipeline_script!(TIMEOUTS, "lua/pipeline/timeouts.lua");
+    pipeline_script!(CANCEL, "lua/pipeline/cancel.lua");
+    pipeline_script!(IDLE, "lua/pipeline/idle.lua");
+}

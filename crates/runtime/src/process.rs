@@ -5,7 +5,8 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use clap::Args;
 use genq_core::Registry;
-use genq_metrics::WorkerMetrics;
+use genq_metrics::{PipelineMetrics, WorkerMetrics};
+use genq_pipeline::{PIPELINES_QUEUE, PipelineDriver, PipelineRegistry};
 use genq_redis::RedisQueue;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -82,12 +83,14 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Runs a worker process until SIGTERM/Ctrl-C: the job types `build` makes, and the
-/// `schedules` whose job types go to a served queue.
+/// Runs a worker process until SIGTERM/Ctrl-C: the job types `build` makes, the
+/// `schedules` whose job types go to a served queue, and a driver for `pipelines`
+/// (which takes the step outcomes of the served queues).
 pub async fn run_worker(
     args: WorkerArgs,
     build: BuildRegistry,
     schedules: Vec<Scheduled>,
+    pipelines: PipelineRegistry,
 ) -> Result<(), ProcessError> {
     let cfg = args.redis.to_config().map_err(ProcessError::Config)?;
     let url = genq_redis::redact(&cfg.url);
@@ -112,7 +115,13 @@ pub async fn run_worker(
             .filter(|q| !q.is_empty())
             .collect()
     };
+    if queues.iter().any(|q| q == PIPELINES_QUEUE) {
+        return Err(ProcessError::Config(format!(
+            "queue '{PIPELINES_QUEUE}' is reserved for pipelines (their drivers run in every worker); serve the queues of their jobs instead"
+        )));
+    }
     let metrics = WorkerMetrics::new(&prom)?;
+    let pipeline_metrics = PipelineMetrics::new(&prom)?;
     metrics.process_start_time_seconds.set(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -150,6 +159,12 @@ pub async fn run_worker(
         concurrency = runtime.settings().concurrency,
         "worker started"
     );
+    let driver = (!pipelines.is_empty()).then(|| {
+        let driver =
+            PipelineDriver::new(queue.clone(), pipelines, registry.clone(), queues.clone())
+                .with_metrics(pipeline_metrics);
+        tokio::spawn(driver.run(stop.clone()))
+    });
     let scheduler = tokio::spawn(run_schedules(
         JobClient::new(queue, registry),
         schedules,
@@ -159,5 +174,8 @@ pub async fn run_worker(
     stop.cancel();
     let _ = server.await;
     let _ = scheduler.await;
+    if let Some(d) = driver {
+        let _ = d.await;
+    }
     Ok(())
 }

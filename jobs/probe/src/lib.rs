@@ -114,6 +114,7 @@ impl Job for ProbeJob {
 
     async fn run(&self, p: ProbePayload, ctx: JobContext) -> Result<ProbeOutput, JobError> {
         let attempt = ctx.attempt();
+        record_run(ctx.id(), attempt);
         if attempt <= p.panic_until_attempt {
             panic!("probe asked to panic on run {attempt}");
         }
@@ -134,6 +135,27 @@ impl Job for ProbeJob {
             attempt,
             slept_ms: p.sleep_ms,
         })
+    }
+}
+
+/// Where each run is recorded when `GENQ_PROBE_RUNS_LOG` names a file: one line
+/// `<job id> <attempt> <process id>` per run started, appended (crash tests count
+/// how often each job really ran, independently of Redis's own counters).
+pub const RUNS_LOG_ENV: &str = "GENQ_PROBE_RUNS_LOG";
+
+fn record_run(job_id: &str, attempt: u32) {
+    use std::io::Write;
+    let Some(path) = std::env::var_os(RUNS_LOG_ENV) else {
+        return;
+    };
+    let line = format!("{job_id} {attempt} {}\n", std::process::id());
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(line.as_bytes()));
+    if let Err(e) = written {
+        tracing::warn!(error = %e, "could not record the probe run in {RUNS_LOG_ENV}");
     }
 }
 

@@ -25,7 +25,21 @@ local function job_key(id)
   return base .. ":job:" .. id
 end
 
+-- A pipeline step's final outcome is handed to the pipeline drivers in the same
+-- script that ends the step: an entry in `:pipe_done` (removed only once the
+-- pipeline has recorded it) and a wake-up on `:pipe_wake`. Called before the job's
+-- data may be deleted.
+local function note_pipeline_step(id, status, attempts, class, err)
+  local f = redis.call("HMGET", job_key(id), "pipe", "result")
+  if f[1] then
+    redis.call("HSET", base .. ":pipe_done", id, cjson.encode({
+      p = f[1], s = status, a = tonumber(attempts) or 0, c = class or "", e = err or "", r = f[2] or ""}))
+    redis.call("PUBLISH", base .. ":pipe_wake", f[1])
+  end
+end
+
 local function emit(maxlen, id, jtype, status, attempts, class, err)
+  note_pipeline_step(id, status, attempts, class, err)
   redis.call("XADD", K_EVENTS, "MAXLEN", "~", maxlen, "*",
     "id", id, "type", jtype or "", "status", status, "attempts", attempts or 0,
     "class", class or "", "error", err or "")
@@ -49,6 +63,7 @@ local function bury(id, jtype, now, attempts, class, err, cap, maxlen)
   redis.call("PERSIST", job_key(id))
   redis.call("ZADD", K_DEAD, now, id)
   redis.call("HINCRBY", K_STATS, "failed", 1)
+  emit(maxlen, id, jtype, "failed", attempts, class, err)
   local over = redis.call("ZCARD", K_DEAD) - cap
   if over > 0 then
     local old = redis.call("ZPOPMIN", K_DEAD, over)
@@ -57,7 +72,6 @@ local function bury(id, jtype, now, attempts, class, err, cap, maxlen)
     end
     redis.call("HINCRBY", K_STATS, "dead_trimmed", over)
   end
-  emit(maxlen, id, jtype, "failed", attempts, class, err)
 end
 
 -- Ends a job as cancelled; its data expires after `ttl_ms` (0: at once).
@@ -65,7 +79,7 @@ local function finish_cancelled(id, jtype, now, attempts, err, ttl_ms, maxlen)
   local jk = job_key(id)
   redis.call("HSET", jk, "status", "cancelled", "error", err, "error_class", "cancelled", "finished", now)
   redis.call("HDEL", jk, "cancel")
+  emit(maxlen, id, jtype, "cancelled", attempts, "cancelled", err)
   if ttl_ms > 0 then redis.call("PEXPIRE", jk, ttl_ms) else redis.call("DEL", jk) end
   redis.call("HINCRBY", K_STATS, "cancelled", 1)
-  emit(maxlen, id, jtype, "cancelled", attempts, "cancelled", err)
 end

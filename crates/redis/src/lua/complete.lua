@@ -17,9 +17,9 @@ local jtype = f[4]
 if outcome == "succeeded" then
   redis.call("HSET", jk, "status", "succeeded", "result", data, "finished", now)
   redis.call("HDEL", jk, "cancel", "progress")
+  emit(maxlen, id, jtype, "succeeded", attempt, "", "")
   if ttl_ms > 0 then redis.call("PEXPIRE", jk, ttl_ms) else redis.call("DEL", jk) end
   redis.call("HINCRBY", K_STATS, "succeeded", 1)
-  emit(maxlen, id, jtype, "succeeded", attempt, "", "")
 elseif outcome == "retry" then
   redis.call("HSET", jk, "status", "scheduled", "error", data, "error_class", class, "due", retry_at)
   redis.call("ZADD", K_SCHED, retry_at, id)

@@ -1,5 +1,6 @@
 -- Pushes jobs. ARGV: idempotency_ttl_s, count, then per job:
--- id, type, payload, delay_ms, idempotency_key ("" for none).
+-- id, type, payload, delay_ms, idempotency_key ("" for none), pipeline id ("" for
+-- none: set on a pipeline's step, whose final outcome is then handed to the pipeline).
 -- Returns per job: the job id (an existing one for a known idempotency key), created (1/0).
 -- A job whose id already exists is not pushed again (pushing a chosen id is idempotent
 -- while its data lives).
@@ -9,8 +10,9 @@ local n = tonumber(ARGV[2])
 local out = {}
 local created, ready = 0, 0
 for i = 0, n - 1 do
-  local o = 3 + i * 5
+  local o = 3 + i * 6
   local id, jtype, payload, delay, idem = ARGV[o], ARGV[o + 1], ARGV[o + 2], tonumber(ARGV[o + 3]), ARGV[o + 4]
+  local pipe = ARGV[o + 5]
   local existing = false
   if idem ~= "" then
     local ik = base .. ":idem:" .. idem
@@ -31,6 +33,7 @@ for i = 0, n - 1 do
   if not existing then
     local jk = job_key(id)
     redis.call("HSET", jk, "type", jtype, "payload", payload, "attempts", 0, "enq", now, "idem", idem)
+    if pipe ~= "" then redis.call("HSET", jk, "pipe", pipe) end
     if delay > 0 then
       redis.call("HSET", jk, "status", "scheduled", "due", now + delay)
       redis.call("ZADD", K_SCHED, now + delay, id)
