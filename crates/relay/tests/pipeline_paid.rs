@@ -95,7 +95,11 @@ async fn paid_pipelines_are_refunded_once_when_they_fail_are_cancelled_or_time_o
         queue.clone(),
         vec!["default".to_owned(), PIPELINES_QUEUE.to_owned()],
     )
-    .job_types(["probe".to_owned(), "probe-flow".to_owned(), "probe-gate".to_owned()])
+    .job_types([
+        "probe".to_owned(),
+        "probe-flow".to_owned(),
+        "probe-gate".to_owned(),
+    ])
     .reconcile_every(EVERY);
     let settler_stop = stop.clone();
     tasks.push(tokio::spawn(async move {
@@ -119,7 +123,13 @@ async fn paid_pipelines_are_refunded_once_when_they_fail_are_cancelled_or_time_o
         json!({"price": PRICE, "gate_timeout_ms": 1500}),
     )
     .await;
-    let succeeded = charge(&store, user.id, "probe-gate", json!({"price": PRICE, "echo": "ok"})).await;
+    let succeeded = charge(
+        &store,
+        user.id,
+        "probe-gate",
+        json!({"price": PRICE, "echo": "ok"}),
+    )
+    .await;
     assert_eq!(store.balance(user.id).await.unwrap(), GRANT - 4 * PRICE);
 
     let client = PipelineClient::new(queue.clone());
