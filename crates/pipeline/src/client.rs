@@ -252,7 +252,8 @@ impl PipelineClient {
         if main.is_empty() {
             return Ok(None);
         }
-        let rec = Record::parse(id, main);
+        let mut rec = Record::parse(id, main);
+        self.describe(std::slice::from_mut(&mut rec)).await?;
         let mut v = view::build(&rec, &steps);
         let live: Vec<(String, String)> = v
             .stages
@@ -301,12 +302,42 @@ impl PipelineClient {
             pipe.hgetall(self.keys.job(id));
         }
         let rows: Vec<HashMap<String, String>> = pipe.query_async(&mut c).await?;
-        Ok(ids
+        let mut recs: Vec<Record> = ids
             .iter()
             .zip(rows)
             .filter(|(_, f)| !f.is_empty())
-            .map(|(id, f)| view::summary(&Record::parse(id, f)))
-            .collect())
+            .map(|(id, f)| Record::parse(id, f))
+            .collect();
+        self.describe(&mut recs).await?;
+        Ok(recs.iter().map(view::summary).collect())
+    }
+
+    /// Looks up the stage descriptions the records refer to.
+    async fn describe(&self, recs: &mut [Record]) -> Result<(), PipelineError> {
+        let refs: Vec<String> = recs
+            .iter()
+            .filter_map(|r| r.stages_ref.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if refs.is_empty() {
+            return Ok(());
+        }
+        let mut c = self.queue.connection();
+        let defs: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(self.keys.stage_defs())
+            .arg(&refs)
+            .query_async(&mut c)
+            .await?;
+        let by_ref: HashMap<&String, Value> = refs
+            .iter()
+            .zip(defs)
+            .filter_map(|(r, d)| Some((r, serde_json::from_str(&d?).ok()?)))
+            .collect();
+        for r in recs {
+            r.stages = r.stages_ref.as_ref().and_then(|s| by_ref.get(s).cloned());
+        }
+        Ok(())
     }
 
     /// How many pipelines are in each state.

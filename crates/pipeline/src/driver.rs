@@ -558,9 +558,14 @@ impl PipelineDriver {
     ) -> Result<(Ops, Vec<(String, PendingStep)>), PipelineError> {
         let mut ops = Ops::default();
         if rec.stage < 0 {
+            // kept once per distinct definition (a pipeline's hash holds the
+            // digest): a long value would also turn every pipeline's hash from a
+            // compact listpack into a hash table
             let stages: Vec<Value> = def.stages.iter().map(|s| s.descriptor()).collect();
-            ops.h
-                .insert("stages".into(), Value::Array(stages).to_string());
+            let json = Value::Array(stages).to_string();
+            let digest = digest(&json);
+            ops.h.insert("stages".into(), digest.clone());
+            ops.defs.insert(digest, json);
         } else {
             let k = rec.stage as usize;
             ops.now.push(format!("t1.{k}"));
@@ -994,6 +999,16 @@ impl PipelineDriver {
                 .observe(now_ms.saturating_sub(t0) as f64 / 1000.0);
         }
     }
+}
+
+/// A stable 64-bit FNV-1a digest (hex) of a stage description.
+fn digest(text: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
 }
 
 /// The ops that end a pipeline with `outcome` at its current stage.

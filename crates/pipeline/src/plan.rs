@@ -71,6 +71,8 @@ pub(crate) struct Ops {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub hdel: Vec<String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub defs: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub incr: BTreeMap<String, i64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub now: Vec<String>,

@@ -31,6 +31,9 @@ pub(crate) struct Record {
     pub ver: String,
     pub cancel_requested: bool,
     pub input: Value,
+    /// The digest of the stage descriptions (`:stage_defs`).
+    pub stages_ref: Option<String>,
+    /// The stage descriptions, once looked up (views only).
     pub stages: Option<Value>,
     pub gate: Option<String>,
     pub fields: HashMap<String, String>,
@@ -53,7 +56,8 @@ impl Record {
             input: get("payload")
                 .and_then(|p| serde_json::from_str(&p).ok())
                 .unwrap_or(Value::Null),
-            stages: get("stages").and_then(|s| serde_json::from_str(&s).ok()),
+            stages_ref: get("stages"),
+            stages: None,
             gate: get("gate"),
             fields,
         }

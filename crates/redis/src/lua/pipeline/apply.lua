@@ -3,7 +3,8 @@
 -- events_maxlen, pl_events_maxlen. Ops: h (fields of the pipeline hash), incr
 -- (fields to add to), now (fields set to the server's time), s / sdel (step fields
 -- to set / delete), gate {name, stage, timeout_ms}, finish {outcome, class, error,
--- stage, result}, ev (list of {kind, f = flat field list}), active ("drop": the
+-- stage, result}, defs (stage descriptions by digest, shared by every pipeline of a
+-- type: HSETNX), ev (list of {kind, f = flat field list}), active ("drop": the
 -- pipeline leaves :active; otherwise it is marked as changed now), hdel (fields of
 -- the pipeline hash to delete).
 -- Returns {1, now}, {0, current ver} on a conflict, {-1} for an unknown pipeline.
@@ -20,6 +21,9 @@ if ops.h then
 end
 if ops.hdel then
   for _, k in ipairs(ops.hdel) do redis.call("HDEL", jk, k) end
+end
+if ops.defs then
+  for k, v in pairs(ops.defs) do redis.call("HSETNX", K_STAGE_DEFS, k, v) end
 end
 if ops.incr then
   for k, v in pairs(ops.incr) do redis.call("HINCRBY", jk, k, v) end

@@ -7,6 +7,7 @@ local K_GATES = base .. ":gates"         -- ZSET pipeline id -> gate deadline (m
 local K_ACTIVE = base .. ":active"       -- ZSET pipeline id -> last change (ms), not parked
 local K_FINISHED = base .. ":finished"   -- ZSET pipeline id -> end time (ms)
 local K_PL_EVENTS = base .. ":pl_events" -- STREAM of stage changes
+local K_STAGE_DEFS = base .. ":stage_defs" -- HASH digest -> a pipeline type's stages (JSON)
 local C_WAKE = base .. ":wake"           -- pub/sub: pipeline id to advance
 
 -- Per-step data: s.<k>.<i> status (q to push, p pushed, d done, f failed,

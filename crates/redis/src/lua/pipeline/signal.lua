@@ -11,9 +11,11 @@ if not f[1] then return {"unknown"} end
 local prior = redis.call("HGET", sk, "gd." .. gate)
 if prior then return {"decided", prior} end
 if is_final(f[1]) then return {"finished", f[6] or f[1]} end
-if f[2] == "gate" and f[3] == gate then
+local stages = nil
+if f[7] then stages = redis.call("HGET", K_STAGE_DEFS, f[7]) end
+if f[2] == "gate" and f[3] == gate and stages then
   local stage = tonumber(f[4])
-  local st = cjson.decode(f[7])[stage + 1]
+  local st = cjson.decode(stages)[stage + 1]
   local allowed = false
   for _, c in ipairs(st.choices) do
     if c == choice then allowed = true end
@@ -35,8 +37,8 @@ if f[2] == "gate" and f[3] == gate then
   end
   return {"accepted", choice, waited}
 end
-if f[7] then
-  for idx, st in ipairs(cjson.decode(f[7])) do
+if stages then
+  for _, st in ipairs(cjson.decode(stages)) do
     if st.kind == "gate" and st.name == gate then return {"not_open"} end
   end
   return {"no_such_gate"}
