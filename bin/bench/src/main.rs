@@ -10,13 +10,15 @@
 //! Subcommands: `store` (charge-and-enqueue on PostgreSQL), `images` (GenerateImage
 //! against the fake provider), `bot` (the Telegram bot's acknowledgement and answer
 //! latency under load, against the fake Telegram), `cluster` (drain throughput on a
-//! three-primary Redis Cluster beside a single Redis).
+//! three-primary Redis Cluster beside a single Redis), `pipelines` (pipeline
+//! transitions/s, fan-out join latency, gate signal latency, parked memory).
 
 mod baseline;
 mod bot_side;
 mod cluster_side;
 mod genq_side;
 mod images_side;
+mod pipelines_side;
 mod store_side;
 
 use std::{
@@ -124,6 +126,25 @@ enum ChildRun {
         /// Runs on each set-up; the median is reported [default: 3, quick 1].
         #[arg(long)]
         runs: Option<usize>,
+    },
+    /// Pipelines on a private Redis: transitions/s, a fan-out of 1,000 jobs and its
+    /// join latency, gate signal -> next stage start p50/p99, memory per parked pipeline.
+    Pipelines {
+        /// probe-flow pipelines for the transitions figure [default: 2000, quick 300].
+        #[arg(long)]
+        flows: Option<usize>,
+        /// Jobs in the fan-out.
+        #[arg(long, default_value_t = 1000)]
+        fan_out: usize,
+        /// Fan-out runs; the median is reported [default: 5, quick 2].
+        #[arg(long)]
+        fan_runs: Option<usize>,
+        /// Gate signals timed [default: 2000, quick 300].
+        #[arg(long)]
+        signals: Option<usize>,
+        /// Pipelines parked for the memory figure.
+        #[arg(long, default_value_t = 10_000)]
+        parked: usize,
     },
     /// (internal) one sleep drain in this process; prints JSON.
     #[command(hide = true)]
@@ -619,6 +640,22 @@ async fn run_child(child: ChildRun, quick: bool) -> anyhow::Result<()> {
                 runs: runs.unwrap_or(if quick { 1 } else { 3 }),
             };
             return cluster_side::run(&sizes).await;
+        }
+        ChildRun::Pipelines {
+            flows,
+            fan_out,
+            fan_runs,
+            signals,
+            parked,
+        } => {
+            let sizes = pipelines_side::PipelineSizes {
+                flows: flows.unwrap_or(if quick { 300 } else { 2000 }),
+                fan_out,
+                fan_runs: fan_runs.unwrap_or(if quick { 2 } else { 5 }),
+                signals: signals.unwrap_or(if quick { 300 } else { 2000 }),
+                parked,
+            };
+            return pipelines_side::run(&sizes).await;
         }
         ChildRun::SleepDrain {
             backend,

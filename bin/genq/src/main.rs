@@ -11,6 +11,8 @@
 //!   TELEGRAM_ID`: move a user's credits by hand (audited in the ledger) and read them;
 //!   `genq credits refund PAYMENT_ID --reason …`: refund a purchase.
 
+mod pipelines;
+
 use std::{sync::Arc, time::Duration};
 
 use anyhow::{Context, bail};
@@ -221,6 +223,11 @@ enum Command {
     Credits {
         #[command(subcommand)]
         command: CreditsCommand,
+    },
+    /// Pipelines: list by state, show one (stage timeline), start, signal a gate, cancel.
+    Pipelines {
+        #[command(subcommand)]
+        command: pipelines::PipelinesCommand,
     },
 }
 
@@ -635,6 +642,7 @@ async fn main() -> anyhow::Result<()> {
             println!("requeued {n}");
         }
         Command::Credits { command } => credits(command).await?,
+        Command::Pipelines { command } => pipelines::run(command).await?,
     }
     Ok(())
 }

@@ -49,7 +49,7 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<AdminState>> {
         .routes(routes!(list_workers))
         .routes(routes!(list_keys))
         .routes(routes!(user_stats));
-    crate::credits::routes(router)
+    crate::pipelines::routes(crate::credits::routes(router))
 }
 
 /// A queue name that exists (has been pushed to or served).

@@ -11,6 +11,7 @@ mod api;
 mod credits;
 pub mod error;
 pub mod metrics;
+mod pipelines;
 
 use std::sync::Arc;
 

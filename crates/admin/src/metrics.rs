@@ -20,6 +20,8 @@ pub struct AdminMetrics {
     pub provider_keys: IntGaugeVec,
     pub provider_keys_cooling: IntGaugeVec,
     pub jobs_lost_by_redis: IntGaugeVec,
+    pub pipelines: IntGaugeVec,
+    pub pipelines_finished: IntGaugeVec,
 }
 
 fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> Result<IntGaugeVec, prometheus::Error> {
@@ -87,7 +89,20 @@ impl AdminMetrics {
                 "Paid jobs PostgreSQL had open that Redis had lost (restart without persistence, failover, FLUSHALL), since the record began, by what the settler did: requeued (each loss), failed (refunded)",
                 &["action"],
             )?,
+            pipelines: gauge_vec(
+                "genq_admin_pipelines",
+                "Pipelines by state: queued, active (jobs in flight), parked (at a gate, holding no worker slot), finished (kept for the result TTL)",
+                &["state"],
+            )?,
+            pipelines_finished: gauge_vec(
+                "genq_admin_pipelines_finished",
+                "Pipelines ended since the deployment began, by type and outcome (succeeded, failed, cancelled, timed_out)",
+                &["type", "outcome"],
+            )?,
         };
+        for state in ["queued", "active", "parked", "finished"] {
+            m.pipelines.with_label_values(&[state]).set(0);
+        }
         registry.register(Box::new(m.up.clone()))?;
         for v in [
             &m.queue_depth,
@@ -100,6 +115,8 @@ impl AdminMetrics {
             &m.provider_keys,
             &m.provider_keys_cooling,
             &m.jobs_lost_by_redis,
+            &m.pipelines,
+            &m.pipelines_finished,
         ] {
             registry.register(Box::new(v.clone()))?;
         }
@@ -152,6 +169,27 @@ impl AdminMetrics {
                         .set(failed);
                 }
                 Err(e) => tracing::warn!(error = %e, "metrics: lost jobs unreadable"),
+            }
+        }
+        let pipelines = genq_pipeline::PipelineClient::new(state.queue.clone());
+        match pipelines.counts().await {
+            Ok(c) => {
+                for (st, v) in [
+                    ("queued", c.queued),
+                    ("active", c.active),
+                    ("parked", c.parked),
+                    ("finished", c.finished),
+                ] {
+                    self.pipelines.with_label_values(&[st]).set(v as i64);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "metrics: pipelines unreadable"),
+        }
+        if let Ok(outcomes) = pipelines.outcomes().await {
+            for (t, o, n) in outcomes {
+                self.pipelines_finished
+                    .with_label_values(&[t.as_str(), o.as_str()])
+                    .set(n as i64);
             }
         }
         for pool in &state.keys {

@@ -832,3 +832,130 @@ async fn payments_listed_and_refunded_once_never_below_zero() {
     assert_eq!(list["payments"][1]["refund_reason"], "asked for it back");
     admin.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelines_listed_shown_signalled_and_cancelled() {
+    let admin = Admin::start("admin_pipelines").await;
+    let mut registry = Registry::new();
+    registry.register(ProbeJob::new()).unwrap();
+    let driver = genq_pipeline::PipelineDriver::new(
+        admin.queue.clone(),
+        genq_catalog::pipelines().unwrap(),
+        Arc::new(registry),
+        vec!["default".to_owned()],
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(driver.run(stop.clone()));
+    let client = genq_pipeline::PipelineClient::new(admin.queue.clone());
+    let a = client.start("probe-gate", &json!({})).await.unwrap();
+    let b = client.start("probe-gate", &json!({})).await.unwrap();
+    let parked = genq_testkit::wait_until(Duration::from_secs(20), || async {
+        let (_, body) = admin.get("/api/pipelines").await;
+        (body["counts"]["parked"] == json!(2)).then_some(body)
+    })
+    .await;
+    assert!(parked.is_some(), "both parked");
+
+    let (status, body) = admin.get("/api/pipelines?state=parked&limit=10").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["pipelines"].as_array().unwrap().len(), 2);
+    assert_eq!(body["pipelines"][0]["gate"], json!("approve"));
+    let (status, body) = admin.get("/api/pipelines?state=sleeping").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"].as_str().unwrap().contains("sleeping"),
+        "{body}"
+    );
+
+    let (status, body) = admin.get(&format!("/api/pipelines/{a}")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let p = &body["pipeline"];
+    assert_eq!(p["gate"]["name"], json!("approve"));
+    assert_eq!(p["stages"][0]["state"], json!("waiting"));
+    assert!(p["gate"]["deadline_ms"].as_u64().unwrap() > p["gate"]["opened_ms"].as_u64().unwrap());
+    let (status, _) = admin.get("/api/pipelines/no-such-pipeline").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let signal =
+        |gate: &str, choice: &str| json!({"gate": gate, "choice": choice, "body": {"by": "admin"}});
+    let (status, body) = admin
+        .post(
+            &format!("/api/pipelines/{a}/signal"),
+            Some(signal("approve", "maybe")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("approve,cancel"));
+    let (status, _) = admin
+        .post(
+            &format!("/api/pipelines/{a}/signal"),
+            Some(signal("nope", "approve")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, body) = admin
+        .post(
+            &format!("/api/pipelines/{a}/signal"),
+            Some(signal("approve", "approve")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["accepted"], json!(true));
+    let (status, body) = admin
+        .post(
+            &format!("/api/pipelines/{a}/signal"),
+            Some(signal("approve", "approve")),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "a second answer changes nothing: {body}"
+    );
+    assert!(body["error"].as_str().unwrap().contains("already answered"));
+    let (status, _) = admin
+        .post(
+            "/api/pipelines/nope/signal",
+            Some(signal("approve", "approve")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = admin
+        .post(
+            &format!("/api/pipelines/{b}/signal"),
+            Some(json!({"gate": "approve"})),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a missing choice is named: {body}"
+    );
+
+    let (status, body) = admin
+        .post(&format!("/api/pipelines/{b}/cancel"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = admin
+        .post(&format!("/api/pipelines/{b}/cancel"), None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    let metrics = admin
+        .http
+        .get(format!("{}/metrics", admin.base))
+        .send()
+        .await
+        .unwrap();
+    let text = metrics.text().await.unwrap();
+    assert!(
+        text.contains("genq_admin_pipelines{state=\"parked\"} 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("genq_admin_pipelines_finished{outcome=\"cancelled\",type=\"probe-gate\"} 1"),
+        "{text}"
+    );
+    stop.cancel();
+    admin.stop().await;
+}

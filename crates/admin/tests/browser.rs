@@ -547,3 +547,137 @@ async fn drive_credits(browser: &Client, page: &str) -> Result<(), fantoccini::e
     .await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn page_lists_a_parked_pipeline_shows_its_stages_and_approves_it() {
+    let url = genq_testkit::redis_url();
+    let prefix = genq_testkit::unique_prefix("admin-browser-pipelines");
+    let queue = RedisQueue::connect(RedisConfig::with_url(&url).prefix(&prefix))
+        .await
+        .expect("connect to Redis");
+    let mut registry = Registry::new();
+    registry.register(ProbeJob::new()).expect("register probe");
+    let registry = Arc::new(registry);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let driver = genq_pipeline::PipelineDriver::new(
+        queue.clone(),
+        genq_catalog::pipelines().expect("pipelines"),
+        registry.clone(),
+        vec!["default".to_owned()],
+    );
+    tokio::spawn(driver.run(stop.clone()));
+    let client = genq_pipeline::PipelineClient::new(queue.clone());
+    let id = client
+        .start("probe-gate", &serde_json::json!({}))
+        .await
+        .expect("start a pipeline");
+    wait_for("the pipeline to park", || async {
+        match client.view(&id).await {
+            Ok(Some(v)) if v.gate.is_some() => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+
+    let prom = prometheus::Registry::new();
+    let state = Arc::new(AdminState {
+        client: JobClient::new(queue.clone(), registry),
+        queue: queue.clone(),
+        store: None,
+        keys: Vec::new(),
+        token: Some(TOKEN.to_owned()),
+        metrics: AdminMetrics::new(&prom).expect("admin metrics"),
+        prom,
+    });
+    let (router, _) = genq_admin_api::router(state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the admin");
+    let addr = listener.local_addr().expect("admin address");
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let page_id = id.clone();
+    let result = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::spawn(async move {
+            let driver = Chromedriver::start();
+            let browser = driver.session().await;
+            let outcome = drive_pipelines(&browser, &format!("http://{addr}/"), &page_id).await;
+            let _ = browser.close().await;
+            drop(driver);
+            outcome.unwrap_or_else(|e| panic!("WebDriver command failed: {e}"));
+        }),
+    )
+    .await;
+    server.abort();
+    let view = client.view(&id).await.expect("view").expect("pipeline");
+    stop.cancel();
+    genq_testkit::cleanup_prefix(&url, &prefix).await;
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Ok(Err(e)) => panic!("the browser test's task failed: {e}"),
+        Err(_) => panic!("the browser test took over 120 s"),
+    }
+    assert_eq!(
+        view.stages[0]
+            .decision
+            .as_ref()
+            .map(|d| d["choice"].clone()),
+        Some(serde_json::json!("approve")),
+        "the page's Approve answered the gate: {view:#?}"
+    );
+}
+
+async fn drive_pipelines(
+    browser: &Client,
+    page: &str,
+    id: &str,
+) -> Result<(), fantoccini::error::CmdError> {
+    browser.goto(page).await?;
+    fill(browser, "#token", TOKEN).await?;
+    browser
+        .find(Locator::Css("#save-token"))
+        .await?
+        .click()
+        .await?;
+    let row = format!("#pipelines tr[data-pipeline='{id}']");
+    wait_for("the parked pipeline's row", || async {
+        match text(browser, &row).await {
+            Some(t)
+                if t.contains("probe-gate") && t.contains("parked") && t.contains("approve") =>
+            {
+                Ok(())
+            }
+            other => Err(format!("row = {other:?}")),
+        }
+    })
+    .await;
+    browser
+        .find(Locator::Css(&format!("{row} button")))
+        .await?
+        .click()
+        .await?;
+    wait_for("the stage timeline", || async {
+        match text(browser, "#pipeline-stages tbody").await {
+            Some(t) if t.contains("approve") && t.contains("waiting") && t.contains("after") => {
+                Ok(())
+            }
+            other => Err(format!("stages = {other:?}")),
+        }
+    })
+    .await;
+    browser
+        .find(Locator::Css(&format!("{row} button.approve")))
+        .await?
+        .click()
+        .await?;
+    wait_for("the pipeline to leave the parked list", || async {
+        match text(browser, "#pipeline-counts").await {
+            Some(t) if t.contains("parked 0") => Ok(()),
+            other => Err(format!("counts = {other:?}")),
+        }
+    })
+    .await;
+    Ok(())
+}

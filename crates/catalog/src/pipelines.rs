@@ -76,18 +76,14 @@ fn probe(payload: Value) -> StepSpec {
 }
 
 fn gate_timeout(input: &Value) -> Option<Duration> {
-    input
-        .get("gate_timeout_ms")
-        .and_then(Value::as_u64)
+    parse(input)
+        .ok()?
+        .gate_timeout_ms
         .map(Duration::from_millis)
 }
 
 fn price(input: &Value) -> i64 {
-    input
-        .get("price")
-        .and_then(Value::as_i64)
-        .unwrap_or(0)
-        .max(0)
+    parse(input).map(|i| i.price.max(0)).unwrap_or(0)
 }
 
 /// `probe-flow` (see the module docs).

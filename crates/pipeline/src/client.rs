@@ -340,6 +340,21 @@ impl PipelineClient {
         Ok(())
     }
 
+    /// Pipelines ended since the deployment began, by (type, outcome).
+    pub async fn outcomes(&self) -> Result<Vec<(String, String, u64)>, PipelineError> {
+        let mut c = self.queue.connection();
+        let all: HashMap<String, u64> = c.hgetall(self.keys.outcomes()).await?;
+        let mut out: Vec<(String, String, u64)> = all
+            .into_iter()
+            .filter_map(|(k, n)| {
+                let (t, o) = k.rsplit_once('|')?;
+                Some((t.to_owned(), o.to_owned(), n))
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
     /// How many pipelines are in each state.
     pub async fn counts(&self) -> Result<PipelineCounts, PipelineError> {
         let mut c = self.queue.connection();

@@ -40,6 +40,9 @@ impl Keys {
     pub fn events(&self) -> String {
         format!("{}:pl_events", self.base)
     }
+    pub fn outcomes(&self) -> String {
+        format!("{}:outcomes", self.base)
+    }
     pub fn stage_defs(&self) -> String {
         format!("{}:stage_defs", self.base)
     }

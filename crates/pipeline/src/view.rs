@@ -243,10 +243,8 @@ pub(crate) fn build(rec: &Record, steps: &HashMap<String, String>) -> PipelineVi
         .flatten();
     let percent = if rec.status.as_str() == "succeeded" {
         100
-    } else if units == 0 {
-        0
     } else {
-        (done_units * 100 / units).min(99) as u8
+        (done_units * 100).checked_div(units).unwrap_or(0).min(99) as u8
     };
     PipelineView {
         id: rec.id.clone(),

@@ -7,6 +7,7 @@ local K_GATES = base .. ":gates"         -- ZSET pipeline id -> gate deadline (m
 local K_ACTIVE = base .. ":active"       -- ZSET pipeline id -> last change (ms), not parked
 local K_FINISHED = base .. ":finished"   -- ZSET pipeline id -> end time (ms)
 local K_PL_EVENTS = base .. ":pl_events" -- STREAM of stage changes
+local K_OUTCOMES = base .. ":outcomes"   -- HASH "<type>|<outcome>" -> pipelines ended so
 local K_STAGE_DEFS = base .. ":stage_defs" -- HASH digest -> a pipeline type's stages (JSON)
 local C_WAKE = base .. ":wake"           -- pub/sub: pipeline id to advance
 
@@ -50,6 +51,7 @@ local function pl_finish(pid, now, outcome, class, err, stage, result, ttl_ms, m
   if keep <= 0 then keep = 60000 end
   redis.call("ZREMRANGEBYSCORE", K_FINISHED, "-inf", now - keep)
   redis.call("HINCRBY", K_STATS, status, 1)
+  redis.call("HINCRBY", K_OUTCOMES, (ptype or "") .. "|" .. outcome, 1)
   emit(maxlen, pid, ptype, status, 1, class, err)
   pl_event(pl_maxlen, pid, ptype, "finished",
     {"outcome", outcome, "stage", stage, "class", class, "error", err})
