@@ -106,6 +106,7 @@ struct Worker {
     dir: std::path::PathBuf,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     run: Option<tokio::task::JoinHandle<Result<(), genq_runtime::WorkerError>>>,
+    driver_stop: tokio_util::sync::CancellationToken,
     _fake: FakeProvider,
 }
 
@@ -149,6 +150,16 @@ impl Worker {
         let runtime = WorkerRuntime::start(registry.clone(), queue.clone(), metrics, settings)
             .await
             .expect("worker starts");
+        // as run_worker: the catalog's pipelines, driven with metrics
+        let driver_stop = tokio_util::sync::CancellationToken::new();
+        let driver = genq_pipeline::PipelineDriver::new(
+            queue.clone(),
+            genq_catalog::pipelines().expect("pipelines"),
+            registry.clone(),
+            vec!["text".to_owned()],
+        )
+        .with_metrics(genq_metrics::PipelineMetrics::new(&prom).expect("pipeline metrics"));
+        tokio::spawn(driver.run(driver_stop.clone()));
 
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (server_stop, server_stopped) = tokio::sync::watch::channel(false);
@@ -172,6 +183,7 @@ impl Worker {
                 dir,
                 stop: Some(stop),
                 run: Some(run),
+                driver_stop,
                 _fake: fake,
             },
             cfg,
@@ -185,7 +197,33 @@ impl Worker {
             .unwrap_or_else(|e| panic!("push {job_type}: {e}"));
     }
 
+    /// A pipeline through a gate and a step, approved when it parks: so that the
+    /// pipeline metrics have children.
+    async fn run_pipeline(&self) {
+        let client = genq_pipeline::PipelineClient::new(self.queue.clone());
+        let id = client
+            .start("probe-gate", &serde_json::json!({}))
+            .await
+            .expect("start a pipeline");
+        let parked = genq_testkit::wait_until(Duration::from_secs(30), || async {
+            client.view(&id).await.ok()?.filter(|v| v.gate.is_some())
+        })
+        .await;
+        assert!(parked.is_some(), "the pipeline parked");
+        client
+            .signal(&id, "approve", "approve", &serde_json::Value::Null)
+            .await
+            .expect("signal")
+            .expect("accepted");
+        let done = genq_testkit::wait_until(Duration::from_secs(30), || async {
+            client.view(&id).await.ok()?.filter(|v| v.outcome.is_some())
+        })
+        .await;
+        assert_eq!(done.and_then(|v| v.outcome).as_deref(), Some("succeeded"));
+    }
+
     async fn stop(mut self) {
+        self.driver_stop.cancel();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -379,6 +417,7 @@ async fn every_metric_the_alerts_and_the_dashboard_use_is_exported_live() {
 
     // a user's orders, run by the worker and delivered by the bot
     bot.converse().await;
+    worker.run_pipeline().await;
 
     let exported = |scrapes: Vec<BTreeMap<String, BTreeSet<String>>>| {
         let mut all: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
