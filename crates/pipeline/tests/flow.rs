@@ -399,3 +399,16 @@ async fn cancel_reaches_running_steps_and_the_pipeline_ends_once() {
     assert_eq!((counts.active, counts.parked), (0, 0), "{counts:?}");
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_generic_job_cancel_of_an_operator_reaches_a_parked_pipeline() {
+    let h = Harness::start("pl_op_cancel").await;
+    let id = h.client.start("gated", &json!({})).await.expect("start");
+    h.wait_parked(&id).await;
+    let outcome = h.queue.cancel("pipelines", &id).await.expect("cancel");
+    assert_eq!(outcome, genq_redis::CancelOutcome::Signalled);
+    let v = h.wait_final(&id).await;
+    assert_eq!(v.outcome.as_deref(), Some("cancelled"));
+    assert_eq!(count_kind(&h.events_of(&id).await, "finished"), 1);
+    h.shutdown().await;
+}
