@@ -90,6 +90,7 @@ pub struct PipelineDriver {
     jobs: Arc<Registry>,
     watched: Arc<Vec<String>>,
     metrics: Option<PipelineMetrics>,
+    rounds: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for PipelineDriver {
@@ -117,6 +118,7 @@ impl PipelineDriver {
             jobs,
             watched: Arc::new(watched),
             metrics: None,
+            rounds: Arc::default(),
         }
     }
 
@@ -194,7 +196,23 @@ impl PipelineDriver {
         if let Err(e) = self.start_queued().await {
             warn!(error = %e, "could not start queued pipelines");
         }
-        for q in self.watched.iter() {
+        let round = self
+            .rounds
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // every 10th round, every queue's inbox: a step on a queue whose workers run
+        // no driver (the bot's delivery worker) is still recorded
+        let queues: Vec<String> = if round % 10 == 0 {
+            match self.queue.queues().await {
+                Ok(all) => all.into_iter().collect(),
+                Err(_) => self.watched.to_vec(),
+            }
+        } else {
+            self.watched.to_vec()
+        };
+        for q in queues
+            .iter()
+            .filter(|q| q.as_str() != crate::PIPELINES_QUEUE)
+        {
             if let Err(e) = self.drain_inbox(q).await {
                 warn!(queue = %q, error = %e, "could not take pipeline step outcomes");
             }
@@ -917,13 +935,18 @@ impl PipelineDriver {
     }
 
     /// A finished pipeline: cancels its jobs still queued or running, then leaves
-    /// `:active` (one driver wins that move and counts the outcome).
+    /// `:active`. The first such move (a compare-and-set marks it `counted`) counts
+    /// the outcome, once across all drivers.
     async fn clean_up(&self, rec: &Record) -> Result<(), PipelineError> {
         let sk = self.keys.steps(&rec.id);
+        let first = rec.text("counted").is_none();
         let mut ops = Ops {
             active: Some("drop"),
             ..Ops::default()
         };
+        if first {
+            ops.h.insert("counted".into(), "1".into());
+        }
         if rec.stage >= 0 {
             let k = rec.stage as usize;
             let next = rec.counts(k).next;
@@ -956,6 +979,7 @@ impl PipelineDriver {
             }
         }
         if let Applied::Done { .. } = self.apply(rec, &ops).await?
+            && first
             && let Some(m) = &self.metrics
         {
             let outcome = rec.outcome.as_deref().unwrap_or(rec.status.as_str());

@@ -395,6 +395,13 @@ async fn cancel_reaches_running_steps_and_the_pipeline_ends_once() {
         h.queue.stats(QUEUE).await
     );
     assert_eq!(count_kind(&h.events_of(&id).await, "finished"), 1);
+    // the stopped jobs' outcomes arrive after the end: the outcome is counted once
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let text = genq_metrics::render(&h.prom).expect("metrics");
+    assert!(
+        text.contains("genq_pipelines_finished_total{outcome=\"cancelled\",type=\"slow\"} 1"),
+        "{text}"
+    );
     let counts = h.client.counts().await.expect("counts");
     assert_eq!((counts.active, counts.parked), (0, 0), "{counts:?}");
     h.shutdown().await;

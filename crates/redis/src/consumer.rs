@@ -388,7 +388,10 @@ impl QueueConsumer {
                 f.cancel.cancel();
             }
         }
-        let n = self.hand_back(&ids).await?;
+        let mut n = self.hand_back(&ids).await?;
+        // a fetch whose reply this process never read (stopped mid-fetch) leased
+        // jobs it does not know: they are ours by the worker field
+        n += self.hand_back(&["*".to_owned()]).await?;
         if n > 0 {
             info!(queue = %self.inner.name, handed_back = n, "handed unfinished jobs back to the queue");
         }
