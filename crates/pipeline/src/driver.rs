@@ -201,7 +201,7 @@ impl PipelineDriver {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // every 10th round, every queue's inbox: a step on a queue whose workers run
         // no driver (the bot's delivery worker) is still recorded
-        let queues: Vec<String> = if round % 10 == 0 {
+        let queues: Vec<String> = if round.is_multiple_of(10) {
             match self.queue.queues().await {
                 Ok(all) => all.into_iter().collect(),
                 Err(_) => self.watched.to_vec(),

@@ -419,3 +419,45 @@ async fn the_generic_job_cancel_of_an_operator_reaches_a_parked_pipeline() {
     assert_eq!(count_kind(&h.events_of(&id).await, "finished"), 1);
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_sees_every_stage_change_in_order_ending_with_one_final_event() {
+    let h = Harness::start("pl_events").await;
+    let mut events = genq_pipeline::PipelineEvents::follow(&h.queue, None)
+        .await
+        .expect("follow");
+    let id = h
+        .client
+        .start(
+            "failing",
+            &json!({"fail_index": 0, "fail_class": "billing"}),
+        )
+        .await
+        .expect("start");
+    let mut kinds = Vec::new();
+    let finished = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let ev = events.next().await;
+            if ev.pipeline_id != id {
+                continue;
+            }
+            kinds.push(ev.kind.clone());
+            if ev.kind == "finished" {
+                return ev;
+            }
+        }
+    })
+    .await
+    .expect("the pipeline ended");
+    assert_eq!(
+        kinds[..2],
+        ["started".to_owned(), "stage".to_owned()],
+        "{kinds:?}"
+    );
+    assert!(kinds.contains(&"step".to_owned()), "{kinds:?}");
+    assert_eq!(finished.pipeline_type, "failing");
+    assert_eq!(finished.field("outcome"), Some("failed"));
+    assert_eq!(finished.field("stage"), Some("0"));
+    assert_eq!(finished.field("class"), Some("billing"));
+    h.shutdown().await;
+}
