@@ -192,3 +192,116 @@ async fn paid_pipelines_are_refunded_once_when_they_fail_are_cancelled_or_time_o
     genq_testkit::cleanup_prefix(&genq_testkit::redis_url(), &prefix).await;
     schema.drop().await;
 }
+
+/// Redis loses a paid pipeline parked at its gate (FLUSHALL): the reconciler puts
+/// it back from PostgreSQL with the same id, it starts over, parks again, and ends
+/// when approved: one charge, no refund.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paid_pipeline_redis_lost_is_put_back_from_postgresql_and_finishes() {
+    let redis = genq_testkit::PrivateRedis::start().await.unwrap();
+    let schema = TestSchema::create("pipeline_lost").await.unwrap();
+    let prefix = unique_prefix("pipeline_lost");
+    let store = Store::open(&StoreConfig::new(&schema.url).schema(&schema.name))
+        .await
+        .unwrap();
+    let config = RedisConfig {
+        lease: Duration::from_secs(2),
+        heartbeat: Duration::from_millis(300),
+        poll_interval: Duration::from_millis(200),
+        ..RedisConfig::with_url(redis.url()).prefix(&prefix)
+    };
+    let queue = RedisQueue::connect(config).await.unwrap();
+    let mut registry = Registry::new();
+    registry.register(ProbeJob::new()).unwrap();
+    let registry = Arc::new(registry);
+    let mut settings = WorkerSettings::new(vec!["default".to_owned()]);
+    settings.concurrency = 4;
+    let runtime = WorkerRuntime::start(
+        registry.clone(),
+        queue.clone(),
+        WorkerMetrics::new(&prometheus::Registry::new()).unwrap(),
+        settings,
+    )
+    .await
+    .unwrap();
+    let stop = CancellationToken::new();
+    let worker_stop = stop.clone();
+    let mut tasks = vec![tokio::spawn(async move {
+        let _ = runtime
+            .run(async move { worker_stop.cancelled().await })
+            .await;
+    })];
+    let driver = PipelineDriver::new(
+        queue.clone(),
+        genq_catalog::pipelines().unwrap(),
+        registry,
+        vec!["default".to_owned()],
+    );
+    tasks.push(tokio::spawn(driver.run(stop.clone())));
+    tasks.push(tokio::spawn(
+        Relay::new(store.clone(), queue.clone()).run(stop.clone()),
+    ));
+    let settler = Settler::new(
+        store.clone(),
+        queue.clone(),
+        vec!["default".to_owned(), PIPELINES_QUEUE.to_owned()],
+    )
+    .job_types(["probe".to_owned(), "probe-gate".to_owned()])
+    .reconcile_every(EVERY);
+    let settler_stop = stop.clone();
+    tasks.push(tokio::spawn(async move {
+        let _ = settler.run(settler_stop).await;
+    }));
+
+    let user = store.upsert_user(7171, "en").await.unwrap();
+    store.grant(user.id, GRANT, "test").await.unwrap();
+    let id = charge(
+        &store,
+        user.id,
+        "probe-gate",
+        json!({"price": PRICE, "echo": "again"}),
+    )
+    .await;
+    let client = PipelineClient::new(queue.clone());
+    let parked = || async {
+        wait_until(Duration::from_secs(60), || async {
+            client.view(&id).await.ok()?.filter(|v| v.gate.is_some())
+        })
+        .await
+    };
+    assert!(parked().await.is_some(), "parked at its gate");
+    let mut c = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut c).await.unwrap();
+    assert!(client.view(&id).await.unwrap().is_none(), "Redis lost it");
+
+    assert!(
+        parked().await.is_some(),
+        "put back with the same id and parked again"
+    );
+    client
+        .signal(&id, "approve", "approve", &Value::Null)
+        .await
+        .unwrap()
+        .unwrap();
+    let settled = wait_until(Duration::from_secs(60), || async {
+        let j = store.job(&id).await.ok()??;
+        j.finished_at.is_some().then_some(j)
+    })
+    .await
+    .expect("settled");
+    assert_eq!(settled.status, "succeeded");
+    let kinds = store.ledger_kinds_of_job(&id).await.unwrap();
+    assert_eq!(kinds.get("charge"), Some(&1));
+    assert_eq!(kinds.get("refund"), None);
+    assert_eq!(store.balance(user.id).await.unwrap(), GRANT - PRICE);
+
+    stop.cancel();
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+    }
+    schema.drop().await;
+}
