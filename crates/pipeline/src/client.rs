@@ -16,6 +16,9 @@ use crate::{
     view,
 };
 
+/// Longest pipeline id (its jobs' ids add `.<stage>.<index>.fb`, at most 64 in all).
+pub const MAX_PIPELINE_ID: usize = 40;
+
 /// Largest signal body (JSON) accepted.
 pub const MAX_SIGNAL_BODY: usize = 16 * 1024;
 
@@ -145,6 +148,11 @@ impl PipelineClient {
         pipeline_type: &str,
         input: &Value,
     ) -> Result<String, PipelineError> {
+        if id.is_empty() || id.len() > MAX_PIPELINE_ID {
+            return Err(PipelineError::BadInput(format!(
+                "pipeline id '{id}' must be 1-{MAX_PIPELINE_ID} characters"
+            )));
+        }
         let job = NewJob::new(PIPELINES_QUEUE, pipeline_type, input.to_string()).id(id);
         Ok(self.queue.push(job).await?.id)
     }

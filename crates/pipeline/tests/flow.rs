@@ -461,3 +461,35 @@ async fn a_follower_sees_every_stage_change_in_order_ending_with_one_final_event
     assert_eq!(finished.field("class"), Some("billing"));
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_cannot_be_routed_fails_the_pipeline_instead_of_stalling_it() {
+    let h = Harness::start("pl_unroutable").await;
+    let id = h
+        .client
+        .start("unroutable", &json!({}))
+        .await
+        .expect("start");
+    let v = h.wait_final(&id).await;
+    assert_eq!(
+        (v.status.as_str(), v.outcome.as_deref()),
+        ("failed", Some("failed"))
+    );
+    assert_eq!(v.error_class.as_deref(), Some("bad_input"));
+    assert!(
+        v.error.as_deref().unwrap_or("").contains("no_such_job"),
+        "{v:#?}"
+    );
+    assert_eq!(v.failed_stage, Some(1));
+    let too_long = h
+        .client
+        .start_with_id(&"x".repeat(41), "gated", &json!({}))
+        .await;
+    assert!(
+        too_long
+            .unwrap_err()
+            .to_string()
+            .contains("1-40 characters")
+    );
+    h.shutdown().await;
+}

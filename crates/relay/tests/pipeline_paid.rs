@@ -130,7 +130,7 @@ async fn paid_pipelines_are_refunded_once_when_they_fail_are_cancelled_or_time_o
         json!({"price": PRICE, "echo": "ok"}),
     )
     .await;
-    assert_eq!(store.balance(user.id).await.unwrap(), GRANT - 4 * PRICE);
+    // (the failing one may already be refunded: the balance is checked at the end)
 
     let client = PipelineClient::new(queue.clone());
     for id in [&cancelled, &succeeded] {

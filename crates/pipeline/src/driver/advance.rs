@@ -92,6 +92,21 @@ impl PipelineDriver {
         rec: &Record,
         decision: Decision,
     ) -> Result<(Ops, Vec<(String, PendingStep)>), PipelineError> {
+        match self.build_transition(def, rec, decision).await {
+            // a job that cannot be routed or pushed: the pipeline fails, it does not stall
+            Err(PipelineError::BadInput(m)) => {
+                Ok((finish_ops(rec, "failed", "bad_input", &m, ""), Vec::new()))
+            }
+            other => other,
+        }
+    }
+
+    async fn build_transition(
+        &self,
+        def: &Pipeline,
+        rec: &Record,
+        decision: Decision,
+    ) -> Result<(Ops, Vec<(String, PendingStep)>), PipelineError> {
         match decision {
             Decision::Idle => Ok((Ops::default(), Vec::new())),
             Decision::Start(j) => self.start_stage(def, rec, j).await,
@@ -107,6 +122,14 @@ impl PipelineDriver {
                         return Ok((ops, Vec::new()));
                     }
                 };
+                let n = rec.counts(stage).n;
+                if specs.len() != n {
+                    return Err(PipelineError::BadInput(format!(
+                        "stage '{}' built {} jobs, not the {n} it started with (its builder must be deterministic)",
+                        def.stages[stage].name,
+                        specs.len()
+                    )));
+                }
                 let mut ops = Ops::default();
                 let pending = self.launch(def, rec, &mut ops, stage, &specs, from, to)?;
                 ops.h.insert(format!("next.{stage}"), to.to_string());
@@ -203,8 +226,17 @@ impl PipelineDriver {
         let to = n.min(stage.parallelism());
         ops.h.insert(format!("n.{j}"), n.to_string());
         ops.h.insert(format!("next.{j}"), to.to_string());
-        let pending = self.launch(def, rec, &mut ops, j, &specs, 0, to)?;
-        Ok((ops, pending))
+        match self.launch(def, rec, &mut ops, j, &specs, 0, to) {
+            Ok(pending) => Ok((ops, pending)),
+            Err(PipelineError::BadInput(m)) => {
+                let mut fin = finish_ops(rec, "failed", "bad_input", &m, "");
+                if let Some(f) = fin.finish.as_mut() {
+                    f.stage = j.to_string();
+                }
+                Ok((fin, Vec::new()))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Marks jobs `from..to` of `stage` as waiting to be pushed (their jobs kept in
@@ -252,11 +284,37 @@ impl PipelineDriver {
                 .map(str::to_owned)
                 .map_err(|e| PipelineError::BadInput(e.to_string()))?,
         };
+        genq_core::validate_queue_name(&queue)
+            .map_err(|e| PipelineError::BadInput(e.to_string()))?;
+        let id = step_job_id(&rec.id, stage, index, fallback);
+        let payload = spec.payload.to_string();
+        let max = self.queue.config().max_payload_bytes;
+        let bad = |m: String| Err(PipelineError::BadInput(m));
+        if spec.job_type.is_empty() || spec.job_type.len() > 64 {
+            return bad(format!(
+                "job type '{}' must be 1-64 characters",
+                spec.job_type
+            ));
+        }
+        if payload.len() > max {
+            return bad(format!(
+                "the payload of job {id} is {} bytes, over the {max}-byte limit",
+                payload.len()
+            ));
+        }
+        if id.len() > 64 {
+            return bad(format!(
+                "job id '{id}' is over 64 characters (a pipeline id of at most {} characters leaves room)",
+                crate::client::MAX_PIPELINE_ID
+            ));
+        }
+        let idem = format!("{id}@{}", rec.num("started").unwrap_or(0));
         Ok(PendingStep {
-            id: step_job_id(&rec.id, stage, index, fallback),
+            id,
             queue,
             job_type: spec.job_type.clone(),
             payload: spec.payload.clone(),
+            idem,
         })
     }
 
@@ -279,9 +337,18 @@ impl PipelineDriver {
                     .arg(&fields)
                     .query_async(&mut c)
                     .await?;
-                st.iter()
-                    .position(|s| s.as_deref() == Some("f"))
-                    .unwrap_or(0)
+                match st
+                    .iter()
+                    .position(|s| matches!(s.as_deref(), Some("f" | "c")))
+                {
+                    Some(i) => i,
+                    None => {
+                        let msg = format!(
+                            "stage {stage} counts a failed job but none is recorded as failed"
+                        );
+                        return Ok((finish_ops(rec, "failed", "transient", &msg, ""), Vec::new()));
+                    }
+                }
             }
         };
         let key = format!("{stage}.{index}");

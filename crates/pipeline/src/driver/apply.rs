@@ -45,9 +45,10 @@ impl PipelineDriver {
         let jobs = pending
             .iter()
             .map(|(_, p)| {
+                let idem = if p.idem.is_empty() { &p.id } else { &p.idem };
                 NewJob::new(&p.queue, &p.job_type, p.payload.to_string())
                     .id(&p.id)
-                    .idempotency_key(&p.id)
+                    .idempotency_key(idem)
                     .pipeline(pid)
             })
             .collect();
@@ -58,7 +59,13 @@ impl PipelineDriver {
             inv.arg(key).arg(&p.queue);
         }
         let mut c = self.queue.connection();
-        let _: i64 = inv.invoke_async(&mut c).await?;
+        let late: Vec<String> = inv.invoke_async(&mut c).await?;
+        for key in late {
+            if let Some((_, p)) = pending.iter().find(|(k, _)| *k == key) {
+                info!(pipeline_id = %pid, job_id = %p.id, "pipeline ended while its job was pushed; cancelling the job");
+                self.queue.cancel(&p.queue, &p.id).await?;
+            }
+        }
         Ok(())
     }
 

@@ -51,6 +51,10 @@ pub(super) struct PendingStep {
     #[serde(rename = "type")]
     job_type: String,
     payload: Value,
+    /// The push's idempotency key: the id and the pipeline's run (its start time),
+    /// so a pipeline started again under the same id runs its jobs again.
+    #[serde(default)]
+    idem: String,
 }
 
 /// A step's final outcome as handed over by the script that ended it.

@@ -149,6 +149,12 @@ pub fn pipelines() -> PipelineRegistry {
             }),
     )
     .expect("failing");
+    r.register(
+        Pipeline::new("unroutable")
+            .step("first", |_| Ok(probe(json!({}))))
+            .step("nowhere", |_| Ok(StepSpec::new("no_such_job", json!({})))),
+    )
+    .expect("unroutable");
     r.register(Pipeline::new("slow").fan_out("fan", 5, |_| {
         Ok((0..5)
             .map(|i| probe(json!({"echo": i, "sleep_ms": 30_000})))

@@ -13,6 +13,11 @@ elseif status == "scheduled" then
 elseif status == "running" then
   redis.call("HSET", jk, "cancel", "1")
   redis.call("PUBLISH", C_CANCEL, id)
+  if redis.call("HEXISTS", jk, "phase") == 1 then
+    -- a pipeline (queue `pipelines`), perhaps parked: the drivers' sweep picks it
+    -- up at once even if the message above is missed
+    redis.call("ZADD", base .. ":active", 0, id)
+  end
   return "signalled"
 else
   return "final:" .. status

@@ -59,3 +59,12 @@ local function pl_finish(pid, now, outcome, class, err, stage, result, ttl_ms, m
   redis.call("PEXPIRE", steps_key(pid), keep)
   redis.call("PUBLISH", C_WAKE, pid)
 end
+
+-- Times a parked pipeline out at its gate (its deadline passed); returns how long
+-- the gate waited (ms).
+local function pl_time_out(pid, ptype, gate, stage, opened, now, ttl_ms, maxlen, pl_maxlen)
+  local waited = now - (tonumber(opened) or now)
+  pl_event(pl_maxlen, pid, ptype, "gate_timeout", {"stage", stage, "gate", gate, "waited_ms", waited})
+  pl_finish(pid, now, "timed_out", "timeout", "no answer at gate '" .. gate .. "' in time", stage, "", ttl_ms, maxlen, pl_maxlen)
+  return waited
+end

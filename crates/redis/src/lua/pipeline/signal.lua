@@ -6,11 +6,18 @@
 local pid, gate, choice, body = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local ttl_ms, maxlen, pl_maxlen = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local jk, sk = job_key(pid), steps_key(pid)
-local f = redis.call("HMGET", jk, "status", "phase", "gate", "stage", "type", "outcome", "stages", "gate_opened")
+local f = redis.call("HMGET", jk, "status", "phase", "gate", "stage", "type", "outcome", "stages", "gate_opened", "gate_deadline")
 if not f[1] then return {"unknown"} end
 local prior = redis.call("HGET", sk, "gd." .. gate)
 if prior then return {"decided", prior} end
 if is_final(f[1]) then return {"finished", f[6] or f[1]} end
+-- a signal after the deadline finds the gate timed out, even if no driver has
+-- timed it out yet
+if f[2] == "gate" and tonumber(f[9] or "") and tonumber(f[9]) <= server_now() then
+  redis.call("ZREM", K_GATES, pid)
+  pl_time_out(pid, f[5], f[3], f[4], f[8], server_now(), ttl_ms, maxlen, pl_maxlen)
+  return {"finished", "timed_out"}
+end
 local stages = nil
 if f[7] then stages = redis.call("HGET", K_STAGE_DEFS, f[7]) end
 if f[2] == "gate" and f[3] == gate and stages then

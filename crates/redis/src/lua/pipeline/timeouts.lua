@@ -10,9 +10,7 @@ for _, pid in ipairs(due) do
   local jk = job_key(pid)
   local f = redis.call("HMGET", jk, "status", "phase", "gate", "stage", "type", "gate_opened", "gate_deadline")
   if f[1] == "running" and f[2] == "gate" and tonumber(f[7]) <= now then
-    local waited = now - tonumber(f[6])
-    pl_event(pl_maxlen, pid, f[5], "gate_timeout", {"stage", f[4], "gate", f[3], "waited_ms", waited})
-    pl_finish(pid, now, "timed_out", "timeout", "no answer at gate '" .. f[3] .. "' in time", f[4], "", ttl_ms, maxlen, pl_maxlen)
+    local waited = pl_time_out(pid, f[5], f[3], f[4], f[6], now, ttl_ms, maxlen, pl_maxlen)
     out[#out + 1] = pid
     out[#out + 1] = f[5]
     out[#out + 1] = f[3]
