@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::{
     PIPELINES_QUEUE, PipelineError, PipelineSummary, PipelineView,
-    keys::{Keys, PL_EVENTS_MAXLEN},
+    keys::{Keys, ending_args},
     record::Record,
     view,
 };
@@ -205,9 +205,7 @@ impl PipelineClient {
             .arg(gate)
             .arg(choice)
             .arg(body)
-            .arg(cfg.result_ttl.as_millis() as u64)
-            .arg(cfg.events_maxlen)
-            .arg(PL_EVENTS_MAXLEN)
+            .arg(ending_args(cfg))
             .invoke_async(&mut c)
             .await?;
         let arg = |i: usize| reply.get(i).cloned().unwrap_or_default();
@@ -234,9 +232,7 @@ impl PipelineClient {
             .key(&self.keys.base)
             .arg(id)
             .arg(reason)
-            .arg(cfg.result_ttl.as_millis() as u64)
-            .arg(cfg.events_maxlen)
-            .arg(PL_EVENTS_MAXLEN)
+            .arg(ending_args(cfg))
             .invoke_async(&mut c)
             .await?;
         Ok(match r.as_str() {

@@ -57,6 +57,16 @@ impl Keys {
     }
 }
 
+/// The arguments every script that may end a pipeline takes last: the result TTL
+/// (ms), the completion-event stream's cap, the stage-event stream's cap.
+pub(crate) fn ending_args(cfg: &genq_redis::RedisConfig) -> Vec<u64> {
+    vec![
+        cfg.result_ttl.as_millis() as u64,
+        cfg.events_maxlen,
+        PL_EVENTS_MAXLEN,
+    ]
+}
+
 /// A step's job id: `<pipeline>.<stage>.<index>`, `.fb` for its fallback.
 pub(crate) fn step_job_id(pipeline: &str, stage: usize, index: usize, fallback: bool) -> String {
     if fallback {

@@ -45,66 +45,95 @@ async fn charge(store: &Store, user_id: i64, pipeline: &str, input: Value) -> St
         .to_owned()
 }
 
+/// A worker (probe, queue `default`), a pipeline driver (the catalog's pipelines),
+/// the relay and a settler following `default` and `pipelines`, as `genq run`
+/// wires them, on the Redis at `url` under `prefix`.
+struct Rig {
+    store: Store,
+    queue: RedisQueue,
+    stop: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Rig {
+    async fn start(url: &str, schema: &TestSchema, prefix: &str) -> Self {
+        let store = Store::open(&StoreConfig::new(&schema.url).schema(&schema.name))
+            .await
+            .unwrap();
+        let config = RedisConfig {
+            lease: Duration::from_secs(2),
+            heartbeat: Duration::from_millis(300),
+            poll_interval: Duration::from_millis(200),
+            ..RedisConfig::with_url(url).prefix(prefix)
+        };
+        let queue = RedisQueue::connect(config).await.unwrap();
+        let mut registry = Registry::new();
+        registry.register(ProbeJob::new()).unwrap();
+        let registry = Arc::new(registry);
+        let mut settings = WorkerSettings::new(vec!["default".to_owned()]);
+        settings.concurrency = 8;
+        let runtime = WorkerRuntime::start(
+            registry.clone(),
+            queue.clone(),
+            WorkerMetrics::new(&prometheus::Registry::new()).unwrap(),
+            settings,
+        )
+        .await
+        .unwrap();
+        let stop = CancellationToken::new();
+        let worker_stop = stop.clone();
+        let mut tasks = vec![tokio::spawn(async move {
+            let _ = runtime
+                .run(async move { worker_stop.cancelled().await })
+                .await;
+        })];
+        let driver = PipelineDriver::new(
+            queue.clone(),
+            genq_catalog::pipelines().unwrap(),
+            registry,
+            vec!["default".to_owned()],
+        );
+        tasks.push(tokio::spawn(driver.run(stop.clone())));
+        tasks.push(tokio::spawn(
+            Relay::new(store.clone(), queue.clone()).run(stop.clone()),
+        ));
+        let settler = Settler::new(
+            store.clone(),
+            queue.clone(),
+            vec!["default".to_owned(), PIPELINES_QUEUE.to_owned()],
+        )
+        .job_types([
+            "probe".to_owned(),
+            "probe-flow".to_owned(),
+            "probe-gate".to_owned(),
+        ])
+        .reconcile_every(EVERY);
+        let settler_stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            settler.run(settler_stop).await.unwrap();
+        }));
+        Self {
+            store,
+            queue,
+            stop,
+            tasks,
+        }
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paid_pipelines_are_refunded_once_when_they_fail_are_cancelled_or_time_out() {
     let schema = TestSchema::create("pipeline_paid").await.unwrap();
     let prefix = unique_prefix("pipeline_paid");
-    let store = Store::open(&StoreConfig::new(&schema.url).schema(&schema.name))
-        .await
-        .unwrap();
-    let config = RedisConfig {
-        lease: Duration::from_secs(2),
-        heartbeat: Duration::from_millis(300),
-        poll_interval: Duration::from_millis(200),
-        ..RedisConfig::with_url(genq_testkit::redis_url()).prefix(&prefix)
-    };
-    let queue = RedisQueue::connect(config).await.unwrap();
-    let mut registry = Registry::new();
-    registry.register(ProbeJob::new()).unwrap();
-    let registry = Arc::new(registry);
-    let mut settings = WorkerSettings::new(vec!["default".to_owned()]);
-    settings.concurrency = 8;
-    let runtime = WorkerRuntime::start(
-        registry.clone(),
-        queue.clone(),
-        WorkerMetrics::new(&prometheus::Registry::new()).unwrap(),
-        settings,
-    )
-    .await
-    .unwrap();
-    let stop = CancellationToken::new();
-    let worker_stop = stop.clone();
-    let mut tasks = vec![tokio::spawn(async move {
-        runtime
-            .run(async move { worker_stop.cancelled().await })
-            .await
-            .unwrap();
-    })];
-    let driver = PipelineDriver::new(
-        queue.clone(),
-        genq_catalog::pipelines().unwrap(),
-        registry,
-        vec!["default".to_owned()],
-    );
-    tasks.push(tokio::spawn(driver.run(stop.clone())));
-    tasks.push(tokio::spawn(
-        Relay::new(store.clone(), queue.clone()).run(stop.clone()),
-    ));
-    let settler = Settler::new(
-        store.clone(),
-        queue.clone(),
-        vec!["default".to_owned(), PIPELINES_QUEUE.to_owned()],
-    )
-    .job_types([
-        "probe".to_owned(),
-        "probe-flow".to_owned(),
-        "probe-gate".to_owned(),
-    ])
-    .reconcile_every(EVERY);
-    let settler_stop = stop.clone();
-    tasks.push(tokio::spawn(async move {
-        settler.run(settler_stop).await.unwrap();
-    }));
+    let rig = Rig::start(&genq_testkit::redis_url(), &schema, &prefix).await;
+    let (store, queue) = (rig.store.clone(), rig.queue.clone());
 
     let user = store.upsert_user(7070, "en").await.unwrap();
     store.grant(user.id, GRANT, "test").await.unwrap();
@@ -185,10 +214,7 @@ async fn paid_pipelines_are_refunded_once_when_they_fail_are_cancelled_or_time_o
     assert_eq!(failed_job.error_class.as_deref(), Some("user_violation"));
     assert_eq!(store.balance(user.id).await.unwrap(), GRANT - PRICE);
 
-    stop.cancel();
-    for t in tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
-    }
+    rig.stop().await;
     genq_testkit::cleanup_prefix(&genq_testkit::redis_url(), &prefix).await;
     schema.drop().await;
 }
@@ -201,57 +227,8 @@ async fn a_paid_pipeline_redis_lost_is_put_back_from_postgresql_and_finishes() {
     let redis = genq_testkit::PrivateRedis::start().await.unwrap();
     let schema = TestSchema::create("pipeline_lost").await.unwrap();
     let prefix = unique_prefix("pipeline_lost");
-    let store = Store::open(&StoreConfig::new(&schema.url).schema(&schema.name))
-        .await
-        .unwrap();
-    let config = RedisConfig {
-        lease: Duration::from_secs(2),
-        heartbeat: Duration::from_millis(300),
-        poll_interval: Duration::from_millis(200),
-        ..RedisConfig::with_url(redis.url()).prefix(&prefix)
-    };
-    let queue = RedisQueue::connect(config).await.unwrap();
-    let mut registry = Registry::new();
-    registry.register(ProbeJob::new()).unwrap();
-    let registry = Arc::new(registry);
-    let mut settings = WorkerSettings::new(vec!["default".to_owned()]);
-    settings.concurrency = 4;
-    let runtime = WorkerRuntime::start(
-        registry.clone(),
-        queue.clone(),
-        WorkerMetrics::new(&prometheus::Registry::new()).unwrap(),
-        settings,
-    )
-    .await
-    .unwrap();
-    let stop = CancellationToken::new();
-    let worker_stop = stop.clone();
-    let mut tasks = vec![tokio::spawn(async move {
-        let _ = runtime
-            .run(async move { worker_stop.cancelled().await })
-            .await;
-    })];
-    let driver = PipelineDriver::new(
-        queue.clone(),
-        genq_catalog::pipelines().unwrap(),
-        registry,
-        vec!["default".to_owned()],
-    );
-    tasks.push(tokio::spawn(driver.run(stop.clone())));
-    tasks.push(tokio::spawn(
-        Relay::new(store.clone(), queue.clone()).run(stop.clone()),
-    ));
-    let settler = Settler::new(
-        store.clone(),
-        queue.clone(),
-        vec!["default".to_owned(), PIPELINES_QUEUE.to_owned()],
-    )
-    .job_types(["probe".to_owned(), "probe-gate".to_owned()])
-    .reconcile_every(EVERY);
-    let settler_stop = stop.clone();
-    tasks.push(tokio::spawn(async move {
-        let _ = settler.run(settler_stop).await;
-    }));
+    let rig = Rig::start(&redis.url(), &schema, &prefix).await;
+    let (store, queue) = (rig.store.clone(), rig.queue.clone());
 
     let user = store.upsert_user(7171, "en").await.unwrap();
     store.grant(user.id, GRANT, "test").await.unwrap();
@@ -299,9 +276,6 @@ async fn a_paid_pipeline_redis_lost_is_put_back_from_postgresql_and_finishes() {
     assert_eq!(kinds.get("refund"), None);
     assert_eq!(store.balance(user.id).await.unwrap(), GRANT - PRICE);
 
-    stop.cancel();
-    for t in tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
-    }
+    rig.stop().await;
     schema.drop().await;
 }

@@ -7,7 +7,7 @@ use tracing::info;
 use super::{Applied, IDLE_RECHECK_MS, PendingStep, PipelineDriver};
 use crate::{
     Pipeline, PipelineError, StageKind,
-    keys::{PL_EVENTS_MAXLEN, step_job_id},
+    keys::{ending_args, step_job_id},
     plan::Ops,
     record::Record,
 };
@@ -23,9 +23,7 @@ impl PipelineDriver {
             .arg(&rec.id)
             .arg(&rec.ver)
             .arg(body)
-            .arg(cfg.result_ttl.as_millis() as u64)
-            .arg(cfg.events_maxlen)
-            .arg(PL_EVENTS_MAXLEN)
+            .arg(ending_args(cfg))
             .invoke_async(&mut c)
             .await?;
         Ok(match reply.as_slice() {

@@ -28,7 +28,7 @@ use tracing::{debug, info, warn};
 
 use crate::{
     PipelineClient, PipelineError, PipelineMetrics, PipelineRegistry,
-    keys::{Keys, PL_EVENTS_MAXLEN, parse_step_job_id},
+    keys::{Keys, PL_EVENTS_MAXLEN, ending_args, parse_step_job_id},
 };
 
 /// Transitions tried per tick before giving up to the next wake-up (each failed
@@ -420,9 +420,7 @@ impl PipelineDriver {
             let out: Vec<String> = scripts::TIMEOUTS
                 .key(&self.keys.base)
                 .arg(500)
-                .arg(cfg.result_ttl.as_millis() as u64)
-                .arg(cfg.events_maxlen)
-                .arg(PL_EVENTS_MAXLEN)
+                .arg(ending_args(cfg))
                 .invoke_async(&mut c)
                 .await?;
             let n = out.len() / 4;
