@@ -383,7 +383,7 @@ fn served_types(setup: &Setup, queue: &RedisQueue) -> anyhow::Result<Vec<String>
         .into_iter()
         .map(str::to_owned)
         .collect();
-    types.extend(genq_catalog::pipelines()?.names());
+    types.extend(genq_catalog::pipelines_for(&setup.config)?.names());
     Ok(types)
 }
 
@@ -485,8 +485,9 @@ async fn run_all(args: RunArgs, setup: Setup) -> anyhow::Result<()> {
         seam.push(bot);
     }
     let schedules = genq_catalog::schedules(&setup.config)?;
+    let pipelines = genq_catalog::pipelines_for(&setup.config)?;
     let build = genq_catalog::registry_builder(setup.config, setup.routes);
-    let result = run_worker(args.worker, build, schedules, genq_catalog::pipelines()?).await;
+    let result = run_worker(args.worker, build, schedules, pipelines).await;
     stop.cancel();
     for task in seam {
         let _ = task.await;
@@ -642,7 +643,7 @@ async fn main() -> anyhow::Result<()> {
             println!("requeued {n}");
         }
         Command::Credits { command } => credits(command).await?,
-        Command::Pipelines { command } => pipelines::run(command).await?,
+        Command::Pipelines { command } => pipelines::run(command, &setup.config).await?,
     }
     Ok(())
 }

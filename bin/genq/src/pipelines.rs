@@ -56,7 +56,7 @@ pub enum PipelinesCommand {
     },
 }
 
-pub async fn run(command: PipelinesCommand) -> anyhow::Result<()> {
+pub async fn run(command: PipelinesCommand, config: &genq_config::Config) -> anyhow::Result<()> {
     match command {
         PipelinesCommand::List {
             state,
@@ -83,7 +83,7 @@ pub async fn run(command: PipelinesCommand) -> anyhow::Result<()> {
         } => {
             let input: serde_json::Value = serde_json::from_str(&input)
                 .map_err(|e| anyhow::anyhow!("the input is not JSON: {e}"))?;
-            let known = genq_catalog::pipelines()?.names();
+            let known = genq_catalog::pipelines_for(config)?.names();
             if !known.contains(&pipeline_type) {
                 bail!(
                     "unknown pipeline type '{pipeline_type}' (known: {})",

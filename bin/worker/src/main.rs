@@ -26,11 +26,12 @@ async fn main() -> anyhow::Result<()> {
     init_tracing();
     let config = genq_config::Config::load(cli.config.as_deref())?;
     let schedules = genq_catalog::schedules(&config)?;
+    let pipelines = genq_catalog::pipelines_for(&config)?;
     run_worker(
         cli.worker,
         genq_catalog::registry_builder(config, cli.routes),
         schedules,
-        genq_catalog::pipelines()?,
+        pipelines,
     )
     .await?;
     Ok(())

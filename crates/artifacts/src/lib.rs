@@ -66,9 +66,20 @@ pub trait ArtifactStore: Send + Sync {
         ext: &str,
         content_type: &str,
     ) -> BoxFuture<'_, Result<ArtifactRef, ArtifactError>>;
-    /// Deletes artifacts older than `age`.
+    /// Deletes artifacts older than `age` (scratch files included).
     fn delete_older_than(&self, age: Duration) -> BoxFuture<'_, Result<Freed, ArtifactError>>;
+    /// Deletes an artifact; deleting one that is not there is not an error
+    /// (idempotent). Answers whether a file was removed.
+    fn delete(&self, key: &str) -> BoxFuture<'_, Result<bool, ArtifactError>>;
+    /// A fresh local path ending in `.{ext}` for a temporary file (ffmpeg's input or
+    /// output), under the store's scratch directory, so the age sweep
+    /// ([`ArtifactStore::delete_older_than`]) removes whatever a crash left there.
+    /// The caller deletes it when done (or moves it in with `put_file`).
+    fn scratch_path(&self, ext: &str) -> BoxFuture<'_, Result<PathBuf, ArtifactError>>;
 }
+
+/// The scratch directory's name under a local store's root.
+pub const SCRATCH_DIR: &str = "scratch";
 
 /// Artifacts in a local directory.
 #[derive(Debug, Clone)]
@@ -238,6 +249,38 @@ impl ArtifactStore for LocalArtifacts {
         .boxed()
     }
 
+    fn delete(&self, key: &str) -> BoxFuture<'_, Result<bool, ArtifactError>> {
+        let key = key.to_owned();
+        async move {
+            let path = self.path_of(&key)?;
+            match tokio::fs::remove_file(&path).await {
+                Ok(()) => {
+                    tracing::debug!(%key, "artifact deleted");
+                    Ok(true)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(io(&path, e)),
+            }
+        }
+        .boxed()
+    }
+
+    fn scratch_path(&self, ext: &str) -> BoxFuture<'_, Result<PathBuf, ArtifactError>> {
+        let ext = ext.to_owned();
+        async move {
+            if ext.is_empty() || ext.len() > 8 || !ext.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                return Err(ArtifactError::InvalidKey(format!("{SCRATCH_DIR}/*.{ext}")));
+            }
+            let dir = self.root.join(SCRATCH_DIR);
+            tokio::fs::create_dir_all(&dir)
+                .await
+                .map_err(|e| io(&dir, e))?;
+            let name = ulid::Ulid::new().to_string().to_lowercase();
+            Ok(dir.join(format!("{name}.{ext}")))
+        }
+        .boxed()
+    }
+
     fn delete_older_than(&self, age: Duration) -> BoxFuture<'_, Result<Freed, ArtifactError>> {
         async move {
             let root = self.root.as_ref().clone();
@@ -307,6 +350,28 @@ mod tests {
         ));
         let freed = store.delete_older_than(Duration::ZERO).await.unwrap();
         assert_eq!(freed, Freed { files: 1, bytes: 5 });
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn delete_is_idempotent_and_scratch_files_are_swept() {
+        let dir = std::env::temp_dir().join(format!("genq-artifacts-{}", ulid::Ulid::new()));
+        let store = LocalArtifacts::new(&dir).unwrap();
+        let r = store.put(b"x".to_vec(), "bin", "x/y").await.unwrap();
+        assert!(store.delete(&r.key).await.unwrap());
+        assert!(!store.delete(&r.key).await.unwrap());
+        assert!(matches!(
+            store.delete("../x").await,
+            Err(ArtifactError::InvalidKey(_))
+        ));
+        let scratch = store.scratch_path("wav").await.unwrap();
+        assert!(scratch.starts_with(dir.join(SCRATCH_DIR)), "{scratch:?}");
+        assert_ne!(scratch, store.scratch_path("wav").await.unwrap());
+        assert!(store.scratch_path("../x").await.is_err());
+        std::fs::write(&scratch, b"left by a crash").unwrap();
+        let freed = store.delete_older_than(Duration::ZERO).await.unwrap();
+        assert_eq!(freed.files, 1);
+        assert!(!scratch.exists());
         let _ = std::fs::remove_dir_all(dir);
     }
 }

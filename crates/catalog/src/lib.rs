@@ -1,9 +1,12 @@
 //! The job types genq ships, built from configuration. A new job type is a crate
 //! under `jobs/` plus one line in [`build`]; nothing else in the framework changes.
+//! The pipeline types are in [`pipelines_for`] (the promo video: [`promo`]).
 
 mod pipelines;
+pub mod promo;
 
-pub use pipelines::{PROBE_FLOW_PARALLELISM, pipelines, probe_flow, probe_gate};
+pub use pipelines::{PROBE_FLOW_PARALLELISM, pipelines, pipelines_for, probe_flow, probe_gate};
+pub use promo::{PROMO, PromoInput, promo};
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -15,6 +18,7 @@ use genq_media::ImageLimits;
 use genq_metrics::ProviderMetrics;
 use genq_providers::{KeyPool, OpenAiClient, ProviderConfig, ProviderError, TaskClient};
 
+use genq_job_assemble_video::AssembleVideo;
 use genq_job_cleanup::{Cleanup, CleanupCounters};
 use genq_job_face_swap::FaceSwap;
 use genq_job_generate_image::{GenerateImage, ImageProvider};
@@ -23,6 +27,8 @@ use genq_job_generate_reply::GenerateReply;
 use genq_job_generate_video::GenerateVideo;
 use genq_job_probe::ProbeJob;
 use genq_job_upscale::{Upscale, Upscaler};
+use genq_job_voice_over::VoiceOver;
+use genq_job_write_script::WriteScript;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -241,6 +247,10 @@ pub fn build(cfg: &Config, deps: &CatalogDeps<'_>) -> Result<Registry, CatalogEr
     ))?;
     route::<Upscale>(&mut r, s)?;
 
+    if cfg.promo.enabled {
+        register_promo_jobs(&mut r, cfg, &clients, &media)?;
+    }
+
     let c = &jobs.cleanup;
     let counters = CleanupCounters {
         files: prometheus::IntCounter::new(
@@ -263,6 +273,56 @@ pub fn build(cfg: &Config, deps: &CatalogDeps<'_>) -> Result<Registry, CatalogEr
         r.route(<Cleanup as Job>::NAME, q)?;
     }
     Ok(r)
+}
+
+/// The promo pipeline's own job types (write_script, voice_over, assemble_video),
+/// routed to `promo.queue` when set.
+fn register_promo_jobs(
+    r: &mut Registry,
+    cfg: &Config,
+    clients: &Clients,
+    media: &MediaDeps,
+) -> Result<(), CatalogError> {
+    let p = &cfg.promo;
+    let default_run = |timeout_secs: u64| {
+        RunSettings::new(Duration::from_secs(timeout_secs), retry_policy(None, None))
+    };
+    if let Some(client) = p
+        .script_provider
+        .as_ref()
+        .and_then(|n| clients.openai.get(n))
+    {
+        r.register(WriteScript::new(
+            client.clone(),
+            p.script_model.clone(),
+            default_run(120),
+        ))?;
+    }
+    if let Some(client) = p
+        .speech_provider
+        .as_ref()
+        .and_then(|n| clients.openai.get(n))
+    {
+        r.register(VoiceOver::new(
+            client.clone(),
+            p.speech_model.clone(),
+            media.clone(),
+            default_run(180),
+        ))?;
+    }
+    r.register(AssembleVideo::new(media.clone(), default_run(900)))?;
+    if let Some(q) = &p.queue {
+        for name in [
+            <WriteScript as Job>::NAME,
+            <VoiceOver as Job>::NAME,
+            <AssembleVideo as Job>::NAME,
+        ] {
+            if r.job_types().contains(&name) {
+                r.route(name, q)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The registry builder a worker process runs once Redis is connected: the

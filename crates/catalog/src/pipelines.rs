@@ -5,6 +5,7 @@
 //!   `review` → finish (a probe given the N outputs in order). For checking a
 //!   deployment's pipelines end to end, tests and benchmarks.
 //! - `probe-gate`: gate `approve` → a probe. A pipeline that parks at once.
+//! - `promo` (when `[promo]` is enabled; see [`crate::promo`]): the promo video.
 
 use std::time::Duration;
 
@@ -142,10 +143,20 @@ pub fn probe_gate() -> Pipeline {
         .price(price)
 }
 
-/// Every pipeline type genq ships.
+/// The pipeline types that need no configuration (`probe-flow`, `probe-gate`).
 pub fn pipelines() -> Result<PipelineRegistry, PipelineError> {
     let mut r = PipelineRegistry::new();
     r.register(probe_flow())?;
     r.register(probe_gate())?;
+    Ok(r)
+}
+
+/// Every pipeline type this configuration offers: [`pipelines`], plus `promo`
+/// when `[promo]` is enabled.
+pub fn pipelines_for(cfg: &genq_config::Config) -> Result<PipelineRegistry, PipelineError> {
+    let mut r = pipelines()?;
+    if cfg.promo.enabled {
+        r.register(crate::promo::promo(&cfg.promo))?;
+    }
     Ok(r)
 }

@@ -42,6 +42,282 @@ pub struct Config {
     pub jobs: JobsSection,
     #[serde(default)]
     pub bot: BotConfig,
+    /// The promo-video pipeline (`[promo]`); off unless `enabled`.
+    #[serde(default)]
+    pub promo: PromoSettings,
+}
+
+/// The promo-video pipeline (`[promo]`): brief → script → approve → images →
+/// approve → clips → approve → voice-over → assembled video.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromoSettings {
+    /// Whether the `promo` pipeline type (and its job types) is offered.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Credits a promo video costs (charged once for the whole pipeline).
+    #[serde(default = "default_promo_price")]
+    pub price: i64,
+    /// Segments of the script's intro, main part and outro.
+    #[serde(default = "default_promo_intro")]
+    pub intro: u32,
+    #[serde(default = "default_promo_main")]
+    pub main: u32,
+    #[serde(default = "default_promo_outro")]
+    pub outro: u32,
+    /// Seconds each segment (one image, one clip) lasts.
+    #[serde(default = "default_promo_segment_secs")]
+    pub segment_secs: u32,
+    /// Images generated at once.
+    #[serde(default = "default_promo_parallelism")]
+    pub image_parallelism: usize,
+    /// Clips animated at once.
+    #[serde(default = "default_promo_parallelism")]
+    pub clip_parallelism: usize,
+    /// How long each approval waits for the user.
+    #[serde(default = "default_promo_approval_timeout")]
+    pub approval_timeout_secs: u64,
+    /// The OpenAI-protocol provider writing the script.
+    #[serde(default)]
+    pub script_provider: Option<String>,
+    #[serde(default = "default_promo_script_model")]
+    pub script_model: String,
+    /// The OpenAI-protocol provider speaking the voice-over.
+    #[serde(default)]
+    pub speech_provider: Option<String>,
+    #[serde(default = "default_promo_speech_model")]
+    pub speech_model: String,
+    /// The voice-over's voice.
+    #[serde(default = "default_promo_voice")]
+    pub voice: String,
+    /// Size of each segment's image, `WIDTHxHEIGHT` (each side 64-4096).
+    #[serde(default = "default_promo_image_size")]
+    pub image_size: String,
+    /// Images the bot shows for approval (the rest are counted).
+    #[serde(default = "default_promo_image_previews")]
+    pub image_previews: u32,
+    /// Clips the bot shows for approval.
+    #[serde(default = "default_promo_video_previews")]
+    pub video_previews: u32,
+    /// Queue of the promo's own job types (write_script, voice_over,
+    /// assemble_video); default: each type's own (`text`, `text`, `video`).
+    #[serde(default)]
+    pub queue: Option<String>,
+}
+
+/// The most segments one part of a promo may have.
+pub const PROMO_MAX_PART_SEGMENTS: u32 = 30;
+/// The longest promo video, in seconds.
+pub const PROMO_MAX_TOTAL_SECS: u32 = 600;
+/// The longest approval wait, in seconds (4 h).
+pub const PROMO_MAX_APPROVAL_SECS: u64 = 4 * 3600;
+
+fn default_promo_price() -> i64 {
+    50
+}
+fn default_promo_intro() -> u32 {
+    3
+}
+fn default_promo_main() -> u32 {
+    4
+}
+fn default_promo_outro() -> u32 {
+    3
+}
+fn default_promo_segment_secs() -> u32 {
+    5
+}
+fn default_promo_parallelism() -> usize {
+    3
+}
+fn default_promo_approval_timeout() -> u64 {
+    600
+}
+fn default_promo_script_model() -> String {
+    "gpt-4o-mini".to_owned()
+}
+fn default_promo_speech_model() -> String {
+    "tts-1".to_owned()
+}
+fn default_promo_voice() -> String {
+    "alloy".to_owned()
+}
+fn default_promo_image_size() -> String {
+    "1024x1792".to_owned()
+}
+fn default_promo_image_previews() -> u32 {
+    3
+}
+fn default_promo_video_previews() -> u32 {
+    2
+}
+
+impl Default for PromoSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            price: default_promo_price(),
+            intro: default_promo_intro(),
+            main: default_promo_main(),
+            outro: default_promo_outro(),
+            segment_secs: default_promo_segment_secs(),
+            image_parallelism: default_promo_parallelism(),
+            clip_parallelism: default_promo_parallelism(),
+            approval_timeout_secs: default_promo_approval_timeout(),
+            script_provider: None,
+            script_model: default_promo_script_model(),
+            speech_provider: None,
+            speech_model: default_promo_speech_model(),
+            voice: default_promo_voice(),
+            image_size: default_promo_image_size(),
+            image_previews: default_promo_image_previews(),
+            video_previews: default_promo_video_previews(),
+            queue: None,
+        }
+    }
+}
+
+impl PromoSettings {
+    /// Segments in all.
+    pub fn segments(&self) -> u32 {
+        self.intro + self.main + self.outro
+    }
+
+    /// The video's length in seconds.
+    pub fn total_secs(&self) -> u32 {
+        self.segments() * self.segment_secs
+    }
+
+    /// `image_size` as (width, height), if it is `WIDTHxHEIGHT` with sides 64-4096.
+    pub fn image_dimensions(&self) -> Option<(u32, u32)> {
+        let (w, h) = self.image_size.split_once('x')?;
+        let (w, h): (u32, u32) = (w.trim().parse().ok()?, h.trim().parse().ok()?);
+        let ok = |side: u32| (64..=4096).contains(&side);
+        (ok(w) && ok(h)).then_some((w, h))
+    }
+
+    /// Checks the section (only when enabled: a disabled one is ignored).
+    fn validate(&self, cfg: &Config) -> Result<(), ConfigError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        self.validate_numbers()?;
+        for (setting, provider) in [
+            ("promo.script_provider", &self.script_provider),
+            ("promo.speech_provider", &self.speech_provider),
+        ] {
+            cfg.check_openai_provider(setting, provider.as_deref())?;
+        }
+        for (setting, value) in [
+            ("promo.script_model", &self.script_model),
+            ("promo.speech_model", &self.speech_model),
+            ("promo.voice", &self.voice),
+        ] {
+            if value.trim().is_empty() {
+                return Err(invalid(setting, "must not be empty"));
+            }
+        }
+        if self.image_dimensions().is_none() {
+            return Err(invalid(
+                "promo.image_size",
+                format!(
+                    "'{}' must be WIDTHxHEIGHT with each side 64-4096",
+                    self.image_size
+                ),
+            ));
+        }
+        for (job, settings) in [
+            ("generate_image", &cfg.jobs.generate_image),
+            ("generate_video", &cfg.jobs.generate_video),
+        ] {
+            if settings.provider.is_none() {
+                return Err(invalid(
+                    format!("jobs.{job}.provider"),
+                    "is required when promo.enabled = true (the promo pipeline runs it)",
+                ));
+            }
+        }
+        if let Some(q) = &self.queue {
+            genq_core::validate_queue_name(q).map_err(|e| invalid("promo.queue", e.to_string()))?;
+            if q == "pipelines" {
+                return Err(invalid(
+                    "promo.queue",
+                    "'pipelines' is reserved for the pipelines themselves",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_numbers(&self) -> Result<(), ConfigError> {
+        if self.price < 0 {
+            return Err(invalid(
+                "promo.price",
+                format!("must not be negative, got {}", self.price),
+            ));
+        }
+        for (setting, n) in [
+            ("promo.intro", self.intro),
+            ("promo.main", self.main),
+            ("promo.outro", self.outro),
+        ] {
+            if n > PROMO_MAX_PART_SEGMENTS {
+                return Err(invalid(
+                    setting,
+                    format!("{n} segments: at most {PROMO_MAX_PART_SEGMENTS}"),
+                ));
+            }
+        }
+        if self.segments() == 0 {
+            return Err(invalid(
+                "promo.main",
+                "the script needs at least one segment (promo.intro + promo.main + promo.outro is 0)",
+            ));
+        }
+        if !(1..=30).contains(&self.segment_secs) {
+            return Err(invalid(
+                "promo.segment_secs",
+                format!("must be 1-30 (a clip's length), got {}", self.segment_secs),
+            ));
+        }
+        if self.total_secs() > PROMO_MAX_TOTAL_SECS {
+            return Err(invalid(
+                "promo.segment_secs",
+                format!(
+                    "{} segments of {} s make {} s: the video may be at most {PROMO_MAX_TOTAL_SECS} s",
+                    self.segments(),
+                    self.segment_secs,
+                    self.total_secs()
+                ),
+            ));
+        }
+        for (setting, n) in [
+            ("promo.image_parallelism", self.image_parallelism),
+            ("promo.clip_parallelism", self.clip_parallelism),
+        ] {
+            if !(1..=100).contains(&n) {
+                return Err(invalid(setting, format!("must be 1-100, got {n}")));
+            }
+        }
+        if !(1..=PROMO_MAX_APPROVAL_SECS).contains(&self.approval_timeout_secs) {
+            return Err(invalid(
+                "promo.approval_timeout_secs",
+                format!(
+                    "must be 1-{PROMO_MAX_APPROVAL_SECS} (4 h), got {}",
+                    self.approval_timeout_secs
+                ),
+            ));
+        }
+        for (setting, n) in [
+            ("promo.image_previews", self.image_previews),
+            ("promo.video_previews", self.video_previews),
+        ] {
+            if n > 10 {
+                return Err(invalid(setting, format!("must be 0-10, got {n}")));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The Telegram bot (`[bot]`). The token is never in the file: `GENQ_BOT_TOKEN`.
@@ -664,7 +940,44 @@ impl Config {
         if self.artifacts.max_input_mb == 0 {
             return Err(invalid("artifacts.max_input_mb", "must be at least 1"));
         }
+        self.promo.validate(self)?;
         self.bot.validate()
+    }
+
+    /// `provider` (setting `setting`) is set and names an OpenAI-protocol provider.
+    fn check_openai_provider(
+        &self,
+        setting: &str,
+        provider: Option<&str>,
+    ) -> Result<(), ConfigError> {
+        let Some(name) = provider else {
+            return Err(invalid(
+                setting,
+                "is required when promo.enabled = true (an openai-protocol provider)",
+            ));
+        };
+        match self.providers.get(name) {
+            None => {
+                let known = self
+                    .providers
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                Err(invalid(
+                    setting,
+                    format!("no provider named '{name}' (configured: {known})"),
+                ))
+            }
+            Some(p) if p.protocol != Protocol::Openai => Err(invalid(
+                setting,
+                format!(
+                    "provider '{name}' speaks {:?}: must be an openai-protocol provider",
+                    p.protocol
+                ),
+            )),
+            Some(_) => Ok(()),
+        }
     }
 
     fn validate_common(&self, at: &str, s: &JobSettings) -> Result<(), ConfigError> {
@@ -754,6 +1067,95 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("unknown field `prise`"), "{err}");
+    }
+
+    fn promo(cfg: &mut Config) -> &mut PromoSettings {
+        cfg.promo.enabled = true;
+        &mut cfg.promo
+    }
+
+    fn error_of(cfg: &Config) -> String {
+        cfg.validate().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_example_enables_promo_with_the_defaults() {
+        let cfg = Config::parse(EXAMPLE, "x").unwrap();
+        assert!(cfg.promo.enabled);
+        assert_eq!(cfg.promo.segments(), 10);
+        assert_eq!(cfg.promo.total_secs(), 50);
+        assert_eq!(cfg.promo.script_provider.as_deref(), Some("llm"));
+        let off = Config::default();
+        assert!(!off.promo.enabled);
+        assert_eq!(off.promo.price, 50);
+        assert_eq!(off.promo.voice, "alloy");
+        assert_eq!(off.promo.image_dimensions(), Some((1024, 1792)));
+        off.validate().unwrap();
+    }
+
+    #[test]
+    fn bad_promo_settings_are_named() {
+        let base = Config::parse(EXAMPLE, "x").unwrap();
+
+        let mut cfg = base.clone();
+        promo(&mut cfg).script_provider = Some("media".to_owned());
+        assert_eq!(
+            error_of(&cfg),
+            "promo.script_provider: provider 'media' speaks Queue: must be an openai-protocol provider"
+        );
+        let mut cfg = base.clone();
+        promo(&mut cfg).speech_provider = None;
+        assert!(error_of(&cfg).starts_with("promo.speech_provider: is required"));
+        let mut cfg = base.clone();
+        promo(&mut cfg).speech_provider = Some("tts".to_owned());
+        assert!(error_of(&cfg).starts_with("promo.speech_provider: no provider named 'tts'"));
+
+        let mut cfg = base.clone();
+        cfg.jobs.generate_video.provider = None;
+        assert!(error_of(&cfg).starts_with("jobs.generate_video.provider: is required when promo"));
+        let mut cfg = base.clone();
+        cfg.jobs.generate_image.provider = None;
+        assert!(error_of(&cfg).starts_with("jobs.generate_image.provider: is required when promo"));
+
+        let mut cfg = base.clone();
+        promo(&mut cfg).main = 31;
+        assert_eq!(error_of(&cfg), "promo.main: 31 segments: at most 30");
+        let mut cfg = base.clone();
+        let p = promo(&mut cfg);
+        p.intro = 30;
+        p.main = 30;
+        p.segment_secs = 10;
+        assert!(error_of(&cfg).starts_with("promo.segment_secs: 63 segments of 10 s make 630 s"));
+        let mut cfg = base.clone();
+        promo(&mut cfg).approval_timeout_secs = 5 * 3600;
+        assert!(error_of(&cfg).starts_with("promo.approval_timeout_secs: must be 1-14400"));
+        let mut cfg = base.clone();
+        promo(&mut cfg).image_size = "big".to_owned();
+        assert!(error_of(&cfg).starts_with("promo.image_size: 'big'"));
+        let mut cfg = base.clone();
+        promo(&mut cfg).image_parallelism = 0;
+        assert!(error_of(&cfg).starts_with("promo.image_parallelism: must be 1-100"));
+        let mut cfg = base.clone();
+        promo(&mut cfg).price = -1;
+        assert!(error_of(&cfg).starts_with("promo.price: must not be negative"));
+        let mut cfg = base.clone();
+        promo(&mut cfg).queue = Some("Bad Queue".to_owned());
+        assert!(
+            error_of(&cfg).starts_with("promo.queue:"),
+            "{}",
+            error_of(&cfg)
+        );
+
+        // a disabled section is not checked
+        let mut cfg = base.clone();
+        cfg.promo.enabled = false;
+        cfg.promo.main = 99;
+        cfg.validate().unwrap();
+
+        let err = Config::parse("[promo]\nenabeld = true\n", "f.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `enabeld`"), "{err}");
     }
 
     #[test]

@@ -87,7 +87,8 @@ pub fn base64(bytes: &[u8]) -> String {
 
 /// Runs a queue-style provider task to its result, paying once: a task submitted by
 /// an earlier run of this job (recorded as a checkpoint before waiting) is resumed,
-/// not submitted again. Progress goes to the job.
+/// not submitted again; the submit carries `Idempotency-Key: genq-<job id>`, so a
+/// re-run that lost its checkpoint gets the same task back. Progress goes to the job.
 pub async fn run_task(
     ctx: &JobContext,
     client: &TaskClient,
@@ -99,7 +100,8 @@ pub async fn run_task(
     let task = match ctx.checkpoint::<ProviderTask>().await? {
         Some(t) if t.provider == client.name() => t,
         _ => {
-            let t = client.submit(model, kind, input).await?;
+            let key = genq_providers::idempotency_key(ctx.id());
+            let t = client.submit(model, kind, input, &key).await?;
             ctx.save_checkpoint(&t).await?;
             t
         }
@@ -149,6 +151,49 @@ pub struct RunSettings {
 impl RunSettings {
     pub fn new(timeout: Duration, policy: RetryPolicy) -> Self {
         Self { timeout, policy }
+    }
+}
+
+/// Temporary files of one run, under the artifact store's scratch directory: each
+/// is deleted when this is dropped (the run ended, failed, or was cancelled);
+/// whatever a crash leaves behind is removed by Cleanup's age sweep.
+#[derive(Default)]
+pub struct ScratchFiles {
+    paths: Vec<std::path::PathBuf>,
+}
+
+impl ScratchFiles {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A fresh scratch path ending in `.{ext}`, deleted with this.
+    pub async fn path(
+        &mut self,
+        store: &dyn ArtifactStore,
+        ext: &str,
+    ) -> Result<std::path::PathBuf, JobError> {
+        let path = store.scratch_path(ext).await.map_err(artifact_error)?;
+        self.paths.push(path.clone());
+        Ok(path)
+    }
+
+    /// Deletes `path` too when this is dropped (a file a tool wrote beside a scratch file).
+    pub fn track(&mut self, path: std::path::PathBuf) {
+        self.paths.push(path);
+    }
+}
+
+impl Drop for ScratchFiles {
+    fn drop(&mut self) {
+        for path in &self.paths {
+            // a file moved into the store (put_file) is already gone
+            if let Err(e) = std::fs::remove_file(path)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove a scratch file");
+            }
+        }
     }
 }
 

@@ -19,4 +19,8 @@ pub use picture::{
     EncodedImage, ImageFormat, ImageLimits, TELEGRAM_FILE_LIMIT, TELEGRAM_PHOTO_LIMIT, decode,
     dimensions, normalize_for_telegram, upscale,
 };
-pub use video::{VideoInfo, concat_videos, fit_video, probe_video};
+pub use video::{
+    AudioPlan, CUT_FADE_SECS, FittedAudio, MAX_CLIPS, MAX_TEMPO, MIN_TEMPO, MediaInfo,
+    VideoExpectation, VideoInfo, assemble_clips, check_video, concat_videos, fit_audio, fit_video,
+    probe_media, probe_video,
+};

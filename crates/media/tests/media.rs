@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use genq_media::{
-    ImageFormat, ImageLimits, MediaError, VideoInfo, concat_videos, decode, dimensions, fit_video,
-    normalize_for_telegram, probe_video, upscale,
+    AudioPlan, ImageFormat, ImageLimits, MAX_TEMPO, MediaError, VideoExpectation, VideoInfo,
+    assemble_clips, check_video, concat_videos, decode, dimensions, fit_audio, fit_video,
+    normalize_for_telegram, probe_media, probe_video, upscale,
 };
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::{DynamicImage, GrayImage, ImageBuffer, Rgb, RgbImage, Rgba, RgbaImage};
@@ -535,4 +536,103 @@ async fn concat_refuses_segments_that_do_not_match() {
         "{error}"
     );
     assert!(!out.exists());
+}
+
+// ------------------------------------------------------- promo: voice and assembly
+
+/// `secs` of a 440 Hz tone as a 16 kHz mono WAV (like a speech API's answer).
+fn test_speech(path: &Path, secs: f64) {
+    ffmpeg(
+        &format!("-f lavfi -i sine=frequency=440:duration={secs}:sample_rate=16000 -ac 1"),
+        path,
+    );
+}
+
+#[tokio::test]
+async fn a_voice_is_fitted_by_tempo_by_padding_and_by_cutting() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let dir = Scratch::new("voice");
+    let cases = [
+        // (speech secs, target secs, what the plan must be)
+        (4.5, 5.0, "tempo"),
+        (2.0, 5.0, "pad"),
+        (8.0, 5.0, "cut"),
+    ];
+    for (i, (speech, target, kind)) in cases.into_iter().enumerate() {
+        let input = dir.path(&format!("speech{i}.wav"));
+        test_speech(&input, speech);
+        let out = dir.path(&format!("voice{i}.m4a"));
+        let fitted = fit_audio(&input, target, &out).await.unwrap();
+        assert_near(fitted.speech_secs, speech, 0.05);
+        assert_near(fitted.duration_secs, target, 0.1);
+        let probed = probe_media(&out).await.unwrap();
+        assert_eq!((probed.video_streams, probed.audio_streams), (0, 1));
+        assert_near(probed.duration_secs, target, 0.1);
+        match (kind, &fitted.plan) {
+            ("tempo", AudioPlan::Tempo { tempo }) => assert_near(*tempo, 0.9, 0.01),
+            ("pad", AudioPlan::Pad { silence_secs }) => assert_near(*silence_secs, 3.0, 0.05),
+            ("cut", AudioPlan::SpeedAndCut { tempo, cut_secs }) => {
+                assert_eq!(*tempo, MAX_TEMPO);
+                assert_near(*cut_secs, 1.4, 0.05);
+            }
+            (kind, plan) => panic!("expected {kind}, got {plan:?}"),
+        }
+    }
+    let silent = dir.path("silent.mp4");
+    test_video(&silent, 1);
+    let error = fit_audio(&silent, 5.0, &dir.path("x.m4a"))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("no audio stream"), "{error}");
+}
+
+#[tokio::test]
+async fn clips_of_other_lengths_and_sizes_are_assembled_to_an_exact_length() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let dir = Scratch::new("assemble");
+    let short = dir.path("a.mp4");
+    test_video(&short, 1);
+    let long = dir.path("b.mp4");
+    test_video(&long, 3);
+    let other = dir.path("c.mp4");
+    // another size, with an audio track of its own (dropped)
+    ffmpeg(
+        "-f lavfi -i testsrc=duration=2:size=320x180:rate=30 \
+         -f lavfi -i sine=frequency=220:duration=2 -pix_fmt yuv420p -c:a aac -shortest",
+        &other,
+    );
+    let voice = dir.path("voice.wav");
+    test_speech(&voice, 4.0);
+    let out = dir.path("promo.mp4");
+    let clips = vec![short, long, other];
+
+    let info = assemble_clips(&clips, &voice, 2.0, &out).await.unwrap();
+
+    assert_near(info.duration_secs, 6.0, 0.2);
+    assert_eq!((info.video_streams, info.audio_streams), (1, 1));
+    assert_eq!((info.width, info.height), (Some(640), Some(480)));
+    assert_eq!(stream_types(&out), ["video", "audio"]);
+    let expected = VideoExpectation {
+        duration_secs: 6.0,
+        tolerance_secs: 1.0,
+        video_streams: 1,
+        audio_streams: 1,
+        max_bytes: 50 * 1024 * 1024,
+    };
+    check_video(&out, &expected).await.unwrap();
+    let wrong = VideoExpectation {
+        duration_secs: 10.0,
+        ..expected
+    };
+    let error = check_video(&out, &wrong).await.unwrap_err();
+    assert!(error.to_string().contains("not 10.00 ± 1 s"), "{error}");
+
+    let error = assemble_clips(&[], &voice, 2.0, &dir.path("none.mp4"))
+        .await
+        .unwrap_err();
+    assert!(error.is_bad_input(), "{error}");
 }

@@ -23,6 +23,9 @@ pub struct StepView {
     pub error_class: Option<String>,
     /// Whether this is the fallback job of a failed one.
     pub fallback: bool,
+    /// The job's result once the pipeline recorded it (`o.<stage>.<index>`).
+    #[serde(default)]
+    pub output: Option<Value>,
 }
 
 /// One stage.
@@ -172,6 +175,10 @@ pub(crate) fn build(rec: &Record, steps: &HashMap<String, String>) -> PipelineVi
                 error: steps.get(&format!("e.{key}")).cloned(),
                 error_class: steps.get(&format!("c.{key}")).cloned(),
                 fallback,
+                output: steps
+                    .get(&format!("o.{key}"))
+                    .filter(|o| !o.is_empty())
+                    .and_then(|o| serde_json::from_str(o).ok()),
             });
         }
         let is_gate = kind == "gate";

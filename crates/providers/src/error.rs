@@ -15,6 +15,10 @@ pub enum ProviderErrorKind {
     BadInput,
     /// 5xx, connection, timeout, malformed response, provider-side task failure.
     Transient,
+    /// A structured (JSON-schema) chat reply whose content is not JSON: the call
+    /// itself worked, so a job can ask again with the parse error fed back. As a
+    /// failure class it is transient (asking again may help).
+    MalformedOutput,
 }
 
 /// A classified provider failure. `message` is for operators (the provider's own
@@ -44,7 +48,9 @@ impl ProviderError {
             ProviderErrorKind::ContentPolicy => FailureClass::UserViolation,
             ProviderErrorKind::Billing => FailureClass::Billing,
             ProviderErrorKind::BadInput => FailureClass::BadInput,
-            ProviderErrorKind::Transient => FailureClass::Transient,
+            ProviderErrorKind::Transient | ProviderErrorKind::MalformedOutput => {
+                FailureClass::Transient
+            }
         }
     }
 }

@@ -1,6 +1,7 @@
 //! AI provider clients (see docs/PROVIDER-PROTOCOLS.md).
 //!
-//! - [`OpenAiClient`]: chat completions, image generation, transcription, speech.
+//! - [`OpenAiClient`]: chat completions (also with a JSON-schema structured reply),
+//!   image generation, transcription, speech.
 //! - [`TaskClient`]: queue-style generation (submit, poll, fetch) for video, face
 //!   swap, upscale and images.
 //! - [`KeyPool`]: round-robin over a provider's healthy API keys; a key that is rate
@@ -24,7 +25,9 @@ pub use classify::classify_response;
 pub use error::{ProviderError, ProviderErrorKind};
 pub use keys::{ApiKey, CoolReason, Cooling, KeyPool};
 pub use openai::{ChatMessage, OpenAiClient};
-pub use tasks::{ProviderTask, TaskClient, TaskKind, TaskStatus};
+pub use tasks::{
+    IDEMPOTENCY_HEADER, ProviderTask, TaskClient, TaskKind, TaskStatus, idempotency_key,
+};
 
 use std::time::Duration;
 

@@ -9,9 +9,33 @@ use serde::{Deserialize, Serialize};
 use crate::{
     ProviderConfig,
     call::{Caller, decode},
-    error::ProviderError,
+    error::{ProviderError, ProviderErrorKind},
     keys::KeyPool,
 };
+
+/// How much of a reply that is not JSON goes into the error message.
+const MALFORMED_EXCERPT_CHARS: usize = 200;
+
+/// A structured reply's JSON, or the refusal / parse failure as a classified error.
+fn structured_content(
+    provider: &str,
+    message: StructuredMessage,
+) -> Result<serde_json::Value, ProviderError> {
+    if let Some(refusal) = message.refusal.filter(|r| !r.trim().is_empty()) {
+        return Err(ProviderError::new(
+            ProviderErrorKind::ContentPolicy,
+            format!("provider '{provider}' refused: {refusal}"),
+        ));
+    }
+    let content = message.content.unwrap_or_default();
+    serde_json::from_str(&content).map_err(|e| {
+        let excerpt: String = content.chars().take(MALFORMED_EXCERPT_CHARS).collect();
+        ProviderError::new(
+            ProviderErrorKind::MalformedOutput,
+            format!("the reply is not valid JSON ({e}): {excerpt}"),
+        )
+    })
+}
 
 /// One chat message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +62,25 @@ struct ChatResponse {
 #[derive(Deserialize)]
 struct ChatChoice {
     message: ChatMessage,
+}
+
+#[derive(Deserialize)]
+struct StructuredResponse {
+    choices: Vec<StructuredChoice>,
+}
+
+#[derive(Deserialize)]
+struct StructuredChoice {
+    message: StructuredMessage,
+}
+
+/// A structured reply's message: JSON text in `content`, or a `refusal`.
+#[derive(Deserialize)]
+struct StructuredMessage {
+    #[serde(default)]
+    content: Option<String>,
+    #[serde(default)]
+    refusal: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -114,6 +157,48 @@ impl OpenAiClient {
                     self.caller.name
                 ))
             })
+    }
+
+    /// A chat completion whose reply must follow a JSON schema (`response_format:
+    /// {type: "json_schema", json_schema: {name, strict: true, schema}}`); the
+    /// reply's content parsed as JSON (not checked against the schema here).
+    ///
+    /// A refusal (`message.refusal`) is [`ProviderErrorKind::ContentPolicy`]; content
+    /// that is not JSON is [`ProviderErrorKind::MalformedOutput`] with the parse
+    /// error in the message, so the caller can ask again with it fed back.
+    pub async fn chat_structured(
+        &self,
+        model: &str,
+        messages: &[ChatMessage],
+        schema_name: &str,
+        schema: serde_json::Value,
+    ) -> Result<serde_json::Value, ProviderError> {
+        let url = self.caller.url("/chat/completions");
+        let body = serde_json::json!({
+            "model": model,
+            "messages": messages,
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": { "name": schema_name, "strict": true, "schema": schema },
+            },
+        });
+        let (_, raw) = self
+            .caller
+            .send("chat", |http, _| http.post(&url).json(&body))
+            .await?;
+        let reply: StructuredResponse = decode(&self.caller.name, "chat", &raw)?;
+        let message = reply
+            .choices
+            .into_iter()
+            .next()
+            .map(|c| c.message)
+            .ok_or_else(|| {
+                ProviderError::transient(format!(
+                    "provider '{}' chat: no choices in the response",
+                    self.caller.name
+                ))
+            })?;
+        structured_content(&self.caller.name, message)
     }
 
     /// Generates one image; its encoded bytes (PNG from the protocol).
@@ -194,5 +279,32 @@ impl OpenAiClient {
             .send("speech", |http, _| http.post(&url).json(&body))
             .await?;
         Ok(raw)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(content: Option<&str>, refusal: Option<&str>) -> StructuredMessage {
+        StructuredMessage {
+            content: content.map(str::to_owned),
+            refusal: refusal.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn structured_replies_are_json_refusals_or_malformed() {
+        let ok = structured_content("p", message(Some(r#"{"a":1}"#), None)).unwrap();
+        assert_eq!(ok, serde_json::json!({"a": 1}));
+        let refused = structured_content("p", message(None, Some("no"))).unwrap_err();
+        assert_eq!(refused.kind, ProviderErrorKind::ContentPolicy);
+        assert_eq!(refused.class(), genq_core::FailureClass::UserViolation);
+        let bad = structured_content("p", message(Some("{\"a\": ["), None)).unwrap_err();
+        assert_eq!(bad.kind, ProviderErrorKind::MalformedOutput);
+        assert!(
+            bad.message.starts_with("the reply is not valid JSON"),
+            "{bad}"
+        );
     }
 }

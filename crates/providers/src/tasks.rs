@@ -12,6 +12,15 @@ use crate::{
     keys::KeyPool,
 };
 
+/// The header a task submit carries its idempotency key in.
+pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
+
+/// The idempotency key of the task a job submits: `genq-<job id>`, the same on
+/// every run (attempt) of the job.
+pub fn idempotency_key(job_id: &str) -> String {
+    format!("genq-{job_id}")
+}
+
 /// What a task makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -109,18 +118,26 @@ impl TaskClient {
         &self.caller.keys
     }
 
-    /// Submits a task (a paid call).
+    /// Submits a task (a paid call) with header `Idempotency-Key: <idempotency_key>`:
+    /// the provider answers a repeated key with the task it already created, so a
+    /// job re-run that lost its checkpoint pays once. Jobs pass `genq-<job id>`
+    /// ([`idempotency_key`]), the same on every run of the job.
     pub async fn submit(
         &self,
         model: &str,
         kind: TaskKind,
         input: serde_json::Value,
+        idempotency_key: &str,
     ) -> Result<ProviderTask, ProviderError> {
         let url = self.caller.url("/tasks");
         let body = serde_json::json!({ "model": model, "kind": kind, "input": input });
         let (key, raw) = self
             .caller
-            .send("submit", |http, _| http.post(&url).json(&body))
+            .send("submit", |http, _| {
+                http.post(&url)
+                    .header(IDEMPOTENCY_HEADER, idempotency_key)
+                    .json(&body)
+            })
             .await?;
         let submitted: Submitted = decode(&self.caller.name, "submit", &raw)?;
         Ok(ProviderTask {

@@ -95,6 +95,7 @@ async fn tasks_submit_poll_and_download_with_the_submitting_key() {
             "img",
             TaskKind::Image,
             serde_json::json!({ "prompt": "x", "width": 64, "height": 32 }),
+            "genq-tasks-1",
         )
         .await
         .unwrap();
@@ -110,9 +111,85 @@ async fn tasks_submit_poll_and_download_with_the_submitting_key() {
     assert_eq!(&png[1..4], b"PNG");
 
     let err = client
-        .submit("v", TaskKind::Video, serde_json::json!({}))
+        .submit("v", TaskKind::Video, serde_json::json!({}), "genq-tasks-2")
         .await
         .unwrap_err();
     assert_eq!(err.kind, ProviderErrorKind::BadInput, "{err}");
+    cleanup_prefix(&redis_url(), &prefix).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_idempotency_key_gets_the_same_task_and_pays_once() {
+    let fake = FakeProvider::start().await;
+    fake.set_task_duration(Duration::from_millis(100));
+    let prefix = unique_prefix("idem");
+    let metrics = ProviderMetrics::new(&prometheus::Registry::new()).unwrap();
+    let client = TaskClient::new(
+        &cfg(&fake, "/queue"),
+        pool(&prefix, &["t1"], &metrics).await,
+        metrics,
+    )
+    .unwrap();
+    let input = serde_json::json!({ "prompt": "x", "width": 64, "height": 32 });
+    let key = genq_providers::idempotency_key("job-1");
+    assert_eq!(key, "genq-job-1");
+    let first = client
+        .submit("img", TaskKind::Image, input.clone(), &key)
+        .await
+        .unwrap();
+    let again = client
+        .submit("img", TaskKind::Image, input.clone(), &key)
+        .await
+        .unwrap();
+    assert_eq!(first, again, "the same task for the same key");
+    assert_eq!(fake.submits(), 1, "one task created");
+    assert_eq!(fake.calls("submit"), 2, "both HTTP calls counted");
+    let other = client
+        .submit("img", TaskKind::Image, input, "genq-job-2")
+        .await
+        .unwrap();
+    assert_ne!(other.id, first.id);
+    assert_eq!(fake.submits(), 2);
+    cleanup_prefix(&redis_url(), &prefix).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn structured_chat_answers_json_and_malformed_content_is_told_apart() {
+    let fake = FakeProvider::start().await;
+    let prefix = unique_prefix("structured");
+    let metrics = ProviderMetrics::new(&prometheus::Registry::new()).unwrap();
+    let client = OpenAiClient::new(
+        &cfg(&fake, "/v1"),
+        pool(&prefix, &["k"], &metrics).await,
+        metrics,
+    )
+    .unwrap();
+    let messages = [ChatMessage::new(
+        "user",
+        "Brief: fresh coffee\nLayout: 1 intro, 1 main, 1 outro segments of 4 seconds each.",
+    )];
+    let schema = serde_json::json!({"type": "object"});
+    let script = client
+        .chat_structured("m", &messages, "promo_script", schema.clone())
+        .await
+        .unwrap();
+    assert_eq!(script["segments"].as_array().map(Vec::len), Some(3));
+    assert_eq!(script["segments"][2]["end_secs"], 12);
+    assert!(script["title"].as_str().unwrap().contains("fresh coffee"));
+
+    fake.set_malformed_scripts(1);
+    let err = client
+        .chat_structured("m", &messages, "promo_script", schema.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ProviderErrorKind::MalformedOutput, "{err}");
+    assert!(
+        client
+            .chat_structured("m", &messages, "promo_script", schema)
+            .await
+            .is_ok(),
+        "only the next one was malformed"
+    );
+    assert_eq!(fake.calls("chat"), 3);
     cleanup_prefix(&redis_url(), &prefix).await;
 }

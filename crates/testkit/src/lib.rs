@@ -47,7 +47,8 @@ pub(crate) fn spawn_server(
 }
 
 pub use fake_provider::{
-    DEFAULT_TASK_DURATION, FakeFailure, FakeProvider, MALFORMED_BODY, TaskErrorCode, providers_toml,
+    DEFAULT_TASK_DURATION, FakeFailure, FakeProvider, MALFORMED_BODY, TaskErrorCode, promo_toml,
+    providers_toml,
 };
 pub use fake_telegram::{
     CallbackAnswer, FakeTelegram, Invoice, PreCheckoutAnswer, SentKind, SentMessage, StarRefund,

@@ -263,6 +263,48 @@ async fn send_photo_uploads_multipart_within_the_limit() {
 }
 
 #[tokio::test]
+async fn send_media_group_records_each_picture_as_a_message() {
+    use teloxide::types::{InputMedia, InputMediaPhoto};
+    let s = Setup::new().await;
+    let album: Vec<InputMedia> = (0..3)
+        .map(|i| {
+            let mut p = InputMediaPhoto::new(
+                InputFile::memory(png(32 + i, 24)).file_name(format!("{i}.png")),
+            );
+            if i == 0 {
+                p = p.caption("Three pictures");
+            }
+            InputMedia::Photo(p)
+        })
+        .collect();
+    let sent = s
+        .bot
+        .send_media_group(ChatId(CHAT), album)
+        .await
+        .expect("sendMediaGroup");
+    assert_eq!(sent.len(), 3);
+    assert_eq!(sent[0].caption(), Some("Three pictures"));
+    let widths: Vec<u32> = sent
+        .iter()
+        .map(|m| m.photo().expect("photo").last().expect("a size").width)
+        .collect();
+    assert_eq!(widths, vec![32, 33, 34]);
+    let records = s.fake.sent(CHAT);
+    assert_eq!(records.len(), 3);
+    assert!(records.iter().all(|r| r.kind == SentKind::Photo));
+
+    let one = vec![InputMedia::Photo(InputMediaPhoto::new(InputFile::memory(
+        png(8, 8),
+    )))];
+    let refused = s.bot.send_media_group(ChatId(CHAT), one).await;
+    assert!(
+        unknown_api_error(refused).contains("media group"),
+        "an album of one is refused"
+    );
+    assert_eq!(s.fake.sent(CHAT).len(), 3);
+}
+
+#[tokio::test]
 async fn video_and_document_uploads() {
     let s = Setup::new().await;
     let video = s

@@ -1,15 +1,20 @@
-//! Video: probing, fitting under an upload limit, concatenation. Everything here runs
+//! Video: probing, fitting under an upload limit, concatenation, assembling clips
+//! with a voice-over, fitting a voice to a length. Everything here runs
 //! the `ffmpeg`/`ffprobe` binaries found on `PATH`.
 
+mod assemble;
+mod audio;
 mod concat;
 mod files;
 mod fit;
 mod probe;
 mod tool;
 
+pub use assemble::{MAX_CLIPS, VideoExpectation, assemble_clips, check_video};
+pub use audio::{AudioPlan, CUT_FADE_SECS, FittedAudio, MAX_TEMPO, MIN_TEMPO, fit_audio};
 pub use concat::concat_videos;
 pub use fit::fit_video;
-pub use probe::probe_video;
+pub use probe::{MediaInfo, probe_media, probe_video};
 
 use serde::{Deserialize, Serialize};
 

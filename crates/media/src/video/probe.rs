@@ -17,6 +17,51 @@ pub async fn probe_video(path: &Path) -> Result<VideoInfo, MediaError> {
     probe(path).await.map(|probe| probe.info)
 }
 
+/// What ffprobe says about any media file (audio, video or both): its duration,
+/// how many real video and audio streams it has, and the first video stream's size.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MediaInfo {
+    /// Container duration (or the first stream's that has one).
+    pub duration_secs: f64,
+    /// Video streams, not counting an audio file's cover art.
+    pub video_streams: usize,
+    pub audio_streams: usize,
+    /// The first video stream's size, when there is one.
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+}
+
+/// ffprobe accepts the file; its duration and streams. Fails like
+/// [`probe_video`], and with [`MediaError::Unsupported`] when it has no duration.
+pub async fn probe_media(path: &Path) -> Result<MediaInfo, MediaError> {
+    let json = ffprobe_json(path).await?;
+    parse_media(&json, path)
+}
+
+/// Reads ffprobe's JSON output for `path` as a [`MediaInfo`].
+fn parse_media(json: &[u8], path: &Path) -> Result<MediaInfo, MediaError> {
+    let probe = read_json(json, path)?;
+    let video = probe.streams.iter().find(|s| s.is_video());
+    let duration_secs = probe
+        .format
+        .as_ref()
+        .and_then(|f| seconds(f.duration.as_deref()))
+        .or_else(|| {
+            probe
+                .streams
+                .iter()
+                .find_map(|s| seconds(s.duration.as_deref()))
+        })
+        .ok_or_else(|| MediaError::Unsupported(format!("{}: no duration", path.display())))?;
+    Ok(MediaInfo {
+        duration_secs,
+        video_streams: probe.streams.iter().filter(|s| s.is_video()).count(),
+        audio_streams: probe.streams.iter().filter(|s| s.is_audio()).count(),
+        width: video.and_then(|v| v.width),
+        height: video.and_then(|v| v.height),
+    })
+}
+
 /// A probed video: its [`VideoInfo`] and whether it has an audio track.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Probe {
@@ -26,6 +71,12 @@ pub(crate) struct Probe {
 
 /// Runs ffprobe on `path` and reads its answer.
 pub(crate) async fn probe(path: &Path) -> Result<Probe, MediaError> {
+    let json = ffprobe_json(path).await?;
+    parse(&json, path)
+}
+
+/// ffprobe's JSON description of `path` (format and streams).
+async fn ffprobe_json(path: &Path) -> Result<Vec<u8>, MediaError> {
     tokio::fs::metadata(path)
         .await
         .map_err(|e| MediaError::io_at(path, e))?;
@@ -45,7 +96,7 @@ pub(crate) async fn probe(path: &Path) -> Result<Probe, MediaError> {
             stderr_tail(&output.stderr)
         )));
     }
-    parse(&output.stdout, path)
+    Ok(output.stdout)
 }
 
 /// ffprobe's JSON, the parts used here.
@@ -94,12 +145,7 @@ impl StreamJson {
 
 /// Reads ffprobe's JSON output for `path`.
 fn parse(json: &[u8], path: &Path) -> Result<Probe, MediaError> {
-    let probe: ProbeJson = serde_json::from_slice(json).map_err(|e| {
-        MediaError::Ffmpeg(format!(
-            "ffprobe printed unreadable JSON for {}: {e}",
-            path.display()
-        ))
-    })?;
+    let probe = read_json(json, path)?;
     let unsupported = |what: &str| MediaError::Unsupported(format!("{}: {what}", path.display()));
     let video = probe
         .streams
@@ -126,6 +172,16 @@ fn parse(json: &[u8], path: &Path) -> Result<Probe, MediaError> {
                 .unwrap_or_else(|| "unknown".to_owned()),
         },
         has_audio: probe.streams.iter().any(StreamJson::is_audio),
+    })
+}
+
+/// ffprobe's JSON, decoded.
+fn read_json(json: &[u8], path: &Path) -> Result<ProbeJson, MediaError> {
+    serde_json::from_slice(json).map_err(|e| {
+        MediaError::Ffmpeg(format!(
+            "ffprobe printed unreadable JSON for {}: {e}",
+            path.display()
+        ))
     })
 }
 
@@ -163,6 +219,18 @@ mod tests {
             }
         );
         assert!(probe.has_audio);
+    }
+
+    #[test]
+    fn media_info_counts_streams() {
+        let info = parse_media(SAMPLE.as_bytes(), Path::new("a.mp4")).unwrap();
+        assert_eq!(info.video_streams, 1, "cover art is not a video stream");
+        assert_eq!(info.audio_streams, 1);
+        assert_eq!((info.width, info.height), (Some(640), Some(480)));
+        let json = r#"{"streams": [{"codec_type": "audio", "duration": "3.5"}], "format": {}}"#;
+        let info = parse_media(json.as_bytes(), Path::new("a.wav")).unwrap();
+        assert_eq!(info.duration_secs, 3.5);
+        assert_eq!((info.video_streams, info.audio_streams), (0, 1));
     }
 
     #[test]

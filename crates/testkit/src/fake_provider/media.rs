@@ -1,5 +1,5 @@
-//! The files the fake provider hands out: gradient PNGs (cached by size), a WAV of
-//! silence, a short MP4 made once per process with ffmpeg; and decoding the
+//! The files the fake provider hands out: gradient PNGs (cached by size), a WAV
+//! tone as long as its text, a short MP4 made once per process with ffmpeg; and decoding the
 //! base64 images requests carry.
 
 use std::{
@@ -60,10 +60,21 @@ fn render_png(width: u32, height: u32) -> Result<Bytes, String> {
     Ok(Bytes::from(out))
 }
 
-/// 0.5 s of silence, 16 kHz mono 16-bit PCM, as a WAV file.
-pub(crate) fn wav() -> Bytes {
+/// Words per second the fake's speech is "spoken" at.
+pub(crate) const SPEECH_WORDS_PER_SEC: f64 = 2.5;
+/// The longest speech the fake makes.
+const MAX_SPEECH_SECS: f64 = 900.0;
+
+/// `secs` (0.5 s at least) of a quiet 440 Hz tone, 16 kHz mono 16-bit PCM, as a WAV file.
+pub(crate) fn wav(secs: f64) -> Bytes {
     const RATE: u32 = 16_000;
-    let data_len: u32 = RATE; // 8,000 samples × 2 bytes
+    let secs = if secs.is_finite() {
+        secs.clamp(0.5, MAX_SPEECH_SECS)
+    } else {
+        0.5
+    };
+    let samples = (secs * f64::from(RATE)).round() as u32;
+    let data_len: u32 = samples * 2;
     let mut out = Vec::with_capacity(44 + data_len as usize);
     out.extend_from_slice(b"RIFF");
     out.extend_from_slice(&(36 + data_len).to_le_bytes());
@@ -77,7 +88,11 @@ pub(crate) fn wav() -> Bytes {
     out.extend_from_slice(&16u16.to_le_bytes()); // bits per sample
     out.extend_from_slice(b"data");
     out.extend_from_slice(&data_len.to_le_bytes());
-    out.resize(44 + data_len as usize, 0);
+    for i in 0..samples {
+        let t = f64::from(i) / f64::from(RATE);
+        let sample = ((t * 440.0 * std::f64::consts::TAU).sin() * 3000.0) as i16;
+        out.extend_from_slice(&sample.to_le_bytes());
+    }
     Bytes::from(out)
 }
 

@@ -13,6 +13,11 @@
 //! # }
 //! ```
 //!
+//! Structured chats (`response_format.type == "json_schema"`) answer a promo
+//! script that follows the request's `Layout:` line; speech is a WAV tone as long
+//! as its text takes to say at 2.5 words/s; a task submit's `Idempotency-Key`
+//! seen before gets the task it created (nothing new is made or counted).
+//!
 //! Every call (except a result-file download, whose URL is its own credential, as
 //! a vendor's CDN link is) needs `Authorization: Bearer <key>`, else 401. A call is
 //! counted, then waits the latency, then fails if a key failure or a `fail_next`
@@ -22,6 +27,7 @@ mod failure;
 mod media;
 mod openai;
 mod queue;
+mod script;
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -75,6 +81,23 @@ keys = ["fake-media-key"]
     )
 }
 
+/// A `[promo]` section (enabled) for a config built with [`providers_toml`]:
+/// script and speech on `llm`, `image_size` small enough for tests, approvals
+/// waiting `approval_timeout_secs`. The config must also give
+/// `[jobs.generate_image]` and `[jobs.generate_video]` a provider.
+pub fn promo_toml(approval_timeout_secs: u64) -> String {
+    format!(
+        r#"
+[promo]
+enabled = true
+script_provider = "llm"
+speech_provider = "llm"
+image_size = "288x512"
+approval_timeout_secs = {approval_timeout_secs}
+"#
+    )
+}
+
 /// A running fake provider; it stops when dropped.
 pub struct FakeProvider {
     shared: Arc<Shared>,
@@ -123,6 +146,21 @@ impl FakeProvider {
         self.shared.knobs().latency = latency;
     }
 
+    /// Calls to `label` (`chat`, `images`, `speech`, `submit`, `poll`, `file`, ...)
+    /// wait this long instead of [`set_latency`](Self::set_latency)'s.
+    pub fn set_endpoint_latency(&self, label: &str, latency: Duration) {
+        self.shared
+            .knobs()
+            .endpoint_latency
+            .insert(canonical_label(label).to_owned(), latency);
+    }
+
+    /// The next `n` structured chats (`response_format.type == "json_schema"`)
+    /// answer content that is not JSON (the HTTP call itself succeeds).
+    pub fn set_malformed_scripts(&self, n: usize) {
+        self.shared.knobs().malformed_scripts = n;
+    }
+
     /// Tasks submitted from now on finish this long after their submit (default 300 ms).
     pub fn set_task_duration(&self, duration: Duration) {
         self.shared.knobs().task_duration = duration;
@@ -160,18 +198,20 @@ impl FakeProvider {
         self.shared.knobs().next_task_failures.push_back(code);
     }
 
-    /// Calls received for `label`: `chat`, `images`, `transcriptions`, `speech`,
-    /// `submit`, `poll` or `file` (failed calls included).
+    /// HTTP calls received for `label`: `chat`, `images` (or `image`),
+    /// `transcriptions`, `speech`, `submit`, `poll` or `file` (failed calls and
+    /// repeated idempotency keys included).
     pub fn calls(&self, label: &str) -> usize {
         self.shared
             .counters()
             .calls
-            .get(label)
+            .get(canonical_label(label))
             .copied()
             .unwrap_or(0)
     }
 
-    /// Tasks created (submits that were accepted).
+    /// Tasks created (submits that were accepted; a repeated idempotency key
+    /// creates none).
     pub fn submits(&self) -> usize {
         self.shared.counters().submits
     }
@@ -229,6 +269,16 @@ pub(crate) struct Shared {
     knobs: Mutex<Knobs>,
     counters: Mutex<Counters>,
     tasks: Mutex<HashMap<String, Task>>,
+    /// Idempotency key → the task it created.
+    idempotency: Mutex<HashMap<String, String>>,
+}
+
+/// A counter label as recorded (`image` is `images`).
+fn canonical_label(label: &str) -> &str {
+    match label {
+        "image" => "images",
+        other => other,
+    }
 }
 
 /// What tests script.
@@ -239,6 +289,8 @@ struct Knobs {
     next_failures: VecDeque<FakeFailure>,
     key_failures: HashMap<String, FakeFailure>,
     next_task_failures: VecDeque<TaskErrorCode>,
+    endpoint_latency: HashMap<String, Duration>,
+    malformed_scripts: usize,
 }
 
 /// One call as the fake saw it.
@@ -272,9 +324,12 @@ impl Shared {
                 next_failures: VecDeque::new(),
                 key_failures: HashMap::new(),
                 next_task_failures: VecDeque::new(),
+                endpoint_latency: HashMap::new(),
+                malformed_scripts: 0,
             }),
             counters: Mutex::new(Counters::default()),
             tasks: Mutex::new(HashMap::new()),
+            idempotency: Mutex::new(HashMap::new()),
         }
     }
 
@@ -326,6 +381,34 @@ impl Shared {
         Some(failure.response())
     }
 
+    /// Whether this structured chat answers malformed JSON (counting one down).
+    pub(crate) fn take_malformed_script(&self) -> bool {
+        let mut knobs = self.knobs();
+        let malformed = knobs.malformed_scripts > 0;
+        knobs.malformed_scripts = knobs.malformed_scripts.saturating_sub(1);
+        malformed
+    }
+
+    /// The task an idempotency key created, if any.
+    pub(crate) fn task_for_key(&self, key: &str) -> Option<String> {
+        lock(&self.idempotency).get(key).cloned()
+    }
+
+    /// The task for `key`: the one it created before (`false`), else a new one
+    /// recorded under it (`true`). Concurrent submits with one key create one task.
+    pub(crate) fn create_task_once(&self, key: Option<&str>) -> (String, bool) {
+        let Some(key) = key else {
+            return (self.create_task(), true);
+        };
+        let mut seen = lock(&self.idempotency);
+        if let Some(id) = seen.get(key) {
+            return (id.clone(), false);
+        }
+        let id = self.create_task();
+        seen.insert(key.to_owned(), id.clone());
+        (id, true)
+    }
+
     /// Records a new task (taking the next scripted task failure); its id.
     pub(crate) fn create_task(&self) -> String {
         let (duration, forced) = {
@@ -370,7 +453,14 @@ async fn gate(
         .get::<axum::extract::ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
     shared.record_call(label, key.as_deref(), from);
-    let latency = shared.knobs().latency;
+    let latency = {
+        let knobs = shared.knobs();
+        knobs
+            .endpoint_latency
+            .get(label)
+            .copied()
+            .unwrap_or(knobs.latency)
+    };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }

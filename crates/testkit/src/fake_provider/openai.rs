@@ -1,9 +1,11 @@
 //! The OpenAI-compatible endpoints under `/v1`.
 
+use std::sync::Arc;
+
 use axum::{
     Json,
     body::Bytes,
-    extract::{Multipart, multipart::MultipartRejection},
+    extract::{Multipart, State, multipart::MultipartRejection},
     http::header,
     response::{IntoResponse, Response},
 };
@@ -11,13 +13,26 @@ use base64::{Engine, engine::general_purpose::STANDARD};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{failure::ApiError, media, parse_json};
+use super::{Shared, failure::ApiError, media, parse_json, script};
 
 #[derive(Deserialize)]
 struct ChatRequest {
     #[serde(default)]
     model: String,
     messages: Vec<ChatMessage>,
+    #[serde(default)]
+    response_format: Option<Value>,
+}
+
+impl ChatRequest {
+    /// Whether the reply must follow a JSON schema (`response_format.type == "json_schema"`).
+    fn wants_json_schema(&self) -> bool {
+        self.response_format
+            .as_ref()
+            .and_then(|f| f.get("type"))
+            .and_then(Value::as_str)
+            == Some("json_schema")
+    }
 }
 
 #[derive(Deserialize)]
@@ -27,20 +42,31 @@ struct ChatMessage {
     content: Value,
 }
 
-/// `POST /v1/chat/completions`: replies `"Echo: <last user message>"`.
-pub(crate) async fn chat(body: Bytes) -> Result<Json<Value>, ApiError> {
+/// `POST /v1/chat/completions`: replies `"Echo: <last user message>"`; with
+/// `response_format.type == "json_schema"`, a promo script (JSON text) following
+/// the `Layout:` line of the user messages and quoting their `Brief:` line, or —
+/// while [`FakeProvider::set_malformed_scripts`](super::FakeProvider::set_malformed_scripts)
+/// has some left — text that is not JSON.
+pub(crate) async fn chat(
+    State(shared): State<Arc<Shared>>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let req: ChatRequest = parse_json(&body)?;
     if req.messages.is_empty() {
         return Err(ApiError::bad_request("`messages` must not be empty"));
     }
-    let last_user = req
-        .messages
-        .iter()
-        .rev()
-        .find(|m| m.role == "user")
-        .map(|m| text_of(&m.content))
-        .unwrap_or_default();
-    let reply = format!("Echo: {last_user}");
+    let reply = if req.wants_json_schema() {
+        structured_reply(&shared, &req)
+    } else {
+        let last_user = req
+            .messages
+            .iter()
+            .rev()
+            .find(|m| m.role == "user")
+            .map(|m| text_of(&m.content))
+            .unwrap_or_default();
+        format!("Echo: {last_user}")
+    };
     let prompt_tokens: usize = req
         .messages
         .iter()
@@ -63,6 +89,29 @@ pub(crate) async fn chat(body: Bytes) -> Result<Json<Value>, ApiError> {
             "total_tokens": prompt_tokens + completion_tokens
         }
     })))
+}
+
+/// A structured chat's content: a script for the users' `Layout:` line, or
+/// malformed JSON when scripted.
+fn structured_reply(shared: &Shared, req: &ChatRequest) -> String {
+    if shared.take_malformed_script() {
+        return script::MALFORMED_SCRIPT.to_owned();
+    }
+    let users: Vec<String> = req
+        .messages
+        .iter()
+        .filter(|m| m.role == "user")
+        .map(|m| text_of(&m.content))
+        .collect();
+    let layout = users
+        .iter()
+        .find_map(|t| script::parse_layout(t))
+        .unwrap_or_default();
+    let brief = users
+        .iter()
+        .find_map(|t| script::parse_brief(t))
+        .unwrap_or_default();
+    script::script(layout, &brief).to_string()
 }
 
 /// A message's text: a string, or the `text` of an array of content parts.
@@ -156,11 +205,13 @@ struct SpeechRequest {
     input: String,
 }
 
-/// `POST /v1/audio/speech`: half a second of silence as `audio/wav`.
+/// `POST /v1/audio/speech`: a quiet tone as `audio/wav`, as long as the input
+/// would take to say at [`media::SPEECH_WORDS_PER_SEC`] (at least half a second).
 pub(crate) async fn speech(body: Bytes) -> Result<Response, ApiError> {
     let req: SpeechRequest = parse_json(&body)?;
     if req.input.is_empty() {
         return Err(ApiError::bad_request("`input` must not be empty"));
     }
-    Ok(([(header::CONTENT_TYPE, "audio/wav")], media::wav()).into_response())
+    let secs = req.input.split_whitespace().count() as f64 / media::SPEECH_WORDS_PER_SEC;
+    Ok(([(header::CONTENT_TYPE, "audio/wav")], media::wav(secs)).into_response())
 }

@@ -11,7 +11,7 @@ use axum::{
     Json,
     body::Bytes,
     extract::{Path, State},
-    http::header,
+    http::{HeaderMap, header},
     response::{IntoResponse, Response},
 };
 use serde::Deserialize;
@@ -125,21 +125,40 @@ struct ImageInput {
     height: u32,
 }
 
-/// `POST /queue/tasks`: validates the input, records the task, starts making its file.
+/// `POST /queue/tasks`: validates the input, records the task, starts making its
+/// file. A repeated `Idempotency-Key` gets the task that key created, and nothing
+/// new is made or counted.
 pub(crate) async fn submit(
     State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
+    let idempotency_key = headers
+        .get(IDEMPOTENCY_KEY)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if let Some(id) = idempotency_key
+        .as_deref()
+        .and_then(|k| shared.task_for_key(k))
+    {
+        tracing::debug!(%id, "fake provider: repeated idempotency key, the same task");
+        return Ok(Json(json!({ "id": id })));
+    }
     let req: SubmitRequest = parse_json(&body)?;
     let work = tokio::task::spawn_blocking(move || validate(&req.kind, req.input))
         .await
         .map_err(|e| ApiError::internal(format!("validating the input failed: {e}")))?
         .map_err(ApiError::bad_request)?;
-    let id = shared.create_task();
-    tracing::debug!(%id, "fake provider: task submitted");
-    tokio::spawn(produce(shared, id.clone(), work));
+    let (id, created) = shared.create_task_once(idempotency_key.as_deref());
+    if created {
+        tracing::debug!(%id, "fake provider: task submitted");
+        tokio::spawn(produce(shared, id.clone(), work));
+    }
     Ok(Json(json!({ "id": id })))
 }
+
+/// The header a submit's idempotency key comes in.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 /// Checks a task's input for its kind (decodes images: blocking).
 fn validate(kind: &str, input: Value) -> Result<Work, String> {

@@ -61,6 +61,7 @@ pub(crate) async fn call(shared: &Shared, method: &str, params: &Params) -> Resu
         "sendvideo" => send_file(shared, params, SentKind::Video),
         "senddocument" => send_file(shared, params, SentKind::Document),
         "sendvoice" => send_file(shared, params, SentKind::Voice),
+        "sendmediagroup" => send_media_group(shared, params),
         "getfile" => files::get_file(shared, params),
         "sendinvoice" => payments::send_invoice(shared, params),
         "answerprecheckoutquery" => payments::answer_pre_checkout_query(shared, params),
@@ -81,6 +82,7 @@ fn rate_limited(method: &str) -> bool {
             | "sendvideo"
             | "senddocument"
             | "sendvoice"
+            | "sendmediagroup"
             | "sendinvoice"
     )
 }
@@ -126,6 +128,55 @@ fn send_file(shared: &Shared, params: &Params, kind: SentKind) -> Result<Value, 
     let media = media_object(kind, &file, params);
     draft.file = Some((file.meta, media));
     Ok(record_sent(shared, chat_id, draft))
+}
+
+/// `sendMediaGroup`: an album of 2-10 photos or videos (`media`, a JSON array of
+/// InputMedia whose files are `attach://<part>` uploads, file ids or URLs); each
+/// item is recorded as a message of its own, as Telegram does. Answers the array
+/// of Messages.
+fn send_media_group(shared: &Shared, params: &Params) -> Result<Value, TgError> {
+    let chat_id = params.chat_id()?;
+    let items = match params.json("media")? {
+        Some(Value::Array(items)) => items,
+        _ => return Err(TgError::bad_request("media is not an array")),
+    };
+    if !(2..=10).contains(&items.len()) {
+        return Err(TgError::bad_request(
+            "wrong number of messages in the media group: it must be 2-10",
+        ));
+    }
+    let mut drafts = Vec::with_capacity(items.len());
+    for item in &items {
+        let kind = match item["type"].as_str() {
+            Some("photo") => SentKind::Photo,
+            Some("video") => SentKind::Video,
+            Some("document") => SentKind::Document,
+            _ => return Err(TgError::bad_request("unsupported media type in the group")),
+        };
+        let caption = item["caption"].as_str().map(str::to_owned);
+        if caption
+            .as_ref()
+            .is_some_and(|c| c.chars().count() > CAPTION_LIMIT)
+        {
+            return Err(TgError::bad_request("message caption is too long"));
+        }
+        let media = item["media"]
+            .as_str()
+            .ok_or_else(|| TgError::bad_request("there is no media in a group item"))?;
+        let file = params.file_ref(media)?;
+        let mut draft = Draft::new(kind, caption, params)?;
+        draft.reply_markup = None;
+        let file = resolve_file(shared, kind, file)?;
+        draft.file_len = file.len;
+        let object = media_object(kind, &file, params);
+        draft.file = Some((file.meta, object));
+        drafts.push(draft);
+    }
+    let sent: Vec<Value> = drafts
+        .into_iter()
+        .map(|d| record_sent(shared, chat_id, d))
+        .collect();
+    Ok(Value::Array(sent))
 }
 
 /// The file a send refers to, once stored or found.

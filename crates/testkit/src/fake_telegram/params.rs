@@ -162,18 +162,24 @@ impl Params {
         let Some(value) = self.str(name) else {
             return Ok(self.parts.get(name).cloned().map(FileRef::Upload));
         };
+        self.file_ref(&value).map(Some)
+    }
+
+    /// A file named by `value`: `attach://<part>`, a URL or a file id.
+    pub(crate) fn file_ref(&self, value: &str) -> Result<FileRef, TgError> {
+        let value = value.to_owned();
         if let Some(part) = value.strip_prefix("attach://") {
             return self
                 .parts
                 .get(part)
                 .cloned()
-                .map(|p| Some(FileRef::Upload(p)))
+                .map(FileRef::Upload)
                 .ok_or_else(|| TgError::bad_request(format!("file {part} not found")));
         }
         if value.starts_with("http://") || value.starts_with("https://") {
-            return Ok(Some(FileRef::Url(value)));
+            return Ok(FileRef::Url(value));
         }
-        Ok(Some(FileRef::FileId(value)))
+        Ok(FileRef::FileId(value))
     }
 
     /// The parameters as a JSON object, for [`FakeTelegram::requests`]: text that
