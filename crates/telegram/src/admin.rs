@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use chrono::Duration;
 use genq_store::RetentionCohort;
 
-use crate::{BotError, app::BotApp, i18n::t, orders::Requester};
+use crate::{BotError, app::BotApp, conversation::requester::Requester, i18n::t};
 
 /// Today (UTC), the day reports are about.
 fn today() -> chrono::NaiveDate {

@@ -12,11 +12,14 @@ use genq_store::Store;
 
 use crate::{
     BotError,
-    chat_state::ChatStates,
-    limits::{JobSlots, RateLimits, UserLimiter},
+    conversation::chat_state::ChatStates,
+    delivery::tracking::Tracker,
     metrics::BotMetrics,
-    send::{ChatCooling, TgBot},
-    tracking::Tracker,
+    orders::{
+        estimate::Estimator,
+        limits::{JobSlots, RateLimits, UserLimiter},
+    },
+    transport::send::{ChatCooling, TgBot},
 };
 
 /// How long a chat's conversation state and stashed button values live.
@@ -42,6 +45,8 @@ pub struct Offers {
     pub upscale: Option<Offer>,
     pub face_swap: Option<Offer>,
     pub video: Option<Offer>,
+    /// The promo-video pipeline (`[promo]`), when enabled and its jobs are configured.
+    pub promo: Option<crate::promo::PromoOffer>,
 }
 
 impl Offers {
@@ -68,6 +73,7 @@ impl Offers {
             upscale: offer("upscale", jobs.upscale.price),
             face_swap: offer("face_swap", jobs.face_swap.price),
             video: offer("generate_video", jobs.generate_video.price),
+            promo: promo_offer(cfg, registry),
         }
     }
 
@@ -79,6 +85,7 @@ impl Offers {
             &self.upscale,
             &self.face_swap,
             &self.video,
+            &self.promo.as_ref().map(|p| p.offer.clone()),
         ]
         .into_iter()
         .flatten()
@@ -109,6 +116,28 @@ impl Offers {
     pub fn video_price(&self) -> i64 {
         Self::price(&self.video)
     }
+    pub fn promo_price(&self) -> Option<i64> {
+        self.promo.as_ref().map(|p| p.offer.price)
+    }
+}
+
+/// The promo video, when `[promo]` is enabled and its own job types are registered
+/// (they are, with the providers its validation asks for).
+fn promo_offer(cfg: &Config, registry: &Registry) -> Option<crate::promo::PromoOffer> {
+    let p = &cfg.promo;
+    if !p.enabled || registry.queue_of("write_script").is_err() {
+        return None;
+    }
+    Some(crate::promo::PromoOffer {
+        offer: Offer {
+            job_type: crate::promo::PROMO,
+            queue: genq_pipeline::PIPELINES_QUEUE.to_owned(),
+            price: p.price,
+        },
+        image_previews: p.image_previews as usize,
+        video_previews: p.video_previews as usize,
+        approval_timeout: Duration::from_secs(p.approval_timeout_secs),
+    })
 }
 
 /// Voice messages become text through an OpenAI-compatible transcription API.
@@ -137,7 +166,9 @@ pub struct BotApp {
     /// This replica's id (the status loop's lease, the intake's claims).
     pub instance: String,
     /// The acknowledgement's time estimates (queue figures cached per queue).
-    pub estimator: crate::estimate::Estimator,
+    pub estimator: Estimator,
+    /// Pipelines (the promo video): view, signal.
+    pub pipelines: genq_pipeline::PipelineClient,
 }
 
 impl BotApp {
@@ -163,7 +194,8 @@ impl BotApp {
             slots: JobSlots::new(conn.clone(), &prefix, cfg.max_concurrent_jobs),
             states: ChatStates::new(conn.clone(), &prefix, STATE_TTL),
             tracker: Tracker::new(conn, &prefix, store.clone()),
-            estimator: crate::estimate::Estimator::new(queue.clone(), &cfg.delivery_queue),
+            estimator: Estimator::new(queue.clone(), &cfg.delivery_queue),
+            pipelines: genq_pipeline::PipelineClient::new(queue.clone()),
             bot,
             store,
             queue,
@@ -175,5 +207,10 @@ impl BotApp {
             cooling: ChatCooling::default(),
             instance: format!("bot-{}", ulid::Ulid::new()),
         })
+    }
+
+    /// genq's key prefix (the bot's keys are under `<prefix>:bot:`).
+    pub fn prefix(&self) -> &str {
+        &self.queue.config().prefix
     }
 }

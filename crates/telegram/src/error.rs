@@ -8,6 +8,8 @@ pub enum BotError {
     Redis(#[from] redis::RedisError),
     #[error("queue: {0}")]
     Queue(#[from] genq_redis::QueueError),
+    #[error("pipelines: {0}")]
+    Pipeline(#[from] genq_pipeline::PipelineError),
     #[error("store: {0}")]
     Store(#[from] genq_store::StoreError),
     #[error("Telegram: {0}")]
@@ -17,9 +19,9 @@ pub enum BotError {
     #[error("artifacts: {0}")]
     Artifacts(#[from] genq_artifacts::ArtifactError),
     #[error("limits: {0}")]
-    Limits(#[from] crate::limits::LimitError),
+    Limits(#[from] crate::orders::limits::LimitError),
     #[error("chat state: {0}")]
-    State(#[from] crate::chat_state::StateError),
+    State(#[from] crate::conversation::chat_state::StateError),
     #[error("could not encode: {0}")]
     Encode(String),
     #[error("job type {0} is not configured (no provider for it)")]

@@ -33,10 +33,13 @@ use tracing::{info, warn};
 use crate::{
     BotError,
     app::BotApp,
-    callbacks::Action,
+    conversation::{
+        callbacks::Action,
+        keyboards::{keyboard, row},
+        requester::Requester,
+    },
     i18n::{Lang, t},
-    orders::Requester,
-    send::{keyboard, row, with_retry},
+    transport::send::with_retry,
 };
 
 /// The currency of Telegram Stars.

@@ -19,13 +19,10 @@ use crate::{
     BotError,
     alerts::Alerts,
     app::{BotApp, Offers, Transcriber},
-    delivery::Deliver,
-    events::route_events,
+    delivery::{deliver::Deliver, events::route_events, status::run_status_loop},
     i18n::{Lang, t},
-    intake::Intake,
     metrics::BotMetrics,
-    send::TgBot,
-    status::run_status_loop,
+    transport::{intake::Intake, send::TgBot},
 };
 
 /// The environment variable holding the bot token.

@@ -11,7 +11,7 @@ use genq_telegram::i18n::{Lang, keys, placeholders, t};
 const SECTIONS: &[&str] = &[
     "start", "help", "balance", "new", "cancel", "ack", "status", "fail", "refund", "button",
     "photo", "animate", "result", "err", "admin", "commands", "ledger", "support", "dialogs",
-    "buy",
+    "buy", "promo",
 ];
 
 /// Keys that may be empty.
@@ -117,6 +117,22 @@ fn expected_keys_have_their_placeholders() {
             placeholders(Lang::En, &key).contains("refund"),
             "{key} has no {{refund}}"
         );
+    }
+}
+
+#[test]
+fn every_promo_ending_names_the_refund() {
+    for lang in Lang::ALL {
+        for key in keys(lang)
+            .into_iter()
+            .filter(|k| k.starts_with("promo.end."))
+        {
+            assert!(
+                placeholders(lang, &key).contains("price"),
+                "{}: {key} has no {{price}}",
+                lang.code()
+            );
+        }
     }
 }
 

@@ -33,6 +33,8 @@ pub struct Options {
     pub extra_bot: String,
     /// A Redis of the test's own (one it stops or restarts); the shared one if `None`.
     pub redis_url: Option<String>,
+    /// More sections for the configuration (e.g. `[promo]`).
+    pub extra_config: String,
 }
 
 impl Default for Options {
@@ -46,6 +48,7 @@ impl Default for Options {
             task_duration: Duration::from_millis(300),
             extra_bot: String::new(),
             redis_url: None,
+            extra_config: String::new(),
         }
     }
 }
@@ -533,7 +536,7 @@ status_edit_secs = 1
         max_concurrent = o.max_concurrent,
         extra_bot = o.extra_bot,
     );
-    providers_toml(base, artifacts) + &jobs
+    providers_toml(base, artifacts) + &jobs + &o.extra_config
 }
 
 /// The English catalog's text for `key` with `args`.

@@ -30,7 +30,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use crate::{BotError, app::BotApp, handlers::schema};
+use crate::{BotError, app::BotApp, conversation::schema};
 
 /// How long a claimed update is this replica's before another may take it over.
 pub const LEASE: Duration = Duration::from_secs(15);

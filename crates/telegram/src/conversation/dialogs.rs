@@ -7,10 +7,13 @@ use genq_store::{DialogSummary, StoreError};
 use crate::{
     BotError,
     app::BotApp,
-    callbacks::Action,
+    conversation::{
+        callbacks::Action,
+        keyboards::{keyboard, row},
+        requester::Requester,
+    },
     i18n::{Lang, t},
-    orders::Requester,
-    send::{keyboard, row, trim_chars},
+    transport::send::trim_chars,
 };
 
 /// How many dialogs `/dialogs` shows.

@@ -20,15 +20,19 @@ use tracing::warn;
 use crate::{
     BotError,
     app::BotApp,
-    callbacks::{Action, VideoStyle},
-    cancel::cancel_job,
-    handlers::{
-        ChatState, PhotoStash, VideoStash, known_user, language, to_json, video_count_menu,
+    conversation::{
+        callbacks::{Action, VideoStyle},
+        chat_state::{ChatState, PhotoStash, VideoStash},
+        handlers::{known_user, language, to_json, video_count_menu},
+        keyboards::{keyboard, row},
+        requester::{Requester, TapAnswer},
     },
+    delivery::tracking::{Kind, Tracked},
     i18n::{Lang, t},
-    orders::{Order, Placed, Requester, TapAnswer},
-    send::{keyboard, row},
-    tracking::{Kind, Tracked},
+    orders::{
+        cancel::cancel_job,
+        place::{Order, Placed},
+    },
 };
 
 /// A tap: handled, then answered with a small notice when there is something to say.
@@ -96,12 +100,27 @@ async fn handle_callback(
         Action::Style { token, style } => video_style(app, &tap, &token, style).await,
         Action::Count { token, count } => videos(app, &tap, &token, count).await,
         Action::CancelJob(job_id) => cancel_button(app, &tap, &job_id).await,
-        Action::Reopen(dialog_id) => crate::dialogs::reopen(app, &tap.who, dialog_id).await,
+        Action::Reopen(dialog_id) => {
+            crate::conversation::dialogs::reopen(app, &tap.who, dialog_id).await
+        }
         Action::BuyMenu => {
             crate::payments::show_packages(app, &tap.who).await?;
             Ok(None)
         }
         Action::Buy(package) => crate::payments::send_invoice(app, &tap.who, &package).await,
+        Action::PromoAsk => {
+            crate::promo::flow::ask_brief(app, &tap.who).await?;
+            Ok(None)
+        }
+        Action::PromoStart(token) => {
+            crate::promo::flow::start(app, &tap.who, &token, tap.msg_id).await
+        }
+        Action::PromoDrop(token) => {
+            crate::promo::flow::drop(app, &tap.who, &token, tap.msg_id).await
+        }
+        Action::PromoApprove { id, stage } => {
+            crate::promo::gates::approve(app, &tap.who, &id, stage, tap.msg_id).await
+        }
     }
 }
 

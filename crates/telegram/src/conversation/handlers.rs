@@ -1,7 +1,7 @@
 //! The conversations: commands, text, photos and voice (inline buttons are in
-//! `crate::buttons`). Handlers validate, charge and enqueue (see [`crate::orders`]);
-//! workers do the work. Every user-visible text comes from the catalogs
-//! ([`crate::i18n`]).
+//! `crate::conversation::buttons`). Handlers validate, charge and enqueue (see
+//! [`crate::orders`]); workers do the work. Every user-visible text comes from the
+//! catalogs ([`crate::i18n`]).
 
 use std::sync::Arc;
 
@@ -10,9 +10,8 @@ use genq_job_generate_reply::ReplyRequest;
 use genq_job_generate_video::Template;
 use genq_providers::ChatMessage;
 use genq_store::User as StoreUser;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use teloxide::{
-    dispatching::UpdateHandler,
     net::Download,
     prelude::{Requester as _, *},
     types::{FileMeta, User},
@@ -22,12 +21,16 @@ use tracing::warn;
 use crate::{
     BotError,
     app::BotApp,
-    callbacks::{Action, VIDEO_COUNTS},
-    cancel::cancel_job,
+    conversation::{
+        callbacks::{Action, VIDEO_COUNTS},
+        chat_state::{ChatState, PhotoStash, VideoStash},
+        keyboards::{keyboard, row, upscale_row},
+        requester::Requester,
+    },
+    delivery::tracking::Kind,
     i18n::{Lang, t},
-    orders::{Order, Requester},
-    send::{keyboard, row, say, trim_chars, typing},
-    tracking::Kind,
+    orders::{cancel::cancel_job, place::Order},
+    transport::send::{say, trim_chars, typing},
 };
 
 /// The largest file the Bot API lets a bot download (voice, photos).
@@ -35,45 +38,11 @@ pub const DOWNLOAD_LIMIT: u64 = 20 * 1024 * 1024;
 /// The longest prompt of an own-prompt video.
 const VIDEO_PROMPT_LIMIT: usize = 2000;
 
-/// What the chat is in the middle of (kept in Redis under the genq prefix).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
-pub enum ChatState {
-    /// Face swap: the next photo is the face to put on `target`.
-    AwaitFace { target: String },
-    /// Animate with an own prompt: the next text is the prompt for `image`.
-    AwaitVideoPrompt { image: String },
-}
-
-/// A photo the user sent, behind a menu's buttons.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct PhotoStash {
-    pub(crate) image: String,
-    pub(crate) owner: i64,
-}
-
-/// A video order waiting for its count.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct VideoStash {
-    pub(crate) image: String,
-    pub(crate) template: Template,
-    pub(crate) prompt: String,
-    pub(crate) owner: i64,
-}
-
-/// The update handler tree.
-pub fn schema() -> UpdateHandler<BotError> {
-    dptree::entry()
-        .branch(Update::filter_message().endpoint(on_message))
-        .branch(Update::filter_callback_query().endpoint(crate::buttons::on_callback))
-        .branch(Update::filter_pre_checkout_query().endpoint(crate::payments::on_pre_checkout))
-}
-
 pub(crate) fn language(user: &User) -> Lang {
     Lang::from_code(user.language_code.as_deref())
 }
 
-async fn on_message(app: Arc<BotApp>, msg: Message) -> Result<(), BotError> {
+pub(super) async fn on_message(app: Arc<BotApp>, msg: Message) -> Result<(), BotError> {
     let Some(user) = msg.from.as_ref() else {
         return Ok(());
     };
@@ -175,10 +144,11 @@ async fn command(
             Ok(())
         }
         "new" => new_dialog(app, who).await,
-        "dialogs" => crate::dialogs::list(app, who).await,
+        "dialogs" => crate::conversation::dialogs::list(app, who).await,
         "cancel" => cancel_all(app, who).await,
         "admin" => crate::admin::admin(app, who, text).await,
         "buy" => crate::payments::show_packages(app, who).await,
+        "promo" => crate::promo::flow::ask_brief(app, who).await,
         _ => help(app, who).await,
     }
 }
@@ -278,7 +248,13 @@ async fn start(app: &BotApp, who: &Requester, name: &str, created: bool) -> Resu
             &[("credits", &app.cfg.welcome_credits)],
         ));
     }
-    let markup = persona_keyboard(app, who.lang).await?;
+    let mut markup = persona_keyboard(app, who.lang).await?;
+    if let Some(price) = app.offers.promo_price() {
+        markup.inline_keyboard.push(row(vec![(
+            t(who.lang, "promo.button.entry", &[("price", &price)]),
+            Action::PromoAsk,
+        )]));
+    }
     app.say_to(who, &text, Some(markup)).await?;
     Ok(())
 }
@@ -296,6 +272,13 @@ async fn help(app: &BotApp, who: &Requester) -> Result<(), BotError> {
             ("video_price", &o.video_price()),
         ],
     );
+    let text = match o.promo_price() {
+        Some(price) => format!(
+            "{text}\n{}",
+            t(who.lang, "promo.help_line", &[("price", &price)])
+        ),
+        None => text,
+    };
     app.say_to(who, &text, None).await?;
     Ok(())
 }
@@ -356,6 +339,9 @@ async fn on_text(app: &BotApp, who: &Requester, text: &str, msg_id: i32) -> Resu
             return video_count_menu(app, who, &stash).await;
         }
         Some(ChatState::AwaitFace { .. }) => return tell(app, who, "err.not_a_photo").await,
+        Some(ChatState::AwaitPromoBrief) => {
+            return crate::promo::flow::confirm(app, who, text).await;
+        }
         None => {}
     }
     if chars > app.cfg.max_text_chars {
@@ -501,32 +487,6 @@ async fn on_photo(
     photo_menu(app, who, image).await
 }
 
-/// The Upscale ×2 / ×4 buttons for the photo stashed under `token` (the photo menu,
-/// and under every generated picture).
-pub(crate) fn upscale_row(
-    lang: Lang,
-    price: i64,
-    token: &str,
-) -> Vec<teloxide::types::InlineKeyboardButton> {
-    row([2, 4]
-        .into_iter()
-        .map(|factor| {
-            let key = if factor == 2 {
-                "button.upscale2"
-            } else {
-                "button.upscale4"
-            };
-            (
-                t(lang, key, &[("price", &price)]),
-                Action::Upscale {
-                    token: token.to_owned(),
-                    factor,
-                },
-            )
-        })
-        .collect())
-}
-
 /// Upscale x2 / x4, Face swap, Animate — each button with its price.
 async fn photo_menu(app: &BotApp, who: &Requester, image: String) -> Result<(), BotError> {
     let token = app
@@ -576,8 +536,17 @@ async fn on_voice(
     let Some(transcriber) = app.transcriber.clone() else {
         return unsupported(app, who).await;
     };
+    let promo_brief = matches!(
+        app.states.get::<ChatState>(who.chat_id).await?,
+        Some(ChatState::AwaitPromoBrief)
+    );
     // transcription is a paid provider call: the rate limit comes first
-    if !app.admit(who, "generate_reply").await? {
+    let job_type = if promo_brief {
+        crate::promo::PROMO
+    } else {
+        "generate_reply"
+    };
+    if !app.admit(who, job_type).await? {
         return Ok(());
     }
     typing(&app.bot, who.chat_id).await;
@@ -593,6 +562,9 @@ async fn on_voice(
             return tell(app, who, "err.internal").await;
         }
     };
+    if promo_brief {
+        return crate::promo::flow::confirm(app, who, &text).await;
+    }
     let text = trim_chars(text.trim(), app.cfg.max_text_chars);
     reply_order(
         app,

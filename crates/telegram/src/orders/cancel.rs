@@ -7,7 +7,7 @@
 use genq_redis::CancelOutcome;
 use tracing::{info, warn};
 
-use crate::{BotError, app::BotApp, delivery::finish_cancelled};
+use crate::{BotError, app::BotApp, delivery::deliver::finish_cancelled};
 
 /// Cancels job `job_id` of `queue`; false when it had already ended (or is unknown).
 pub(crate) async fn cancel_job(app: &BotApp, queue: &str, job_id: &str) -> Result<bool, BotError> {

@@ -1,6 +1,6 @@
 //! Inline buttons' `callback_data` (Telegram allows 1-64 bytes): what each button
 //! asks for. Long values (a photo's artifact key) stay in Redis under a short token
-//! ([`crate::chat_state::ChatStates::stash`]); the data carries the token.
+//! ([`crate::conversation::chat_state::ChatStates::stash`]); the data carries the token.
 
 use std::fmt;
 
@@ -59,6 +59,14 @@ pub enum Action {
     BuyMenu,
     /// Buy this credit package: send its invoice.
     Buy(String),
+    /// Order a promo video: ask for the brief (`/start`'s entry).
+    PromoAsk,
+    /// Start the promo video of the stashed brief.
+    PromoStart(String),
+    /// Drop the stashed brief.
+    PromoDrop(String),
+    /// Approve the open gate (at stage `stage`) of promo video `id`.
+    PromoApprove { id: String, stage: u32 },
 }
 
 /// The video counts offered.
@@ -78,6 +86,10 @@ impl fmt::Display for Action {
             Action::Reopen(dialog) => write!(f, "dlg:{dialog}"),
             Action::BuyMenu => write!(f, "buy:*"),
             Action::Buy(package) => write!(f, "buy:{package}"),
+            Action::PromoAsk => write!(f, "pq:*"),
+            Action::PromoStart(token) => write!(f, "ps:{token}"),
+            Action::PromoDrop(token) => write!(f, "pd:{token}"),
+            Action::PromoApprove { id, stage } => write!(f, "pa:{id}:{stage}"),
         }
     }
 }
@@ -140,6 +152,16 @@ impl Action {
             "dlg" => rest.parse().ok().map(Action::Reopen),
             "buy" if rest == "*" => Some(Action::BuyMenu),
             "buy" => is_package_id(rest).then(|| Action::Buy(rest.to_owned())),
+            "pq" if rest == "*" => Some(Action::PromoAsk),
+            "ps" => token(rest).map(Action::PromoStart),
+            "pd" => token(rest).map(Action::PromoDrop),
+            "pa" => {
+                let (id, stage) = rest.split_once(':')?;
+                Some(Action::PromoApprove {
+                    id: token(id)?,
+                    stage: stage.parse().ok().filter(|s| *s < 1000)?,
+                })
+            }
             _ => None,
         }
     }
@@ -182,6 +204,13 @@ mod tests {
             Action::Reopen(1),
             Action::BuyMenu,
             Action::Buy("pack_1000-xl".to_owned()),
+            Action::PromoAsk,
+            Action::PromoStart(token.clone()),
+            Action::PromoDrop(token.clone()),
+            Action::PromoApprove {
+                id: "01JD5Z8Q3W4E5R6T7Y8U9I0OPA".to_owned(),
+                stage: 5,
+            },
         ];
         for a in actions {
             let data = a.data();
@@ -207,6 +236,10 @@ mod tests {
             "buy:",
             "buy:Big",
             "buy:a-very-long-package-id",
+            "ps:",
+            "pa:01JD5Z8Q3W4E5R6T7Y8U9I0OPA",
+            "pa:01JD5Z8Q3W4E5R6T7Y8U9I0OPA:x",
+            "pa:../x:1",
             &"x".repeat(65),
         ] {
             assert_eq!(Action::parse(data), None, "{data}");

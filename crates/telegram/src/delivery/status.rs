@@ -8,23 +8,19 @@ use std::{sync::Arc, time::Duration};
 
 use genq_core::{JobState, JobStatus};
 use genq_redis::now_ms;
-use teloxide::{
-    RequestError,
-    payloads::EditMessageReplyMarkupSetters,
-    prelude::{ChatId, Requester as _},
-    types::{InlineKeyboardMarkup, MessageId},
-};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::{
     BotError,
     app::BotApp,
-    events::push_delivery,
+    delivery::{
+        deliver::push_delivery,
+        status_message::{apply_final, cancel_button},
+        tracking::{Kind, SENT, Tracked},
+    },
     i18n::{Lang, t},
-    orders::cancel_button,
-    send::{edit, typing, with_retry},
-    tracking::{Final, Kind, SENT, Tracked},
+    transport::send::{edit, typing},
 };
 
 /// How often the loop looks at due jobs.
@@ -116,6 +112,14 @@ async fn update_one(app: &BotApp, tracked: &Tracked, may_send: bool) -> Result<b
         app.tracker.set_shown(&tracked.job_id, "typing").await?;
         return Ok(true);
     }
+    // a promo video's open gate is offered here, once, whatever its status message
+    let promo_line = match tracked.kind {
+        Kind::Promo => match crate::promo::gates::look(app, tracked).await? {
+            Some(line) => Some(line),
+            None => return Ok(false),
+        },
+        _ => None,
+    };
     let Some(msg) = tracked.status_msg else {
         return Ok(false);
     };
@@ -126,15 +130,19 @@ async fn update_one(app: &BotApp, tracked: &Tracked, may_send: bool) -> Result<b
         // delivery is finishing the message
         return Ok(false);
     }
-    let ahead = match &state {
-        Some(s) if s.status == JobStatus::Queued => {
-            app.queue
-                .jobs_ahead(&tracked.queue, &tracked.job_id)
-                .await?
-        }
-        _ => None,
+    let text = if let Some(line) = promo_line {
+        line
+    } else {
+        let ahead = match &state {
+            Some(s) if s.status == JobStatus::Queued => {
+                app.queue
+                    .jobs_ahead(&tracked.queue, &tracked.job_id)
+                    .await?
+            }
+            _ => None,
+        };
+        status_text(tracked.lang, state.as_ref(), ahead)
     };
-    let text = status_text(tracked.lang, state.as_ref(), ahead);
     let (shown, at) = app.tracker.shown(&tracked.job_id).await?;
     let min_gap = app.cfg.status_edit_secs * 1000;
     if shown.as_deref() == Some(text.as_str()) || now_ms().saturating_sub(at) < min_gap {
@@ -163,57 +171,6 @@ async fn update_one(app: &BotApp, tracked: &Tracked, may_send: bool) -> Result<b
         apply_final(app, tracked.chat_id, msg, &fin).await?;
     }
     Ok(true)
-}
-
-/// Makes status message `msg` in `chat` end as `fin` (a short 429 is waited out).
-pub(crate) async fn apply_final(
-    app: &BotApp,
-    chat: i64,
-    msg: i32,
-    fin: &Final,
-) -> Result<(), RequestError> {
-    let mut fin = fin.clone();
-    // a forward leads to the image job's own close, at most a few steps deep
-    for _ in 0..4 {
-        match fin {
-            Final::Edit(text) => {
-                return with_retry(|| edit(&app.bot, chat, msg, &text, None)).await;
-            }
-            Final::Delete => {
-                let deleted = with_retry(|| {
-                    app.bot
-                        .delete_message(ChatId(chat), MessageId(msg))
-                        .into_future()
-                })
-                .await;
-                return match deleted {
-                    Err(RequestError::Api(e)) => {
-                        // gone already, or too old to delete: at least no live button
-                        debug!(chat, msg, error = %e, "status message not deleted; clearing it");
-                        let cleared = app
-                            .bot
-                            .edit_message_reply_markup(ChatId(chat), MessageId(msg))
-                            .reply_markup(InlineKeyboardMarkup::new(Vec::<Vec<_>>::new()))
-                            .await;
-                        match cleared {
-                            Err(RequestError::Api(_)) | Ok(_) => Ok(()),
-                            Err(e) => Err(e),
-                        }
-                    }
-                    other => other.map(|_| ()),
-                };
-            }
-            Final::Forward(child) => match app.tracker.save_status(&child, msg).await {
-                Ok(Some(next)) => fin = next,
-                Ok(None) => return Ok(()),
-                Err(e) => {
-                    warn!(job_id = %child, error = %e, "status message not handed over");
-                    return Ok(());
-                }
-            },
-        }
-    }
-    Ok(())
 }
 
 /// True when the store has the job as finished (its Redis data expired, or it was
@@ -306,6 +263,7 @@ fn kind_of(job_type: &str) -> Option<Kind> {
         "generate_image" => Kind::Picture,
         "upscale" | "face_swap" => Kind::Photo,
         "generate_video" => Kind::Video,
+        crate::promo::PROMO => Kind::Promo,
         _ => return None,
     })
 }

@@ -3,27 +3,23 @@
 //! and the acknowledgement within a second ("taken into work", with the position).
 
 use genq_store::{Charged, PaidJob, StoreError};
-use teloxide::{
-    payloads::AnswerCallbackQuerySetters,
-    prelude::Requester as _,
-    types::{InlineKeyboardMarkup, MessageId},
-};
 use tracing::warn;
 
 use crate::{
     BotError,
     app::{BotApp, Offer},
-    callbacks::Action,
-    estimate::{Eta, Leg},
+    conversation::requester::Requester,
+    delivery::{
+        status_message::{apply_final, cancel_button},
+        tracking::{Kind, Tracked},
+    },
     i18n::{Lang, t},
-    limits::{Admission, SlotReservation},
-    send::{keyboard, row, say, trim_chars, typing, with_retry},
-    status::apply_final,
-    tracking::{Kind, Tracked},
+    orders::{
+        estimate::{Eta, Leg},
+        limits::{Admission, SlotReservation},
+    },
+    transport::send::typing,
 };
-
-/// Telegram's limit for an answer to a button (characters).
-pub(crate) const CALLBACK_TEXT_LIMIT: usize = 200;
 
 /// The longest an acknowledgement waits for its time estimate.
 const ESTIMATE_BUDGET: std::time::Duration = std::time::Duration::from_millis(500);
@@ -31,44 +27,6 @@ const ESTIMATE_BUDGET: std::time::Duration = std::time::Duration::from_millis(50
 /// How long after its charge an untracked job is taken up again when its Telegram
 /// update comes back (Telegram re-delivers updates a crashed bot did not confirm).
 const ORPHAN_WINDOW: std::time::Duration = std::time::Duration::from_secs(3600);
-
-/// Who is asking, and where to answer.
-#[derive(Debug, Clone)]
-pub struct Requester {
-    pub chat_id: i64,
-    pub tg_user: i64,
-    /// The store's user id.
-    pub user_id: i64,
-    pub lang: Lang,
-    /// The user's message being answered.
-    pub reply_to: Option<i32>,
-    /// The button tap being answered: its answer (a notice shown at once, outside
-    /// Telegram's message limits) is the acknowledgement, before any message.
-    pub tap: Option<TapAnswer>,
-}
-
-/// A button tap awaiting its answer (`answerCallbackQuery`), answered once.
-#[derive(Debug, Clone)]
-pub struct TapAnswer {
-    pub id: teloxide::types::CallbackQueryId,
-    answered: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl TapAnswer {
-    pub fn new(id: teloxide::types::CallbackQueryId) -> Self {
-        Self {
-            id,
-            answered: Default::default(),
-        }
-    }
-
-    /// True the first time only: whoever gets it answers the tap.
-    pub fn take(&self) -> bool {
-        !self
-            .answered
-            .swap(true, std::sync::atomic::Ordering::SeqCst)
-    }
-}
 
 /// One job to charge and enqueue.
 #[derive(Debug, Clone)]
@@ -342,9 +300,13 @@ impl BotApp {
     }
 
     /// The time estimate for `order` with `ahead` jobs before it (see
-    /// [`crate::estimate`]); `None` when a queue on its way is paused, or Redis
+    /// [`crate::orders::estimate`]); `None` when a queue on its way is paused, or Redis
     /// does not answer within [`ESTIMATE_BUDGET`] (the acknowledgement goes without).
     async fn eta(&self, order: &Order, ahead: u64) -> Option<Eta> {
+        if order.kind == Kind::Promo {
+            // a promo video waits on its user's approvals: no time to promise
+            return None;
+        }
         let mut legs = vec![Leg {
             queue: &order.offer.queue,
             job_type: order.offer.job_type,
@@ -371,45 +333,6 @@ impl BotApp {
                 None
             }
         }
-    }
-
-    /// Answers a tap (`answerCallbackQuery`, outside the message limits; a short
-    /// 429 is waited out). Best effort: logged when it fails.
-    pub(crate) async fn send_tap_answer(&self, tap: &TapAnswer, text: Option<String>) {
-        let answered = with_retry(|| {
-            let mut req = self.bot.answer_callback_query(tap.id.clone());
-            if let Some(text) = &text {
-                req = req.text(trim_chars(text, CALLBACK_TEXT_LIMIT));
-            }
-            req.into_future()
-        })
-        .await;
-        if let Err(e) = answered {
-            if matches!(e, teloxide::RequestError::RetryAfter(_)) {
-                self.metrics.telegram_429.with_label_values(&["tap"]).inc();
-            }
-            warn!(error = %e, "tap not answered");
-        }
-    }
-
-    /// Sends `text` to the requester's chat; a tap still waiting for its answer is
-    /// answered first (empty), so a slow or rate-limited message never delays it.
-    pub(crate) async fn say_to(
-        &self,
-        who: &Requester,
-        text: &str,
-        markup: Option<InlineKeyboardMarkup>,
-    ) -> Result<MessageId, teloxide::RequestError> {
-        if let Some(tap) = who.tap.as_ref().filter(|tap| tap.take()) {
-            self.send_tap_answer(tap, None).await;
-        }
-        let sent = say(&self.bot, who.chat_id, text, markup).await;
-        if let Err(e) = &sent
-            && self.cooling.note_error(who.chat_id, e)
-        {
-            self.metrics.telegram_429.with_label_values(&["ack"]).inc();
-        }
-        sent
     }
 
     /// Acknowledges a tracked job: a status message ("taken into work", the queue
@@ -494,12 +417,4 @@ fn ack_text(lang: Lang, ahead: u64, eta: Option<Eta>) -> String {
             &[("ahead", &ahead), ("eta", &eta.text(lang))],
         ),
     }
-}
-
-/// The Cancel button under a status message.
-pub fn cancel_button(lang: Lang, job_id: &str) -> InlineKeyboardMarkup {
-    keyboard(vec![row(vec![(
-        t(lang, "button.cancel_job", &[]),
-        Action::CancelJob(job_id.to_owned()),
-    )])])
 }

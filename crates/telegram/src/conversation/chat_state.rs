@@ -2,15 +2,18 @@
 //! teloxide's bare chat-id keys), so a restarted or second bot replica continues
 //! the conversation where it was.
 //!
-//! - `<prefix>:bot:chat:<chat_id>`: the chat's state, JSON, expiring `ttl` after
-//!   its last write.
+//! - `<prefix>:bot:chat:<chat_id>`: the chat's state ([`ChatState`]), JSON,
+//!   expiring `ttl` after its last write.
 //! - `<prefix>:bot:tok:<token>`: small JSON values behind short random tokens, for
-//!   inline buttons (whose callback data is at most 64 bytes), expiring after `ttl`.
+//!   inline buttons (whose callback data is at most 64 bytes), expiring after `ttl`:
+//!   a photo behind its menu (`PhotoStash`), a video order waiting for its count
+//!   (`VideoStash`), a promo video's brief waiting for Start (`BriefStash`).
 
 use std::time::Duration;
 
+use genq_job_generate_video::Template;
 use genq_redis::RedisConn;
-use serde::{Serialize, de::DeserializeOwned};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 /// The length of the tokens [`ChatStates::stash`] makes.
 pub const TOKEN_LEN: usize = 12;
@@ -20,6 +23,34 @@ const TOKEN_LENS: std::ops::RangeInclusive<usize> = 10..=12;
 
 /// How many times [`ChatStates::stash`] draws a new token if one is taken.
 const STASH_ATTEMPTS: usize = 4;
+
+/// What the chat is in the middle of (kept in Redis under the genq prefix).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ChatState {
+    /// Face swap: the next photo is the face to put on `target`.
+    AwaitFace { target: String },
+    /// Animate with an own prompt: the next text is the prompt for `image`.
+    AwaitVideoPrompt { image: String },
+    /// `/promo`: the next text or voice message is the brief.
+    AwaitPromoBrief,
+}
+
+/// A photo the user sent, behind a menu's buttons.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct PhotoStash {
+    pub(crate) image: String,
+    pub(crate) owner: i64,
+}
+
+/// A video order waiting for its count.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct VideoStash {
+    pub(crate) image: String,
+    pub(crate) template: Template,
+    pub(crate) prompt: String,
+    pub(crate) owner: i64,
+}
 
 /// Errors of [`ChatStates`].
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +167,19 @@ impl ChatStates {
             return Ok(None);
         }
         self.read(&self.token_key(token), false).await
+    }
+
+    /// Takes the value behind `token` (GETDEL): whoever takes it has it alone.
+    pub async fn take<S: DeserializeOwned>(&self, token: &str) -> Result<Option<S>, StateError> {
+        if !is_valid_token(token) {
+            return Ok(None);
+        }
+        let mut c = self.conn.clone();
+        let raw: Option<String> = redis::cmd("GETDEL")
+            .arg(self.token_key(token))
+            .query_async(&mut c)
+            .await?;
+        Ok(raw.and_then(|raw| serde_json::from_str(&raw).ok()))
     }
 
     async fn read<S: DeserializeOwned>(

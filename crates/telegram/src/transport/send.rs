@@ -13,10 +13,8 @@ use teloxide::{
     ApiError, RequestError,
     payloads::{EditMessageTextSetters, SendMessageSetters},
     prelude::*,
-    types::{ChatAction, InlineKeyboardButton, InlineKeyboardMarkup, MessageId},
+    types::{ChatAction, InlineKeyboardMarkup, MessageId},
 };
-
-use crate::callbacks::Action;
 
 /// The bot every part uses. Nothing queues inside it: a 429 comes back to the
 /// caller at once, and only that caller waits. Handlers wait a short one out
@@ -68,18 +66,6 @@ pub const CAPTION_LIMIT: usize = 1024;
 
 /// The longest flood-control pause a handler waits out before giving up.
 const HANDLER_MAX_WAIT: Duration = Duration::from_secs(10);
-
-/// One row of buttons.
-pub fn row(buttons: Vec<(String, Action)>) -> Vec<InlineKeyboardButton> {
-    buttons
-        .into_iter()
-        .map(|(text, action)| InlineKeyboardButton::callback(text, action.data()))
-        .collect()
-}
-
-pub fn keyboard(rows: Vec<Vec<InlineKeyboardButton>>) -> InlineKeyboardMarkup {
-    InlineKeyboardMarkup::new(rows)
-}
 
 /// `text` cut to `max` characters (with an ellipsis when cut).
 pub fn trim_chars(text: &str, max: usize) -> String {

@@ -15,6 +15,7 @@ use genq_job_generate_image_prompt::ImagePrompt;
 use genq_job_generate_reply::{Reply, ReplyRequest};
 use genq_job_generate_video::VideoOutput;
 use genq_jobkit::ImageOutput;
+use genq_redis::NewJob;
 use genq_store::Settled;
 use serde::{Deserialize, Serialize};
 use teloxide::{
@@ -26,13 +27,19 @@ use teloxide::{
 use tracing::{error, info, warn};
 
 use crate::{
+    BotError,
     app::BotApp,
-    callbacks::Action,
-    handlers::{PhotoStash, upscale_row},
+    conversation::{
+        callbacks::Action,
+        chat_state::PhotoStash,
+        keyboards::{keyboard, row, upscale_row},
+    },
+    delivery::{
+        status_message::apply_final,
+        tracking::{Final, Kind, SENT, Tracked},
+    },
     i18n::{Lang, t},
-    send::{CAPTION_LIMIT, edit, job_error, keyboard, row, say, trim_chars},
-    status::apply_final,
-    tracking::{Final, Kind, SENT, Tracked},
+    transport::send::{CAPTION_LIMIT, edit, job_error, say, trim_chars},
 };
 
 /// Telegram's limit for photos uploaded by a bot.
@@ -141,6 +148,21 @@ impl Job for Deliver {
             }
         }
     }
+}
+
+/// Pushes the delivery of a finished job (once, whoever asks).
+pub async fn push_delivery(app: &BotApp, job_id: &str, queue: &str) -> Result<(), BotError> {
+    let job = NewJob::json(
+        app.cfg.delivery_queue.clone(),
+        Deliver::NAME,
+        &DeliverRequest {
+            job_id: job_id.to_owned(),
+            queue: queue.to_owned(),
+        },
+    )?
+    .idempotency_key(format!("deliver:{job_id}"));
+    app.queue.push(job).await?;
+    Ok(())
 }
 
 /// Delivers a finished job's outcome; what was sent.
@@ -328,7 +350,7 @@ fn transient(e: impl std::fmt::Display) -> JobError {
 }
 
 /// The job is over for the bot: its concurrency slot is free, the status loop stops.
-async fn close(app: &BotApp, tracked: &Tracked) -> Result<(), crate::BotError> {
+async fn close(app: &BotApp, tracked: &Tracked) -> Result<(), BotError> {
     app.slots.release(tracked.tg_user, &tracked.slot).await?;
     app.tracker.unwatch(&tracked.job_id).await?;
     Ok(())
@@ -409,17 +431,34 @@ async fn deliver_success(
             end_status(app, tracked, status).await?;
             Ok(what)
         }
-        Kind::Video => {
+        Kind::Video | Kind::Promo => {
             let out: VideoOutput = result(state)?;
-            let done = Final::Edit(t(tracked.lang, "status.done", &[]));
-            let status = close_status(app, tracked, done).await?;
+            let (done, caption) = if tracked.kind == Kind::Promo {
+                // the promo video is captioned with its script's title
+                let title = state.result.as_ref().and_then(|r| r["title"].as_str());
+                let caption = title.map(|t| trim_chars(t, CAPTION_LIMIT));
+                (t(tracked.lang, "promo.status.done", &[]), caption)
+            } else {
+                let caption = tracked.video_of.map(|(n, total)| {
+                    t(
+                        tracked.lang,
+                        "result.video_caption",
+                        &[("n", &n), ("total", &total)],
+                    )
+                });
+                (t(tracked.lang, "status.done", &[]), caption)
+            };
+            let status = close_status(app, tracked, Final::Edit(done)).await?;
             let mut what = "already_sent".to_owned();
             send_once(app, tracked, || async {
-                what = send_video(app, tracked, &out).await?;
+                what = send_video(app, tracked, &out, caption).await?;
                 Ok(())
             })
             .await?;
             end_status(app, tracked, status).await?;
+            if tracked.kind == Kind::Promo {
+                crate::promo::finish::remove_files(app, &tracked.job_id).await;
+            }
             Ok(what)
         }
     }
@@ -535,7 +574,7 @@ async fn hand_over_picture(
         if let Settled::Recorded { refunded } = app.store.settle(&event).await.map_err(transient)? {
             info!(job_id = %child, refunded, "follow-up settled by the bot");
         }
-        crate::events::push_delivery(app, child, &image_queue)
+        push_delivery(app, child, &image_queue)
             .await
             .map_err(transient)?;
     }
@@ -633,6 +672,7 @@ async fn send_video(
     app: &BotApp,
     tracked: &Tracked,
     out: &VideoOutput,
+    caption: Option<String>,
 ) -> Result<String, JobError> {
     if out.artifact.bytes > FILE_LIMIT {
         let size_mb = out.artifact.bytes.div_ceil(1024 * 1024);
@@ -655,12 +695,8 @@ async fn send_video(
         ChatId(tracked.chat_id),
         InputFile::memory(bytes).file_name("video.mp4"),
     );
-    if let Some((n, total)) = tracked.video_of {
-        req = req.caption(t(
-            tracked.lang,
-            "result.video_caption",
-            &[("n", &n), ("total", &total)],
-        ));
+    if let Some(caption) = caption {
+        req = req.caption(caption);
     }
     req = req
         .width(out.width)
@@ -678,6 +714,14 @@ async fn deliver_failure(
     tracked: &Tracked,
     outcome: &Outcome,
 ) -> Result<String, JobError> {
+    if tracked.kind == Kind::Promo {
+        // a promo video ends with words for the stage it stopped at
+        let text =
+            crate::promo::finish::ending_text(app, tracked, outcome.status, outcome.class).await;
+        send_once(app, tracked, || finish_status(app, tracked, &text)).await?;
+        crate::promo::finish::remove_files(app, &tracked.job_id).await;
+        return Ok("failure".to_owned());
+    }
     let text = failure_text(tracked, outcome, app.cfg.support_contact.as_deref());
     send_once(app, tracked, || finish_status(app, tracked, &text)).await?;
     Ok("failure".to_owned())

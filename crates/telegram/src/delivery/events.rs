@@ -7,30 +7,11 @@
 use std::sync::Arc;
 
 use genq_core::CompletionEvent;
-use genq_redis::{EventFollower, EventStart, NewJob};
+use genq_redis::{EventFollower, EventStart};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::{
-    BotError,
-    app::BotApp,
-    delivery::{Deliver, DeliverRequest},
-};
-
-/// Pushes the delivery of a finished job (once, whoever asks).
-pub async fn push_delivery(app: &BotApp, job_id: &str, queue: &str) -> Result<(), BotError> {
-    let job = NewJob::json(
-        app.cfg.delivery_queue.clone(),
-        Deliver::NAME,
-        &DeliverRequest {
-            job_id: job_id.to_owned(),
-            queue: queue.to_owned(),
-        },
-    )?
-    .idempotency_key(format!("deliver:{job_id}"));
-    app.queue.push(job).await?;
-    Ok(())
-}
+use crate::{BotError, app::BotApp, delivery::deliver::push_delivery};
 
 /// Follows `queues`' completion events until `stop`.
 pub async fn route_events(

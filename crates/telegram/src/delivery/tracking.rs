@@ -50,6 +50,8 @@ pub enum Kind {
     Photo,
     /// GenerateVideo: a video, "n of total".
     Video,
+    /// The promo-video pipeline: approvals on the way, the video at the end.
+    Promo,
 }
 
 impl Kind {
