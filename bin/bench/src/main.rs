@@ -11,7 +11,9 @@
 //! against the fake provider), `bot` (the Telegram bot's acknowledgement and answer
 //! latency under load, against the fake Telegram), `cluster` (drain throughput on a
 //! three-primary Redis Cluster beside a single Redis), `pipelines` (pipeline
-//! transitions/s, fan-out join latency, gate signal latency, parked memory).
+//! transitions/s, fan-out join latency, gate signal latency, parked memory), `promo`
+//! (N promo-video pipelines at once against the fake provider: wall time against the
+//! ideal critical path, stage medians, gate approval latency, peak RSS, provider calls).
 
 mod baseline;
 mod bot_side;
@@ -19,6 +21,7 @@ mod cluster_side;
 mod genq_side;
 mod images_side;
 mod pipelines_side;
+mod promo_side;
 mod store_side;
 
 use std::{
@@ -145,6 +148,36 @@ enum ChildRun {
         /// Pipelines parked for the memory figure.
         #[arg(long, default_value_t = 10_000)]
         parked: usize,
+    },
+    /// N `promo` pipelines at once in this process (workers, driver, fake provider, real
+    /// ffmpeg) on a private Redis, every gate approved when it opens: wall time against
+    /// one pipeline's ideal critical path, stage medians, gate open -> approved, peak RSS,
+    /// provider calls against the expected counts, failed pipelines.
+    Promo {
+        /// Pipelines started at once [default: 20, quick 4].
+        #[arg(long)]
+        pipelines: Option<usize>,
+        /// The fake provider's chat (script) latency.
+        #[arg(long, default_value_t = 300)]
+        chat_ms: u64,
+        /// The fake provider's image latency.
+        #[arg(long, default_value_t = 500)]
+        image_ms: u64,
+        /// How long each clip (animation) task runs on the fake provider.
+        #[arg(long, default_value_t = 2000)]
+        clip_ms: u64,
+        /// How often a clip's task is polled (`jobs.generate_video.poll_interval_ms`).
+        #[arg(long, default_value_t = 100)]
+        poll_ms: u64,
+        /// The fake provider's speech latency.
+        #[arg(long, default_value_t = 300)]
+        speech_ms: u64,
+        /// Images generated at once per pipeline [default: `promo.image_parallelism`'s, 3].
+        #[arg(long)]
+        image_parallelism: Option<usize>,
+        /// Clips animated at once per pipeline [default: `promo.clip_parallelism`'s, 3].
+        #[arg(long)]
+        clip_parallelism: Option<usize>,
     },
     /// (internal) one sleep drain in this process; prints JSON.
     #[command(hide = true)]
@@ -656,6 +689,29 @@ async fn run_child(child: ChildRun, quick: bool) -> anyhow::Result<()> {
                 parked,
             };
             return pipelines_side::run(&sizes).await;
+        }
+        ChildRun::Promo {
+            pipelines,
+            chat_ms,
+            image_ms,
+            clip_ms,
+            poll_ms,
+            speech_ms,
+            image_parallelism,
+            clip_parallelism,
+        } => {
+            let defaults = genq_config::PromoSettings::default();
+            let sizes = promo_side::PromoSizes {
+                pipelines: pipelines.unwrap_or(if quick { 4 } else { 20 }),
+                chat: Duration::from_millis(chat_ms),
+                image: Duration::from_millis(image_ms),
+                clip: Duration::from_millis(clip_ms),
+                poll: Duration::from_millis(poll_ms),
+                speech: Duration::from_millis(speech_ms),
+                image_parallelism: image_parallelism.unwrap_or(defaults.image_parallelism),
+                clip_parallelism: clip_parallelism.unwrap_or(defaults.clip_parallelism),
+            };
+            return promo_side::run(&sizes).await;
         }
         ChildRun::SleepDrain {
             backend,
