@@ -13,7 +13,8 @@
 //! three-primary Redis Cluster beside a single Redis), `pipelines` (pipeline
 //! transitions/s, fan-out join latency, gate signal latency, parked memory), `promo`
 //! (N promo-video pipelines at once against the fake provider: wall time against the
-//! ideal critical path, stage medians, gate approval latency, peak RSS, provider calls).
+//! ideal critical path, stage medians, gate approval latency, peak RSS, provider calls),
+//! `providers` (jobs/s and a vendor's 429s with provider limits off, static, adaptive).
 
 mod baseline;
 mod bot_side;
@@ -22,6 +23,7 @@ mod genq_side;
 mod images_side;
 mod pipelines_side;
 mod promo_side;
+mod providers_side;
 mod store_side;
 
 use std::{
@@ -148,6 +150,23 @@ enum ChildRun {
         /// Pipelines parked for the memory figure.
         #[arg(long, default_value_t = 10_000)]
         parked: usize,
+    },
+    /// GenerateImage through three workers against a fake vendor allowing 10 tasks
+    /// in flight per key (2 keys): jobs/s and 429s with provider limits off, static
+    /// and adaptive.
+    Providers {
+        /// Redis to run against; a private redis-server when absent.
+        #[arg(long)]
+        redis: Option<String>,
+        /// Jobs per mode [default: 200, quick 80].
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Concurrency of each of the three workers.
+        #[arg(long, default_value_t = 40)]
+        concurrency: usize,
+        /// How long the fake vendor's tasks take.
+        #[arg(long, default_value_t = 200)]
+        task_ms: u64,
     },
     /// N `promo` pipelines at once in this process (workers, driver, fake provider, real
     /// ffmpeg) on a private Redis, every gate approved when it opens: wall time against
@@ -689,6 +708,32 @@ async fn run_child(child: ChildRun, quick: bool) -> anyhow::Result<()> {
                 parked,
             };
             return pipelines_side::run(&sizes).await;
+        }
+        ChildRun::Providers {
+            redis,
+            jobs,
+            concurrency,
+            task_ms,
+        } => {
+            let private = match &redis {
+                Some(_) => None,
+                None => Some(
+                    genq_testkit::PrivateRedis::start()
+                        .await
+                        .context("starting a private redis-server")?,
+                ),
+            };
+            let url = redis
+                .or_else(|| private.as_ref().map(|p| p.url()))
+                .unwrap_or_default();
+            let sizes = providers_side::ProviderSizes {
+                jobs: jobs.unwrap_or(if quick { 80 } else { 200 }),
+                hosts: 3,
+                concurrency,
+                task: Duration::from_millis(task_ms),
+            };
+            let ns = format!("genqbench-providers-{}", now_us());
+            return providers_side::run(&url, &ns, &sizes).await;
         }
         ChildRun::Promo {
             pipelines,

@@ -58,6 +58,14 @@ async fn start(s: &Stack, chat: i64, confirm: &SentMessage) -> SentMessage {
     s.wait_sent(chat, before, |m| has_button(m, "cx:")).await
 }
 
+/// `/promo`, the brief, Start: the user and the status message.
+async fn ordered(s: &Stack, chat: i64) -> (genq_store::User, SentMessage) {
+    let confirm = brief(s, chat, BRIEF).await;
+    let user = s.user(chat).await;
+    let status = start(s, chat, &confirm).await;
+    (user, status)
+}
+
 /// The next gate's question (the message with an Approve button) after `after`.
 async fn gate(s: &Stack, chat: i64, after: usize) -> SentMessage {
     s.wait_sent(chat, after, |m| has_button(m, "pa:")).await
@@ -344,9 +352,7 @@ async fn cancel_at_each_gate_refunds_once_and_asks_for_nothing_more() {
     let s = stack("promo_cancel", 600).await;
     for (n, gates_to_pass) in [0usize, 1, 2].into_iter().enumerate() {
         let chat = 7200 + n as i64;
-        let confirm = brief(&s, chat, BRIEF).await;
-        let user = s.user(chat).await;
-        let status = start(&s, chat, &confirm).await;
+        let (user, status) = ordered(&s, chat).await;
         let mut after = 0;
         let mut question = gate(&s, chat, after).await;
         for _ in 0..gates_to_pass {
@@ -380,9 +386,7 @@ async fn cancel_at_each_gate_refunds_once_and_asks_for_nothing_more() {
 async fn an_approval_left_unanswered_cancels_and_refunds() {
     let s = stack("promo_timeout", 3).await;
     let chat = 7301;
-    let confirm = brief(&s, chat, BRIEF).await;
-    let user = s.user(chat).await;
-    let status = start(&s, chat, &confirm).await;
+    let (user, status) = ordered(&s, chat).await;
     let question = gate(&s, chat, 0).await;
     let said = status_reads(&s, chat, &status, "promo.end.timed_out").await;
     assert!(said.contains(&PRICE.to_string()));
@@ -433,9 +437,7 @@ async fn malformed_scripts_twice_end_with_the_script_message_and_one_refund() {
     let s = stack("promo_bad_json", 600).await;
     s.provider.set_malformed_scripts(2);
     let chat = 7501;
-    let confirm = brief(&s, chat, BRIEF).await;
-    let user = s.user(chat).await;
-    let status = start(&s, chat, &confirm).await;
+    let (user, status) = ordered(&s, chat).await;
     status_reads(&s, chat, &status, "promo.end.script").await;
     s.wait_balance(user.id, WELCOME).await;
     assert_eq!(s.ledger(user.id, "refund").await, vec![PRICE]);
@@ -447,9 +449,7 @@ async fn malformed_scripts_twice_end_with_the_script_message_and_one_refund() {
 async fn an_animation_refused_on_policy_ends_with_one_message_and_one_refund() {
     let s = stack("promo_policy", 600).await;
     let chat = 7601;
-    let confirm = brief(&s, chat, BRIEF).await;
-    let user = s.user(chat).await;
-    let status = start(&s, chat, &confirm).await;
+    let (user, status) = ordered(&s, chat).await;
     let script = gate(&s, chat, 0).await;
     let after = s.sent_count(chat);
     approve(&s, chat, &script).await;
@@ -496,9 +496,7 @@ async fn genq_killed_during_pictures_and_clips_finishes_paying_each_clip_once() 
     .await;
     s.provider.set_latency(Duration::from_millis(400));
     let chat = 7701;
-    let confirm = brief(&s, chat, BRIEF).await;
-    let user = s.user(chat).await;
-    let status = start(&s, chat, &confirm).await;
+    let (user, status) = ordered(&s, chat).await;
     let script = gate(&s, chat, 0).await;
     let after = s.sent_count(chat);
     approve(&s, chat, &script).await;

@@ -435,18 +435,25 @@ pub struct ProviderKeys {
     /// Keys cooling down (fingerprints only).
     #[schema(value_type = Vec<Object>)]
     cooling: Vec<genq_providers::Cooling>,
+    /// Each key's limits shared by every host (in flight now, the in-flight limit
+    /// in force — the adaptive one as it moves —, requests and tokens left this
+    /// minute); empty when the provider has no limits.
+    #[schema(value_type = Vec<Object>)]
+    limits: Vec<genq_providers::KeyLimitView>,
 }
 
-/// Every provider's API keys and their cool-downs (fingerprints only, never keys).
+/// Every provider's API keys, their cool-downs and their limits (fingerprints only, never keys).
 #[utoipa::path(get, path = "/api/keys", tag = "providers", responses((status = 200, body = Vec<ProviderKeys>)))]
 async fn list_keys(State(state): S) -> ApiResult<Vec<ProviderKeys>> {
     let mut out = Vec::new();
     for pool in &state.keys {
         let cooling = pool.cooling().await.map_err(ApiError::unavailable)?;
+        let limits = pool.limit_views().await.map_err(ApiError::unavailable)?;
         out.push(ProviderKeys {
             provider: pool.provider().to_owned(),
             keys: pool.len(),
             cooling,
+            limits,
         });
     }
     Ok(Json(out))

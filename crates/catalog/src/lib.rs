@@ -11,12 +11,15 @@ pub use promo::{PROMO, PromoInput, promo};
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use genq_artifacts::{ArtifactStore, LocalArtifacts};
-use genq_config::{Config, JobSettings, Protocol};
+use genq_config::{Config, JobSettings, Protocol, ProviderKind};
 use genq_core::{Job, Registry, RegistryError};
 use genq_jobkit::{MediaDeps, RunSettings, retry_policy};
 use genq_media::ImageLimits;
 use genq_metrics::ProviderMetrics;
-use genq_providers::{KeyPool, OpenAiClient, ProviderConfig, ProviderError, TaskClient};
+use genq_providers::{
+    KeyPool, OpenAiClient, ProviderConfig, ProviderError, ProviderErrorKind, TaskClient, Vendor,
+    VendorOptions,
+};
 
 use genq_job_assemble_video::AssembleVideo;
 use genq_job_cleanup::{Cleanup, CleanupCounters};
@@ -74,10 +77,42 @@ fn key_pool(
         &deps.prefix,
         metrics.clone(),
     )?
-    .with_cool_downs(
-        Duration::from_secs(p.rate_limit_cooldown_secs),
-        Duration::from_secs(p.billing_cooldown_secs),
-    ))
+    .with_cool_down_settings(genq_providers::CoolDowns {
+        rate_limited: Duration::from_secs(p.rate_limit_cooldown_secs),
+        max_hinted: Duration::from_secs(p.max_hinted_cooldown_secs),
+        billing: Duration::from_secs(p.billing_cooldown_secs),
+    })
+    .with_limits(key_limits(&p.limits)))
+}
+
+/// A provider's configured limits per key, as the key pool enforces them.
+fn key_limits(l: &genq_config::ProviderLimits) -> genq_providers::KeyLimits {
+    let defaults = genq_providers::KeyLimits::default();
+    let adaptive = l.adaptive.then(|| {
+        let d = genq_providers::Adaptive::default();
+        let ceiling = l.max_in_flight.unwrap_or(d.ceiling);
+        genq_providers::Adaptive {
+            start: l
+                .adaptive_start
+                .or(l.max_in_flight)
+                .unwrap_or(d.start)
+                .min(ceiling),
+            ceiling,
+            increase_after: l.adaptive_increase_after.unwrap_or(d.increase_after),
+            decrease: l.adaptive_decrease.unwrap_or(d.decrease),
+            decrease_guard: d.decrease_guard,
+        }
+    });
+    genq_providers::KeyLimits {
+        max_in_flight: l.max_in_flight,
+        requests_per_minute: l.requests_per_minute,
+        tokens_per_minute: l.tokens_per_minute,
+        adaptive,
+        slot_lease: l
+            .slot_lease_secs
+            .map_or(defaults.slot_lease, Duration::from_secs),
+        defer: l.defer_ms.map_or(defaults.defer, Duration::from_millis),
+    }
 }
 
 /// Every configured provider's key pool (the admin shows their cool-downs).
@@ -103,18 +138,66 @@ fn clients(cfg: &Config, deps: &CatalogDeps<'_>) -> Result<Clients, CatalogError
             keys: p.keys.clone(),
             timeout: Duration::from_secs(p.timeout_secs),
         };
-        match p.protocol {
+        match p.protocol() {
             Protocol::Openai => {
                 out.openai
                     .insert(name.clone(), OpenAiClient::new(&pc, keys, metrics.clone())?);
             }
             Protocol::Queue => {
-                out.queue
-                    .insert(name.clone(), TaskClient::new(&pc, keys, metrics.clone())?);
+                let options = vendor_options(name, p)?;
+                out.queue.insert(
+                    name.clone(),
+                    TaskClient::for_vendor(&pc, options, keys, metrics.clone())?,
+                );
             }
         }
     }
     Ok(out)
+}
+
+/// The vendor a queue-style provider speaks and its settings (a ComfyUI
+/// workflow file is read here; a problem names the setting).
+fn vendor_options(
+    name: &str,
+    p: &genq_config::ProviderSection,
+) -> Result<VendorOptions, CatalogError> {
+    let vendor = match p.kind() {
+        ProviderKind::Openai | ProviderKind::GenqTask => Vendor::GenqTask,
+        ProviderKind::Fal => Vendor::Fal,
+        ProviderKind::Replicate => Vendor::Replicate,
+        ProviderKind::Runway => Vendor::Runway,
+        ProviderKind::Kie => Vendor::Kie,
+        ProviderKind::Comfyui => Vendor::ComfyUi,
+    };
+    let setting = |what: &str, message: String| {
+        ProviderError::new(
+            ProviderErrorKind::BadInput,
+            format!("providers.{name}.{what}: {message}"),
+        )
+    };
+    let mut options = VendorOptions::new(vendor);
+    options.api_version = p.api_version.clone();
+    options.upload_url = p.upload_url.clone();
+    options.params = match serde_json::to_value(&p.params) {
+        Ok(serde_json::Value::Object(map)) => map,
+        Ok(_) => serde_json::Map::new(),
+        Err(e) => return Err(setting("params", e.to_string()).into()),
+    };
+    if let Some(path) = &p.workflow {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| setting("workflow", format!("cannot read {}: {e}", path.display())))?;
+        let workflow: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            setting(
+                "workflow",
+                format!(
+                    "{} is not JSON (save the workflow in API format): {e}",
+                    path.display()
+                ),
+            )
+        })?;
+        options.workflow = Some(workflow);
+    }
+    Ok(options)
 }
 
 /// The client of the OpenAI-compatible provider that serves `job`'s chat (the bot

@@ -681,21 +681,281 @@ pub enum Protocol {
     Queue,
 }
 
+/// Which API a provider speaks (`kind`; docs/PROVIDER-PROTOCOLS.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProviderKind {
+    /// OpenAI-compatible (chat, images, transcription, speech).
+    Openai,
+    /// genq's own task protocol (what `protocol = "queue"` means).
+    GenqTask,
+    Fal,
+    Replicate,
+    Runway,
+    Kie,
+    Comfyui,
+}
+
+impl ProviderKind {
+    /// The protocol family: OpenAI-compatible or queue-style tasks.
+    pub fn protocol(self) -> Protocol {
+        match self {
+            ProviderKind::Openai => Protocol::Openai,
+            _ => Protocol::Queue,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Openai => "openai",
+            ProviderKind::GenqTask => "genq-task",
+            ProviderKind::Fal => "fal",
+            ProviderKind::Replicate => "replicate",
+            ProviderKind::Runway => "runway",
+            ProviderKind::Kie => "kie",
+            ProviderKind::Comfyui => "comfyui",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderSection {
-    pub protocol: Protocol,
+    /// `openai` or `queue` (genq's task protocol); `kind` says the same and more.
+    #[serde(default)]
+    pub protocol: Option<Protocol>,
+    /// The API spoken: `openai`, `genq-task`, `fal`, `replicate`, `runway`, `kie`, `comfyui`.
+    #[serde(default)]
+    pub kind: Option<ProviderKind>,
     pub base_url: String,
+    /// Runway: the `X-Runway-Version` header (default `2024-11-06`).
+    #[serde(default)]
+    pub api_version: Option<String>,
+    /// ComfyUI: the workflow file (API format JSON) with `"{{prompt}}"`-style placeholders.
+    #[serde(default)]
+    pub workflow: Option<PathBuf>,
+    /// KIE: its file upload service (default `https://kieai.redpandaai.co`).
+    #[serde(default)]
+    pub upload_url: Option<String>,
+    /// Vendors: fields merged into every request's model input (e.g. `aspect_ratio`).
+    #[serde(default)]
+    pub params: toml::Table,
     #[serde(default)]
     pub keys: Vec<String>,
     #[serde(default = "default_provider_timeout")]
     pub timeout_secs: u64,
-    /// How long a rate-limited key is skipped (every host).
+    /// How long a key answered 429 *without* a wait hint is skipped (every host);
+    /// with one (`Retry-After`, `retry-after-ms`, `x-ratelimit-reset-*`) the hint
+    /// is followed, up to `max_hinted_cooldown_secs`.
     #[serde(default = "default_rate_limit_cooldown")]
     pub rate_limit_cooldown_secs: u64,
-    /// How long a key with a billing error is skipped (every host).
+    /// The longest cool-down a vendor's rate-limit hint is followed for.
+    #[serde(default = "default_max_hinted_cooldown")]
+    pub max_hinted_cooldown_secs: u64,
+    /// How long a key with a billing or quota-exhausted error is skipped (every host).
     #[serde(default = "default_billing_cooldown")]
     pub billing_cooldown_secs: u64,
+    /// Limits per API key, shared by every host (see `ProviderLimits`).
+    #[serde(flatten)]
+    pub limits: ProviderLimits,
+}
+
+/// A provider's limits per API key, enforced in Redis for every host together.
+/// All off by default.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct ProviderLimits {
+    /// Calls (OpenAI protocol) or tasks (queue protocol, submit → end) at once per
+    /// key. With `adaptive`, the most the adaptive limit grows to.
+    #[serde(default)]
+    pub max_in_flight: Option<u32>,
+    /// Requests (calls, task submits) per minute per key.
+    #[serde(default)]
+    pub requests_per_minute: Option<u32>,
+    /// LLM tokens per minute per key (openai protocol): estimated from the request,
+    /// corrected from the answer's usage.
+    #[serde(default)]
+    pub tokens_per_minute: Option<u64>,
+    /// Find the in-flight limit by AIMD: halve it on a 429, add one after
+    /// `adaptive_increase_after` successes.
+    #[serde(default)]
+    pub adaptive: bool,
+    /// Where the adaptive limit starts (default `max_in_flight`, else 4).
+    #[serde(default)]
+    pub adaptive_start: Option<u32>,
+    /// Successes (while a key is full) before the adaptive limit grows by one (default 10).
+    #[serde(default)]
+    pub adaptive_increase_after: Option<u32>,
+    /// The factor the adaptive limit is multiplied by on a 429 (0 < f < 1, default 0.5).
+    #[serde(default)]
+    pub adaptive_decrease: Option<f64>,
+    /// A held slot whose holder stopped renewing it is free after this (default 120).
+    #[serde(default)]
+    pub slot_lease_secs: Option<u64>,
+    /// A job finding every slot taken is deferred about this long (default 1000).
+    #[serde(default)]
+    pub defer_ms: Option<u64>,
+}
+
+impl ProviderLimits {
+    /// True when any limit is set.
+    pub fn is_on(&self) -> bool {
+        self.max_in_flight.is_some()
+            || self.requests_per_minute.is_some()
+            || self.tokens_per_minute.is_some()
+            || self.adaptive
+    }
+
+    fn validate(&self, at: &str, protocol: Protocol) -> Result<(), ConfigError> {
+        let at_least_one = |name: &str, v: Option<u64>| match v {
+            Some(0) => Err(invalid(format!("{at}.{name}"), "must be at least 1")),
+            _ => Ok(()),
+        };
+        at_least_one("max_in_flight", self.max_in_flight.map(u64::from))?;
+        at_least_one(
+            "requests_per_minute",
+            self.requests_per_minute.map(u64::from),
+        )?;
+        at_least_one("tokens_per_minute", self.tokens_per_minute)?;
+        at_least_one("adaptive_start", self.adaptive_start.map(u64::from))?;
+        at_least_one(
+            "adaptive_increase_after",
+            self.adaptive_increase_after.map(u64::from),
+        )?;
+        at_least_one("slot_lease_secs", self.slot_lease_secs)?;
+        if self.tokens_per_minute.is_some() && protocol != Protocol::Openai {
+            return Err(invalid(
+                format!("{at}.tokens_per_minute"),
+                "only for openai-protocol providers (LLM tokens)",
+            ));
+        }
+        if let Some(f) = self.adaptive_decrease
+            && !(f > 0.0 && f < 1.0)
+        {
+            return Err(invalid(
+                format!("{at}.adaptive_decrease"),
+                format!("must be between 0 and 1 (exclusive), got {f}"),
+            ));
+        }
+        if let Some(ms) = self.defer_ms
+            && !(10..=600_000).contains(&ms)
+        {
+            return Err(invalid(
+                format!("{at}.defer_ms"),
+                format!("must be 10-600000, got {ms}"),
+            ));
+        }
+        if let (Some(start), Some(max)) = (self.adaptive_start, self.max_in_flight)
+            && start > max
+        {
+            return Err(invalid(
+                format!("{at}.adaptive_start"),
+                format!("{start} is above max_in_flight ({max})"),
+            ));
+        }
+        if !self.adaptive
+            && (self.adaptive_start.is_some()
+                || self.adaptive_increase_after.is_some()
+                || self.adaptive_decrease.is_some())
+        {
+            return Err(invalid(
+                format!("{at}.adaptive"),
+                "adaptive_* settings are given but adaptive = false",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl ProviderSection {
+    /// The API spoken: `kind`, else what `protocol` means (validated: one is set).
+    pub fn kind(&self) -> ProviderKind {
+        match (self.kind, self.protocol) {
+            (Some(k), _) => k,
+            (None, Some(Protocol::Openai)) => ProviderKind::Openai,
+            (None, _) => ProviderKind::GenqTask,
+        }
+    }
+
+    /// The protocol family (OpenAI-compatible or queue-style).
+    pub fn protocol(&self) -> Protocol {
+        self.kind().protocol()
+    }
+
+    /// Checks `kind`/`protocol` and the vendor settings of `providers.<name>`.
+    fn validate_kind(&self, at: &str) -> Result<(), ConfigError> {
+        let kind = match (self.kind, self.protocol) {
+            (None, None) => {
+                return Err(invalid(
+                    format!("{at}.kind"),
+                    "is required: one of openai, genq-task, fal, replicate, runway, kie, comfyui (or protocol = \"openai\" | \"queue\")",
+                ));
+            }
+            (Some(k), Some(p)) if k.protocol() != p => {
+                return Err(invalid(
+                    format!("{at}.protocol"),
+                    format!(
+                        "is {p:?} but kind = \"{}\" speaks {:?}: drop one",
+                        k.as_str(),
+                        k.protocol()
+                    ),
+                ));
+            }
+            _ => self.kind(),
+        };
+        let only = |setting: &str, set: bool, wanted: ProviderKind| {
+            if set && kind != wanted {
+                Err(invalid(
+                    format!("{at}.{setting}"),
+                    format!(
+                        "applies to kind = \"{}\" only (this provider is \"{}\")",
+                        wanted.as_str(),
+                        kind.as_str()
+                    ),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        only(
+            "api_version",
+            self.api_version.is_some(),
+            ProviderKind::Runway,
+        )?;
+        only("workflow", self.workflow.is_some(), ProviderKind::Comfyui)?;
+        only("upload_url", self.upload_url.is_some(), ProviderKind::Kie)?;
+        if !self.params.is_empty() && matches!(kind, ProviderKind::Openai | ProviderKind::GenqTask)
+        {
+            return Err(invalid(
+                format!("{at}.params"),
+                format!(
+                    "applies to vendor kinds only (this provider is \"{}\")",
+                    kind.as_str()
+                ),
+            ));
+        }
+        if kind == ProviderKind::Comfyui && self.workflow.is_none() {
+            return Err(invalid(
+                format!("{at}.workflow"),
+                "is required for kind = \"comfyui\" (a workflow saved in API format)",
+            ));
+        }
+        if let Some(url) = &self.upload_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(invalid(
+                format!("{at}.upload_url"),
+                format!("'{url}' must start with http:// or https://"),
+            ));
+        }
+        if self
+            .api_version
+            .as_deref()
+            .is_some_and(|v| v.trim().is_empty())
+        {
+            return Err(invalid(format!("{at}.api_version"), "must not be empty"));
+        }
+        Ok(())
+    }
 }
 
 fn default_provider_timeout() -> u64 {
@@ -703,6 +963,10 @@ fn default_provider_timeout() -> u64 {
 }
 
 fn default_rate_limit_cooldown() -> u64 {
+    60
+}
+
+fn default_max_hinted_cooldown() -> u64 {
     3600
 }
 
@@ -881,6 +1145,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         for (name, p) in &self.providers {
             let at = format!("providers.{name}");
+            p.validate_kind(&at)?;
             if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
                 return Err(invalid(
                     format!("{at}.base_url"),
@@ -897,6 +1162,13 @@ impl Config {
             if p.timeout_secs == 0 {
                 return Err(invalid(format!("{at}.timeout_secs"), "must be at least 1"));
             }
+            if p.rate_limit_cooldown_secs == 0 {
+                return Err(invalid(
+                    format!("{at}.rate_limit_cooldown_secs"),
+                    "must be at least 1",
+                ));
+            }
+            p.limits.validate(&at, p.protocol())?;
         }
         let known = self
             .providers
@@ -915,12 +1187,14 @@ impl Config {
                         format!("no provider named '{p}' (configured: {known})"),
                     )
                 })?;
-                if !needs.protocols.contains(&provider.protocol) {
+                if !needs.protocols.contains(&provider.protocol()) {
                     return Err(invalid(
                         format!("{at}.provider"),
                         format!(
                             "provider '{p}' speaks {:?}, but {} needs {:?}",
-                            provider.protocol, needs.name, needs.protocols
+                            provider.protocol(),
+                            needs.name,
+                            needs.protocols
                         ),
                     ));
                 }
@@ -969,11 +1243,11 @@ impl Config {
                     format!("no provider named '{name}' (configured: {known})"),
                 ))
             }
-            Some(p) if p.protocol != Protocol::Openai => Err(invalid(
+            Some(p) if p.protocol() != Protocol::Openai => Err(invalid(
                 setting,
                 format!(
                     "provider '{name}' speaks {:?}: must be an openai-protocol provider",
-                    p.protocol
+                    p.protocol()
                 ),
             )),
             Some(_) => Ok(()),
@@ -1178,6 +1452,117 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("GENQ_PROVIDER_MEDIA_KEYS")
+        );
+    }
+
+    #[test]
+    fn provider_limits_are_read_and_checked() {
+        let text = |extra: &str| {
+            format!(
+                "[providers.llm]\nprotocol = \"openai\"\nbase_url = \"http://x\"\nkeys = [\"k\"]\n{extra}\n"
+            )
+        };
+        let cfg = Config::parse(
+            &text("max_in_flight = 10\nrequests_per_minute = 500\ntokens_per_minute = 90000\nadaptive = true\nadaptive_start = 4"),
+            "f.toml",
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        let p = &cfg.providers["llm"];
+        assert_eq!(p.limits.max_in_flight, Some(10));
+        assert_eq!(p.limits.tokens_per_minute, Some(90_000));
+        assert!(p.limits.adaptive && p.limits.is_on());
+        assert_eq!(p.rate_limit_cooldown_secs, 60);
+
+        let cfg = Config::parse(&text(""), "f.toml").unwrap();
+        assert!(!cfg.providers["llm"].limits.is_on());
+
+        // an unknown setting is still refused
+        let err = Config::parse(&text("max_in_flite = 3"), "f.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_in_flite"), "{err}");
+
+        for (extra, named) in [
+            (
+                "max_in_flight = 0",
+                "providers.llm.max_in_flight: must be at least 1",
+            ),
+            (
+                "requests_per_minute = 0",
+                "providers.llm.requests_per_minute: must be at least 1",
+            ),
+            (
+                "adaptive = true\nadaptive_decrease = 1.5",
+                "providers.llm.adaptive_decrease: must be between 0 and 1",
+            ),
+            (
+                "max_in_flight = 3\nadaptive = true\nadaptive_start = 5",
+                "providers.llm.adaptive_start: 5 is above max_in_flight (3)",
+            ),
+            (
+                "adaptive_start = 2",
+                "providers.llm.adaptive: adaptive_* settings are given but adaptive = false",
+            ),
+            ("defer_ms = 1", "providers.llm.defer_ms: must be 10-600000"),
+            (
+                "rate_limit_cooldown_secs = 0",
+                "providers.llm.rate_limit_cooldown_secs: must be at least 1",
+            ),
+        ] {
+            let cfg = Config::parse(&text(extra), "f.toml").unwrap();
+            let err = error_of(&cfg);
+            assert!(err.starts_with(named), "{extra}: {err}");
+        }
+        let queue = "[providers.media]\nprotocol = \"queue\"\nbase_url = \"http://x\"\nkeys = [\"k\"]\ntokens_per_minute = 5\n";
+        let err = error_of(&Config::parse(queue, "f.toml").unwrap());
+        assert!(
+            err.starts_with("providers.media.tokens_per_minute: only for openai"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn provider_kinds_choose_the_vendor_and_name_bad_settings() {
+        let parse = |section: &str| {
+            Config::parse(
+                &format!(
+                    "[providers.v]\nbase_url = \"https://queue.fal.run\"\nkeys = [\"k\"]\n{section}"
+                ),
+                "t",
+            )
+            .unwrap()
+        };
+        let cfg = parse("kind = \"fal\"\nparams = { aspect_ratio = \"9:16\" }");
+        cfg.validate().unwrap();
+        assert_eq!(cfg.providers["v"].kind(), ProviderKind::Fal);
+        assert_eq!(cfg.providers["v"].protocol(), Protocol::Queue);
+        let cfg = parse("protocol = \"queue\"");
+        assert_eq!(cfg.providers["v"].kind(), ProviderKind::GenqTask);
+        let cfg = parse("kind = \"openai\"");
+        assert_eq!(cfg.providers["v"].protocol(), Protocol::Openai);
+        assert!(error_of(&parse("")).starts_with("providers.v.kind: is required"));
+        assert!(
+            error_of(&parse("kind = \"fal\"\nprotocol = \"openai\""))
+                .starts_with("providers.v.protocol: is Openai but kind = \"fal\"")
+        );
+        assert!(
+            error_of(&parse("kind = \"comfyui\"")).starts_with("providers.v.workflow: is required")
+        );
+        assert!(
+            error_of(&parse("kind = \"fal\"\napi_version = \"2024-11-06\""))
+                .starts_with("providers.v.api_version: applies to kind = \"runway\" only")
+        );
+        assert!(
+            error_of(&parse("protocol = \"queue\"\nparams = { a = 1 }"))
+                .starts_with("providers.v.params: applies to vendor kinds only")
+        );
+        assert!(
+            Config::parse(
+                "[providers.v]\nkind = \"midjourney\"\nbase_url = \"https://x\"",
+                "t"
+            )
+            .is_err()
         );
     }
 }

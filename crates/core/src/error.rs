@@ -74,12 +74,18 @@ impl FromStr for FailureClass {
 
 /// A job's failure: its class, a message for operators, and for rate limiting the
 /// delay the provider asked for.
+///
+/// A *deferred* error ([`JobError::deferred`]) is not a failure: the run found no
+/// provider capacity before doing anything paid, so the job is rescheduled after
+/// `retry_after` without the run counting as an attempt (no retry policy applies).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{class}: {message}")]
 pub struct JobError {
     pub class: FailureClass,
     pub message: String,
     pub retry_after: Option<Duration>,
+    /// Rescheduled after `retry_after`, not counted as an attempt.
+    pub deferred: bool,
 }
 
 impl JobError {
@@ -88,6 +94,18 @@ impl JobError {
             class,
             message: message.into(),
             retry_after: None,
+            deferred: false,
+        }
+    }
+
+    /// No capacity now (a provider limit shared by every host is reached): run the
+    /// job again after `after`, holding no worker slot meanwhile and without counting
+    /// this run as an attempt. Class `rate_limited`, for logs and the job's record.
+    pub fn deferred(message: impl Into<String>, after: Duration) -> Self {
+        Self {
+            retry_after: Some(after),
+            deferred: true,
+            ..Self::new(FailureClass::RateLimited, message)
         }
     }
 

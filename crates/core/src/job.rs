@@ -59,6 +59,13 @@ pub trait ProgressSink: Send + Sync {
 
     /// The job's last checkpoint, if a run stored one.
     fn load_checkpoint(&self, job_id: &str) -> BoxFuture<'static, Result<Option<String>, String>>;
+
+    /// Whether someone asked to cancel the job (an operator or the bot), as opposed
+    /// to this run being stopped because its lease was lost or the worker is
+    /// stopping (a re-run resumes it then).
+    fn cancel_requested(&self, _job_id: &str) -> BoxFuture<'static, Result<bool, String>> {
+        Box::pin(async { Ok(false) })
+    }
 }
 
 /// Lets a running job push another job (e.g. GenerateImagePrompt hands over to
@@ -178,6 +185,19 @@ impl JobContext {
 
     pub fn cancellation_token(&self) -> &CancellationToken {
         &self.cancel
+    }
+
+    /// A check (run it after the cancellation token fired) of whether the job itself
+    /// was cancelled, not just this run stopped (lease lost, worker stopping). It
+    /// owns what it needs, so it can outlive this context.
+    pub fn cancel_requested(&self) -> BoxFuture<'static, bool> {
+        match &self.progress {
+            Some(sink) => {
+                let check = sink.cancel_requested(&self.id);
+                Box::pin(async move { check.await.unwrap_or(false) })
+            }
+            None => Box::pin(async { false }),
+        }
     }
 
     /// Stores a checkpoint on the job before a step that must not be repeated (e.g.

@@ -89,6 +89,12 @@ pub fn base64(bytes: &[u8]) -> String {
 /// an earlier run of this job (recorded as a checkpoint before waiting) is resumed,
 /// not submitted again; the submit carries `Idempotency-Key: genq-<job id>`, so a
 /// re-run that lost its checkpoint gets the same task back. Progress goes to the job.
+///
+/// For a vendor without idempotency keys a marker checkpoint (no task id) is saved
+/// before the submit: a re-run that finds it submits again and counts it in
+/// `genq_provider_resubmits_total`. When the job is cancelled (not when the run is
+/// stopped because its lease was lost or the worker stops: a re-run resumes the
+/// task then) the vendor is asked to cancel the task, best effort.
 pub async fn run_task(
     ctx: &JobContext,
     client: &TaskClient,
@@ -97,25 +103,151 @@ pub async fn run_task(
     input: serde_json::Value,
     poll_interval: Duration,
 ) -> Result<Vec<u8>, JobError> {
+    // the holder of the task's slot under the provider's limits (same on every run)
+    let holder = genq_providers::idempotency_key(ctx.id());
     let task = match ctx.checkpoint::<ProviderTask>().await? {
-        Some(t) if t.provider == client.name() => t,
-        _ => {
-            let key = genq_providers::idempotency_key(ctx.id());
-            let t = client.submit(model, kind, input, &key).await?;
+        Some(t) if t.provider == client.name() && !t.id.is_empty() => t,
+        earlier => {
+            let dedupes = client.vendor().dedupes_submits();
+            if !dedupes {
+                let in_flight = earlier
+                    .as_ref()
+                    .is_some_and(|t| t.provider == client.name() && t.key == SUBMITTING);
+                if in_flight {
+                    client.count_resubmit();
+                    tracing::warn!(
+                        job_id = ctx.id(),
+                        provider = client.name(),
+                        "an earlier run's submit may have reached the vendor, which has no idempotency key: submitting again"
+                    );
+                }
+                ctx.save_checkpoint(&submit_marker(client, SUBMITTING))
+                    .await?;
+            }
+            let key = &holder;
+            // no capacity under the provider's limits: a deferral, nothing submitted
+            let submit = client.submit(model, kind, input, key);
+            let t = match genq_providers::holding(&holder, submit).await {
+                Ok(t) => t,
+                Err(e) => {
+                    // refused outright: nothing was created, a re-run is no resubmit
+                    if !dedupes && e.class() != FailureClass::Transient {
+                        let _ = ctx.save_checkpoint(&submit_marker(client, "")).await;
+                    }
+                    return Err(e.into());
+                }
+            };
             ctx.save_checkpoint(&t).await?;
             t
         }
     };
+    // the task's slot is held from submit until it ends; a crashed run's expires
+    // and a re-run takes it over here; dropped (cancelled, timed out) it is given back
+    let slot = client.keys().hold(&task.key, &holder).await?;
+    let watcher = CancelWatcher::start(ctx, client, &task);
+    let outcome = poll_to_end(ctx, client, &task, poll_interval, slot).await;
+    watcher.finish();
+    outcome
+}
+
+/// The `key` of a marker checkpoint saved while a submit is in flight.
+const SUBMITTING: &str = "submitting";
+
+fn submit_marker(client: &TaskClient, key: &str) -> ProviderTask {
+    ProviderTask {
+        provider: client.name().to_owned(),
+        id: String::new(),
+        key: key.to_owned(),
+        model: None,
+    }
+}
+
+async fn poll_to_end(
+    ctx: &JobContext,
+    client: &TaskClient,
+    task: &ProviderTask,
+    poll_interval: Duration,
+    mut slot: genq_providers::Slot,
+) -> Result<Vec<u8>, JobError> {
     loop {
-        match client.status(&task).await? {
+        let status = match client.status(task).await {
+            Ok(status) => status,
+            Err(e) => {
+                // the task may still run at the vendor: its slot stays to its lease
+                slot.keep();
+                return Err(e.into());
+            }
+        };
+        match status {
             TaskStatus::Pending { progress } => {
                 if let Some(p) = progress {
                     let _ = ctx.progress(p, Some("provider is generating")).await;
                 }
+                if let Err(e) = slot.renew().await {
+                    tracing::warn!(job_id = ctx.id(), error = %e, "provider slot not renewed");
+                }
                 tokio::time::sleep(poll_interval).await;
             }
-            TaskStatus::Succeeded { url, .. } => return Ok(client.download(&task, &url).await?),
-            TaskStatus::Failed(e) => return Err(e.into()),
+            TaskStatus::Succeeded { url, .. } => {
+                slot.release().await;
+                return Ok(client.download(task, &url).await?);
+            }
+            TaskStatus::Failed(e) => {
+                slot.release().await;
+                return Err(e.into());
+            }
+        }
+    }
+}
+
+/// Cancels the vendor task when the job is cancelled. The handler is dropped at
+/// once when its token fires, so the watcher runs on its own task; it is stopped
+/// when the run ends normally, or is dropped without its token having fired (a
+/// timeout).
+struct CancelWatcher {
+    handle: Option<tokio::task::JoinHandle<()>>,
+    token: tokio_util::sync::CancellationToken,
+}
+
+impl CancelWatcher {
+    fn start(ctx: &JobContext, client: &TaskClient, task: &ProviderTask) -> Self {
+        let token = ctx.cancellation_token().clone();
+        let requested = ctx.cancel_requested();
+        let (client, task) = (client.clone(), task.clone());
+        let fired = token.clone();
+        let handle = tokio::spawn(async move {
+            fired.cancelled().await;
+            if !requested.await {
+                return;
+            }
+            match client.cancel(&task).await {
+                Ok(()) => {
+                    tracing::info!(provider = client.name(), task = %task.id, "vendor task cancelled")
+                }
+                Err(e) => {
+                    tracing::warn!(provider = client.name(), task = %task.id, error = %e, "vendor task could not be cancelled")
+                }
+            }
+        });
+        Self {
+            handle: Some(handle),
+            token,
+        }
+    }
+
+    fn finish(mut self) {
+        if let Some(h) = self.handle.take() {
+            h.abort();
+        }
+    }
+}
+
+impl Drop for CancelWatcher {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take()
+            && !self.token.is_cancelled()
+        {
+            h.abort();
         }
     }
 }

@@ -173,6 +173,16 @@ pub struct ProviderMetrics {
     pub call_duration_seconds: HistogramVec,
     /// API keys cooling down, by provider.
     pub keys_cooling: IntGaugeVec,
+    /// Task submits repeated after an earlier run's submit may have reached a
+    /// vendor that has no idempotency key (a possible second charge), by provider.
+    pub resubmits_total: IntCounterVec,
+    /// The limits a key runs under (shared by every host), by provider, key
+    /// fingerprint and limit (`in_flight`: the adaptive one as it moves, else the
+    /// configured one; `rpm`, `tpm`).
+    pub effective_limit: IntGaugeVec,
+    /// Runs deferred for want of capacity under genq's own limits, by provider and
+    /// reason (`in_flight`, `rpm`, `tpm`, `cooling`, `vendor_429`).
+    pub deferred_total: IntCounterVec,
 }
 
 impl ProviderMetrics {
@@ -197,10 +207,34 @@ impl ProviderMetrics {
                 Opts::new("genq_provider_keys_cooling", "API keys cooling down"),
                 &["provider"],
             )?,
+            resubmits_total: IntCounterVec::new(
+                Opts::new(
+                    "genq_provider_resubmits_total",
+                    "Task submits repeated to a vendor without idempotency keys after an earlier submit may have gone through",
+                ),
+                &["provider"],
+            )?,
+            effective_limit: IntGaugeVec::new(
+                Opts::new(
+                    "genq_provider_effective_limit",
+                    "The limit an API key runs under (in_flight, rpm, tpm), shared by every host",
+                ),
+                &["provider", "key", "limit"],
+            )?,
+            deferred_total: IntCounterVec::new(
+                Opts::new(
+                    "genq_provider_deferred_total",
+                    "Runs deferred for want of capacity under genq's provider limits",
+                ),
+                &["provider", "reason"],
+            )?,
         };
+        registry.register(Box::new(m.resubmits_total.clone()))?;
         registry.register(Box::new(m.calls_total.clone()))?;
         registry.register(Box::new(m.call_duration_seconds.clone()))?;
         registry.register(Box::new(m.keys_cooling.clone()))?;
+        registry.register(Box::new(m.effective_limit.clone()))?;
+        registry.register(Box::new(m.deferred_total.clone()))?;
         Ok(m)
     }
 }

@@ -12,6 +12,29 @@ use crate::{
     keys::{ApiKey, CoolReason, KeyPool},
 };
 
+/// How a provider's API key travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Auth {
+    /// `Authorization: Bearer <key>` (OpenAI, genq-task, Replicate, Runway, KIE).
+    Bearer,
+    /// `Authorization: Key <key>` (fal).
+    Key,
+}
+
+/// Classifies an answer: `Some(error)` when it is a failure. The default reads
+/// non-success statuses with [`classify_response`]; a vendor whose failures come
+/// with HTTP 200 (KIE's `{"code": 402}`) reads the body too.
+pub(crate) type Classifier =
+    fn(reqwest::StatusCode, &reqwest::header::HeaderMap, &[u8]) -> Option<ProviderError>;
+
+fn default_classifier(
+    status: reqwest::StatusCode,
+    headers: &reqwest::header::HeaderMap,
+    body: &[u8],
+) -> Option<ProviderError> {
+    (!status.is_success()).then(|| classify_response(status, headers, body))
+}
+
 /// Largest response body accepted (a video file).
 const MAX_BODY_BYTES: usize = 512 * 1024 * 1024;
 
@@ -20,7 +43,9 @@ pub(crate) struct Caller {
     pub(crate) base_url: String,
     pub(crate) http: reqwest::Client,
     pub(crate) keys: KeyPool,
-    metrics: ProviderMetrics,
+    pub(crate) metrics: ProviderMetrics,
+    pub(crate) auth: Auth,
+    pub(crate) classify: Classifier,
 }
 
 impl Caller {
@@ -45,6 +70,8 @@ impl Caller {
             http: crate::http_client(cfg.timeout)?,
             keys,
             metrics,
+            auth: Auth::Bearer,
+            classify: default_classifier,
         })
     }
 
@@ -53,8 +80,10 @@ impl Caller {
     }
 
     /// Sends with the next healthy key; a key that is rate limited or hits a billing
-    /// error cools down (for every host) and the next healthy key is tried, at most
-    /// one try per key. Returns the key that succeeded and the body.
+    /// error cools down (for every host, as long as the signal says) and the next
+    /// healthy key is tried, at most one try per key. Returns the key that succeeded
+    /// and the body. With limits configured, capacity is taken first (see
+    /// [`crate::limits`]).
     pub(crate) async fn send<F>(
         &self,
         operation: &str,
@@ -63,6 +92,23 @@ impl Caller {
     where
         F: Fn(&reqwest::Client, &ApiKey) -> reqwest::RequestBuilder,
     {
+        self.send_metered(operation, 0, build).await
+    }
+
+    /// [`send`](Self::send) charging `tokens` (an estimate) to the key's
+    /// tokens-per-minute bucket.
+    pub(crate) async fn send_metered<F>(
+        &self,
+        operation: &str,
+        tokens: u64,
+        build: F,
+    ) -> Result<(ApiKey, Vec<u8>), ProviderError>
+    where
+        F: Fn(&reqwest::Client, &ApiKey) -> reqwest::RequestBuilder,
+    {
+        if self.keys.limited() {
+            return self.send_limited(operation, tokens, build).await;
+        }
         let mut last = None;
         for _ in 0..self.keys.len() {
             let key = match self.keys.pick().await {
@@ -73,12 +119,14 @@ impl Caller {
             match self.send_with(operation, &key, &build).await {
                 Ok(body) => return Ok((key, body)),
                 Err(e) => {
-                    let reason = match e.kind {
-                        ProviderErrorKind::RateLimited { .. } => CoolReason::RateLimited,
-                        ProviderErrorKind::Billing => CoolReason::Billing,
+                    let (reason, hint) = match e.kind {
+                        ProviderErrorKind::RateLimited { retry_after } => {
+                            (CoolReason::RateLimited, retry_after)
+                        }
+                        ProviderErrorKind::Billing => (CoolReason::Billing, None),
                         _ => return Err(e),
                     };
-                    self.keys.cool_down(&key, reason).await?;
+                    self.keys.cool_down_for(&key, reason, hint).await?;
                     last = Some(e);
                 }
             }
@@ -86,6 +134,86 @@ impl Caller {
         Err(last.unwrap_or_else(|| {
             ProviderError::transient(format!("provider '{}' has no keys", self.name))
         }))
+    }
+
+    /// Sends under the provider's limits: takes a slot (and bucket capacity) on a
+    /// key first — none anywhere is [`ProviderErrorKind::NoCapacity`], nothing sent.
+    /// Inside [`crate::holding`] the slot is held as that holder and kept after a
+    /// success (a task's whole life); otherwise it is given back with the answer.
+    /// A 429 tells the adaptive limit; in adaptive mode a 429 that leaves no key to
+    /// try is a deferral (the limit was being probed), not a failed attempt.
+    async fn send_limited<F>(
+        &self,
+        operation: &str,
+        tokens: u64,
+        build: F,
+    ) -> Result<(ApiKey, Vec<u8>), ProviderError>
+    where
+        F: Fn(&reqwest::Client, &ApiKey) -> reqwest::RequestBuilder,
+    {
+        let limits = self.keys.limits().clone();
+        let held_as = crate::limits::current_holder();
+        let holder = held_as
+            .clone()
+            .unwrap_or_else(|| format!("call-{:016x}", rand::random::<u64>()));
+        let mut last = None;
+        for _ in 0..self.keys.len() {
+            let (key, slot) = match self.keys.acquire(&holder, tokens, limits.slot_lease).await {
+                Ok(granted) => granted,
+                Err(no_capacity) => return Err(last.unwrap_or(no_capacity)),
+            };
+            match self.send_with(operation, &key, &build).await {
+                Ok(body) => {
+                    self.keys.feedback(&key, false).await;
+                    if limits.tokens_per_minute.is_some() {
+                        let used = crate::limits::used_tokens(&body);
+                        self.keys.adjust(&key, tokens, used).await;
+                    }
+                    match held_as {
+                        Some(_) => slot.keep(),
+                        None => slot.release().await,
+                    }
+                    return Ok((key, body));
+                }
+                Err(e) => {
+                    slot.release().await;
+                    let (reason, hint) = match e.kind {
+                        ProviderErrorKind::RateLimited { retry_after } => {
+                            (CoolReason::RateLimited, retry_after)
+                        }
+                        ProviderErrorKind::Billing => (CoolReason::Billing, None),
+                        _ => return Err(e),
+                    };
+                    if reason == CoolReason::RateLimited {
+                        self.keys.feedback(&key, true).await;
+                    }
+                    // adaptive, a 429 without a hint: the lowered limit is the back-off
+                    if reason == CoolReason::Billing || limits.adaptive.is_none() || hint.is_some()
+                    {
+                        self.keys.cool_down_for(&key, reason, hint).await?;
+                    }
+                    last = Some(e);
+                }
+            }
+        }
+        let last = last.unwrap_or_else(|| {
+            ProviderError::transient(format!("provider '{}' has no keys", self.name))
+        });
+        match last.kind {
+            ProviderErrorKind::RateLimited { retry_after } if limits.adaptive.is_some() => {
+                self.keys.note_deferred("vendor_429");
+                let wait = retry_after.unwrap_or(limits.defer);
+                Err(ProviderError::new(
+                    ProviderErrorKind::NoCapacity { retry_after: wait },
+                    format!(
+                        "{} (adaptive limit lowered; trying again in {} ms)",
+                        last.message,
+                        wait.as_millis()
+                    ),
+                ))
+            }
+            _ => Err(last),
+        }
     }
 
     /// Sends with a given key (e.g. polling a task with the key that submitted it).
@@ -98,10 +226,43 @@ impl Caller {
     where
         F: Fn(&reqwest::Client, &ApiKey) -> reqwest::RequestBuilder,
     {
+        let request = build(&self.http, key);
+        let request = match self.auth {
+            Auth::Bearer => request.bearer_auth(key.secret()),
+            Auth::Key => {
+                match reqwest::header::HeaderValue::from_str(&format!("Key {}", key.secret())) {
+                    Ok(mut value) => {
+                        value.set_sensitive(true);
+                        request.header(reqwest::header::AUTHORIZATION, value)
+                    }
+                    // a key that cannot be a header value: the vendor answers 401
+                    Err(_) => request,
+                }
+            }
+        };
+        self.observe(operation, self.exchange(operation, request))
+            .await
+    }
+
+    /// Sends without a key: a result file on a vendor's CDN (a signed or public
+    /// URL that must not see the API key).
+    pub(crate) async fn send_public(
+        &self,
+        operation: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Vec<u8>, ProviderError> {
+        self.observe(operation, self.exchange(operation, request))
+            .await
+    }
+
+    /// Counts a call's outcome and latency.
+    async fn observe(
+        &self,
+        operation: &str,
+        call: impl std::future::Future<Output = Result<Vec<u8>, ProviderError>>,
+    ) -> Result<Vec<u8>, ProviderError> {
         let started = Instant::now();
-        let result = self
-            .exchange(operation, build(&self.http, key).bearer_auth(key.secret()))
-            .await;
+        let result = call.await;
         let outcome = match &result {
             Ok(_) => "ok",
             Err(e) => e.class().as_str(),
@@ -141,10 +302,9 @@ impl Caller {
             .bytes()
             .await
             .map_err(|e| transport_error(operation, e))?;
-        if status.is_success() {
-            Ok(body.to_vec())
-        } else {
-            Err(classify_response(status, &headers, &body))
+        match (self.classify)(status, &headers, &body) {
+            Some(e) => Err(e),
+            None => Ok(body.to_vec()),
         }
     }
 }

@@ -1,11 +1,12 @@
 //! HTTP status + the provider's error body → a classified [`ProviderError`].
 
-use std::time::Duration;
-
 use reqwest::{StatusCode, header::HeaderMap};
 use serde::Deserialize;
 
-use crate::error::{ProviderError, ProviderErrorKind};
+use crate::{
+    error::{ProviderError, ProviderErrorKind},
+    hints::retry_hint,
+};
 
 #[derive(Deserialize)]
 struct ErrorBody {
@@ -18,21 +19,21 @@ struct ErrorDetail {
     message: String,
     #[serde(default)]
     code: Option<String>,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
 }
 
-/// `Retry-After` in seconds (the HTTP-date form is not used by AI providers).
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
-}
+/// Error codes (or types) that mean the account is out of money or quota: the
+/// key is blocked for the long (billing) cool-down, even when the status is 429.
+const QUOTA_CODES: [&str; 4] = [
+    "insufficient_quota",
+    "billing_hard_limit_reached",
+    "quota_exceeded",
+    "insufficient_credits",
+];
 
-/// Classifies a non-success response (see docs/PROVIDER-PROTOCOLS.md's table).
+/// Classifies a non-success response (see docs/PROVIDER-PROTOCOLS.md's table). A
+/// rate-limited answer carries the vendor's wait hint ([`crate::retry_hint`]).
 pub fn classify_response(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> ProviderError {
     let detail = serde_json::from_slice::<ErrorBody>(body)
         .ok()
@@ -41,17 +42,22 @@ pub fn classify_response(status: StatusCode, headers: &HeaderMap, body: &[u8]) -
         .as_ref()
         .and_then(|d| d.code.clone())
         .unwrap_or_default();
+    let kind_name = detail
+        .as_ref()
+        .and_then(|d| d.kind.clone())
+        .unwrap_or_default();
     let said = detail
         .map(|d| d.message)
         .filter(|m| !m.is_empty())
         .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned());
     let message = format!("provider answered {status}: {said}");
+    let quota = QUOTA_CODES.contains(&code.as_str()) || QUOTA_CODES.contains(&kind_name.as_str());
     let kind = match status.as_u16() {
+        _ if quota => ProviderErrorKind::Billing,
         429 => ProviderErrorKind::RateLimited {
-            retry_after: retry_after(headers),
+            retry_after: retry_hint(headers),
         },
         401..=403 => ProviderErrorKind::Billing,
-        _ if code == "insufficient_quota" => ProviderErrorKind::Billing,
         _ if code == "content_policy_violation" || code == "content_policy" => {
             ProviderErrorKind::ContentPolicy
         }
@@ -78,6 +84,7 @@ pub(crate) fn transport_error(operation: &str, e: reqwest::Error) -> ProviderErr
 mod tests {
     use super::*;
     use reqwest::header::HeaderValue;
+    use std::time::Duration;
 
     fn classify(status: u16, body: &str, retry: Option<&str>) -> ProviderError {
         let mut headers = HeaderMap::new();
@@ -120,6 +127,18 @@ mod tests {
         assert_eq!(classify(401, "nope", None).kind, ProviderErrorKind::Billing);
         let quota = r#"{"error":{"message":"quota","code":"insufficient_quota"}}"#;
         assert_eq!(classify(400, quota, None).kind, ProviderErrorKind::Billing);
+        // quota exhausted answered as a 429 is billing, not a rate limit
+        assert_eq!(
+            classify(429, quota, Some("2")).kind,
+            ProviderErrorKind::Billing
+        );
+        let typed = r#"{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","code":null}}"#;
+        assert_eq!(classify(429, typed, None).kind, ProviderErrorKind::Billing);
+        // a 429 without a hint: no retry_after (the configured fallback applies)
+        assert_eq!(
+            classify(429, "{}", None).kind,
+            ProviderErrorKind::RateLimited { retry_after: None }
+        );
         assert_eq!(
             classify(400, r#"{"error":{"message":"bad size"}}"#, None).kind,
             ProviderErrorKind::BadInput

@@ -7,6 +7,9 @@ use genq_core::{FailureClass, JobError};
 pub enum ProviderErrorKind {
     /// 429: retried after `retry_after`, the key cools down.
     RateLimited { retry_after: Option<Duration> },
+    /// genq's own limit (shared by every host) left no capacity on any key: nothing
+    /// was sent. The job is deferred by `retry_after`, not counted as an attempt.
+    NoCapacity { retry_after: Duration },
     /// The provider refused on content policy.
     ContentPolicy,
     /// 401/402/403, quota: the key cools down 24 h.
@@ -44,7 +47,9 @@ impl ProviderError {
 
     pub fn class(&self) -> FailureClass {
         match self.kind {
-            ProviderErrorKind::RateLimited { .. } => FailureClass::RateLimited,
+            ProviderErrorKind::RateLimited { .. } | ProviderErrorKind::NoCapacity { .. } => {
+                FailureClass::RateLimited
+            }
             ProviderErrorKind::ContentPolicy => FailureClass::UserViolation,
             ProviderErrorKind::Billing => FailureClass::Billing,
             ProviderErrorKind::BadInput => FailureClass::BadInput,
@@ -57,6 +62,9 @@ impl ProviderError {
 
 impl From<ProviderError> for JobError {
     fn from(e: ProviderError) -> Self {
+        if let ProviderErrorKind::NoCapacity { retry_after } = e.kind {
+            return JobError::deferred(e.message, retry_after);
+        }
         let mut job = JobError::new(e.class(), e.message);
         if let ProviderErrorKind::RateLimited { retry_after } = e.kind {
             job.retry_after = retry_after;

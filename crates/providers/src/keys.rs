@@ -16,7 +16,10 @@ use redis::AsyncCommands;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::error::{ProviderError, ProviderErrorKind};
+use crate::{
+    error::{ProviderError, ProviderErrorKind},
+    limits::KeyLimits,
+};
 
 /// An API key. Shows only its fingerprint when printed.
 #[derive(Clone)]
@@ -76,15 +79,37 @@ pub struct Cooling {
     pub remaining_secs: u64,
 }
 
-struct Inner {
-    provider: String,
-    keys: Vec<ApiKey>,
-    next: AtomicUsize,
-    redis: RedisConn,
+pub(crate) struct Inner {
+    pub(crate) provider: String,
+    pub(crate) keys: Vec<ApiKey>,
+    pub(crate) next: AtomicUsize,
+    pub(crate) redis: RedisConn,
     prefix: String,
-    rate_limit_cool: Duration,
-    billing_cool: Duration,
-    metrics: ProviderMetrics,
+    pub(crate) cool: CoolDowns,
+    pub(crate) limits: KeyLimits,
+    pub(crate) metrics: ProviderMetrics,
+}
+
+/// How long a key cools down, by the signal (configurable per provider).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoolDowns {
+    /// A 429 without a wait hint (`Retry-After`, `retry-after-ms`, OpenAI's
+    /// `x-ratelimit-reset-*`); default 60 s.
+    pub rate_limited: Duration,
+    /// A 429 with a hint waits what it says, at most this long; default 1 h.
+    pub max_hinted: Duration,
+    /// Billing / quota exhausted (401/402/403, `insufficient_quota`); default 24 h.
+    pub billing: Duration,
+}
+
+impl Default for CoolDowns {
+    fn default() -> Self {
+        Self {
+            rate_limited: Duration::from_secs(60),
+            max_hinted: Duration::from_secs(3600),
+            billing: Duration::from_secs(24 * 3600),
+        }
+    }
 }
 
 /// See the module docs. Cheap to clone.
@@ -127,28 +152,66 @@ impl KeyPool {
                 next: AtomicUsize::new(0),
                 redis,
                 prefix: prefix.to_owned(),
-                rate_limit_cool: Duration::from_secs(3600),
-                billing_cool: Duration::from_secs(24 * 3600),
+                cool: CoolDowns::default(),
+                limits: KeyLimits::default(),
                 metrics,
             }),
         })
     }
 
-    /// Changes the cool-down lengths (defaults: 60 min after rate limiting, 24 h after billing).
-    pub fn with_cool_downs(self, rate_limited: Duration, billing: Duration) -> Self {
+    fn rebuilt(self, change: impl FnOnce(&mut CoolDowns, &mut KeyLimits)) -> Self {
+        let mut cool = self.inner.cool;
+        let mut limits = self.inner.limits.clone();
+        change(&mut cool, &mut limits);
         let inner = Inner {
             provider: self.inner.provider.clone(),
             keys: self.inner.keys.clone(),
             next: AtomicUsize::new(0),
             redis: self.inner.redis.clone(),
             prefix: self.inner.prefix.clone(),
-            rate_limit_cool: rate_limited,
-            billing_cool: billing,
+            cool,
+            limits,
             metrics: self.inner.metrics.clone(),
         };
-        Self {
+        let pool = Self {
             inner: Arc::new(inner),
-        }
+        };
+        pool.publish_static_limits();
+        pool
+    }
+
+    /// Changes the cool-down lengths after a 429 without a wait hint and after a
+    /// billing error (defaults: 60 s and 24 h).
+    pub fn with_cool_downs(self, rate_limited: Duration, billing: Duration) -> Self {
+        self.rebuilt(|cool, _| {
+            cool.rate_limited = rate_limited;
+            cool.billing = billing;
+        })
+    }
+
+    /// Changes every cool-down setting.
+    pub fn with_cool_down_settings(self, settings: CoolDowns) -> Self {
+        self.rebuilt(|cool, _| *cool = settings)
+    }
+
+    /// Limits every key to `limits`, for every host at once (see [`KeyLimits`]).
+    pub fn with_limits(self, limits: KeyLimits) -> Self {
+        self.rebuilt(|_, l| *l = limits)
+    }
+
+    /// The limits each key runs under.
+    pub fn limits(&self) -> &KeyLimits {
+        &self.inner.limits
+    }
+
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
+    }
+
+    /// `<prefix>:provider:{<provider>}`: every key of the provider's state starts
+    /// with it (one Redis Cluster slot).
+    pub(crate) fn base_key(&self) -> String {
+        format!("{}:provider:{{{}}}", self.inner.prefix, self.inner.provider)
     }
 
     pub fn provider(&self) -> &str {
@@ -164,10 +227,7 @@ impl KeyPool {
     }
 
     fn cool_key(&self, fingerprint: &str) -> String {
-        format!(
-            "{}:provider:{{{}}}:cool:{fingerprint}",
-            self.inner.prefix, self.inner.provider
-        )
+        format!("{}:cool:{fingerprint}", self.base_key())
     }
 
     /// The key with this fingerprint (to poll a task with the key that submitted it).
@@ -231,28 +291,43 @@ impl KeyPool {
         })
     }
 
-    /// Cools `key` down for every host. A billing cool-down replaces a rate-limit one;
-    /// a rate-limit one never shortens a billing one.
+    /// Cools `key` down for every host, for the configured period of `reason`. A
+    /// billing cool-down replaces a rate-limit one; a rate-limit one never
+    /// shortens a billing one.
     pub async fn cool_down(&self, key: &ApiKey, reason: CoolReason) -> Result<(), ProviderError> {
-        let cool_key = self.cool_key(&key.fingerprint);
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(&cool_key).arg(reason.as_str());
-        match reason {
-            CoolReason::Billing => cmd
-                .arg("PX")
-                .arg(self.inner.billing_cool.as_millis() as u64),
-            CoolReason::RateLimited => cmd
-                .arg("PX")
-                .arg(self.inner.rate_limit_cool.as_millis() as u64)
-                .arg("NX"),
+        self.cool_down_for(key, reason, None).await.map(|_| ())
+    }
+
+    /// Cools `key` down for every host as the signal says: a rate limit for the
+    /// vendor's `hint` (capped at [`CoolDowns::max_hinted`]) or, without one, for
+    /// [`CoolDowns::rate_limited`]; billing for [`CoolDowns::billing`]. A newer
+    /// rate-limit cool-down replaces an older one but never a billing one. Returns
+    /// how long the key cools.
+    pub async fn cool_down_for(
+        &self,
+        key: &ApiKey,
+        reason: CoolReason,
+        hint: Option<Duration>,
+    ) -> Result<Duration, ProviderError> {
+        let cool = &self.inner.cool;
+        let period = match reason {
+            CoolReason::Billing => cool.billing,
+            CoolReason::RateLimited => hint
+                .map(|h| h.min(cool.max_hinted))
+                .unwrap_or(cool.rate_limited),
         };
+        let ms = (period.as_millis() as u64).max(1);
         let mut con = self.inner.redis.clone();
-        let _: Option<String> = cmd
-            .query_async(&mut con)
+        let _: i64 = genq_redis::provider_scripts::COOL
+            .key(self.base_key())
+            .arg(&key.fingerprint)
+            .arg(reason.as_str())
+            .arg(ms)
+            .invoke_async(&mut con)
             .await
             .map_err(|e| ProviderError::transient(format!("key cool-down not stored: {e}")))?;
-        tracing::warn!(provider = %self.inner.provider, key = %key.fingerprint, reason = reason.as_str(), "API key cooling down");
-        Ok(())
+        tracing::warn!(provider = %self.inner.provider, key = %key.fingerprint, reason = reason.as_str(), cool_ms = ms, "API key cooling down");
+        Ok(period)
     }
 
     /// The keys cooling down now (fingerprints only).

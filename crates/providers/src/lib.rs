@@ -5,9 +5,13 @@
 //! - [`TaskClient`]: queue-style generation (submit, poll, fetch) for video, face
 //!   swap, upscale and images.
 //! - [`KeyPool`]: round-robin over a provider's healthy API keys; a key that is rate
-//!   limited cools down 60 min, one with a billing error 24 h; the cool-down lives in
-//!   Redis so every worker host skips the same key. Keys never appear in logs or
-//!   errors: only their fingerprints.
+//!   limited cools down as long as the vendor's hint says (`Retry-After`,
+//!   `retry-after-ms`, `x-ratelimit-reset-*`; else 60 s), one with a billing or
+//!   quota error 24 h; the cool-down lives in Redis so every worker host skips the
+//!   same key. Keys never appear in logs or errors: only their fingerprints.
+//! - [`KeyLimits`]: per-key limits shared by every host (in-flight slots, requests
+//!   and tokens per minute, adaptive AIMD), enforced in Redis with its clock; a run
+//!   without capacity is deferred, not failed ([`ProviderErrorKind::NoCapacity`]).
 //! - [`ProviderError`]: every failure classified into genq's failure classes,
 //!   keeping the provider's message for operators.
 //!
@@ -17,16 +21,22 @@
 mod call;
 mod classify;
 mod error;
+mod hints;
 mod keys;
+mod limits;
 mod openai;
 mod tasks;
+mod vendors;
 
 pub use classify::classify_response;
 pub use error::{ProviderError, ProviderErrorKind};
-pub use keys::{ApiKey, CoolReason, Cooling, KeyPool};
+pub use hints::{parse_go_duration, parse_retry_after, retry_hint};
+pub use keys::{ApiKey, CoolDowns, CoolReason, Cooling, KeyPool};
+pub use limits::{Adaptive, KeyLimitView, KeyLimits, Slot, estimate_chat_tokens, holding};
 pub use openai::{ChatMessage, OpenAiClient};
 pub use tasks::{
-    IDEMPOTENCY_HEADER, ProviderTask, TaskClient, TaskKind, TaskStatus, idempotency_key,
+    IDEMPOTENCY_HEADER, ProviderTask, TaskClient, TaskKind, TaskStatus, Vendor, VendorOptions,
+    idempotency_key,
 };
 
 use std::time::Duration;

@@ -11,6 +11,7 @@ use crate::{
     call::{Caller, decode},
     error::{ProviderError, ProviderErrorKind},
     keys::KeyPool,
+    limits::estimate_chat_tokens,
 };
 
 /// How much of a reply that is not JSON goes into the error message.
@@ -35,6 +36,11 @@ fn structured_content(
             format!("the reply is not valid JSON ({e}): {excerpt}"),
         )
     })
+}
+
+/// The characters of a chat's messages (for the tokens-per-minute estimate).
+fn prompt_chars(messages: &[ChatMessage]) -> usize {
+    messages.iter().map(|m| m.content.len()).sum()
 }
 
 /// One chat message.
@@ -141,9 +147,10 @@ impl OpenAiClient {
         let url = self.caller.url("/chat/completions");
         let body =
             serde_json::json!({ "model": model, "messages": messages, "max_tokens": max_tokens });
+        let tokens = estimate_chat_tokens(prompt_chars(messages), max_tokens);
         let (_, raw) = self
             .caller
-            .send("chat", |http, _| http.post(&url).json(&body))
+            .send_metered("chat", tokens, |http, _| http.post(&url).json(&body))
             .await?;
         let reply: ChatResponse = decode(&self.caller.name, "chat", &raw)?;
         reply
@@ -182,9 +189,10 @@ impl OpenAiClient {
                 "json_schema": { "name": schema_name, "strict": true, "schema": schema },
             },
         });
+        let tokens = estimate_chat_tokens(prompt_chars(messages), None);
         let (_, raw) = self
             .caller
-            .send("chat", |http, _| http.post(&url).json(&body))
+            .send_metered("chat", tokens, |http, _| http.post(&url).json(&body))
             .await?;
         let reply: StructuredResponse = decode(&self.caller.name, "chat", &raw)?;
         let message = reply

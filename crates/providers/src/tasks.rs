@@ -1,4 +1,6 @@
-//! The queue-style protocol: submit a task, poll it, fetch its result.
+//! Queue-style generation: submit a task, poll it, fetch its result, cancel it —
+//! over genq's own task protocol or a vendor's (fal, Replicate, Runway, KIE,
+//! ComfyUI; `crate::vendors`), chosen per provider ([`Vendor`]).
 
 use std::{sync::Arc, time::Duration};
 
@@ -10,6 +12,7 @@ use crate::{
     call::{Caller, decode},
     error::{ProviderError, ProviderErrorKind},
     keys::KeyPool,
+    vendors,
 };
 
 /// The header a task submit carries its idempotency key in.
@@ -39,6 +42,75 @@ pub struct ProviderTask {
     pub provider: String,
     pub id: String,
     pub key: String,
+    /// The model the task runs (fal addresses a request under its app id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+}
+
+/// Which HTTP API a queue-style provider speaks (`kind` in `[providers.<name>]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Vendor {
+    /// genq's own task protocol (docs/PROVIDER-PROTOCOLS.md section 2).
+    GenqTask,
+    /// fal's queue API (`queue.fal.run`).
+    Fal,
+    /// Replicate's predictions API.
+    Replicate,
+    /// Runway's developer API (`api.dev.runwayml.com`).
+    Runway,
+    /// KIE's market task API (Sora 2 and others).
+    Kie,
+    /// A self-hosted ComfyUI server.
+    #[serde(rename = "comfyui")]
+    ComfyUi,
+}
+
+impl Vendor {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Vendor::GenqTask => "genq-task",
+            Vendor::Fal => "fal",
+            Vendor::Replicate => "replicate",
+            Vendor::Runway => "runway",
+            Vendor::Kie => "kie",
+            Vendor::ComfyUi => "comfyui",
+        }
+    }
+
+    /// Whether a repeated submit of one job is recognised by the vendor (an
+    /// idempotency key, or for ComfyUI a prompt id genq chooses and looks up), so
+    /// a re-run that lost its checkpoint pays once. The others are counted in
+    /// `genq_provider_resubmits_total` when that happens.
+    pub fn dedupes_submits(self) -> bool {
+        matches!(self, Vendor::GenqTask | Vendor::ComfyUi)
+    }
+}
+
+/// A vendor and its settings.
+#[derive(Debug, Clone)]
+pub struct VendorOptions {
+    pub vendor: Vendor,
+    /// Runway's `X-Runway-Version` (default `2024-11-06`).
+    pub api_version: Option<String>,
+    /// ComfyUI: the workflow in API format, with `"{{prompt}}"`-style placeholders.
+    pub workflow: Option<serde_json::Value>,
+    /// Extra fields merged into every request's model input (e.g. `aspect_ratio`).
+    pub params: serde_json::Map<String, serde_json::Value>,
+    /// KIE: where base64 images are uploaded (its file upload API).
+    pub upload_url: Option<String>,
+}
+
+impl VendorOptions {
+    pub fn new(vendor: Vendor) -> Self {
+        Self {
+            vendor,
+            api_version: None,
+            workflow: None,
+            params: serde_json::Map::new(),
+            upload_url: None,
+        }
+    }
 }
 
 /// Where a task stands.
@@ -89,29 +161,82 @@ struct PolledError {
 #[derive(Clone)]
 pub struct TaskClient {
     caller: Arc<Caller>,
+    options: Arc<VendorOptions>,
 }
 
 impl std::fmt::Debug for TaskClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TaskClient")
             .field("provider", &self.caller.name)
+            .field("vendor", &self.options.vendor)
             .finish()
     }
 }
 
 impl TaskClient {
+    /// A client of genq's own task protocol.
     pub fn new(
         cfg: &ProviderConfig,
         keys: KeyPool,
         metrics: ProviderMetrics,
     ) -> Result<Self, ProviderError> {
+        Self::for_vendor(cfg, VendorOptions::new(Vendor::GenqTask), keys, metrics)
+    }
+
+    /// A client of `options.vendor`'s API at `cfg.base_url`.
+    pub fn for_vendor(
+        cfg: &ProviderConfig,
+        options: VendorOptions,
+        keys: KeyPool,
+        metrics: ProviderMetrics,
+    ) -> Result<Self, ProviderError> {
+        let mut caller = Caller::new(cfg, keys, metrics)?;
+        vendors::configure(&mut caller, &options)?;
         Ok(Self {
-            caller: Arc::new(Caller::new(cfg, keys, metrics)?),
+            caller: Arc::new(caller),
+            options: Arc::new(options),
         })
     }
 
     pub fn name(&self) -> &str {
         &self.caller.name
+    }
+
+    pub fn vendor(&self) -> Vendor {
+        self.options.vendor
+    }
+
+    /// Counts a submit repeated after an earlier one may have gone through
+    /// (`genq_provider_resubmits_total`); jobkit calls it for vendors that do not
+    /// [dedupe submits](Vendor::dedupes_submits).
+    pub fn count_resubmit(&self) {
+        self.caller
+            .metrics
+            .resubmits_total
+            .with_label_values(&[&self.caller.name])
+            .inc();
+    }
+
+    /// Asks the vendor to stop a task (best effort: a task that already ended, or a
+    /// vendor without a cancel endpoint — KIE — is not an error).
+    pub async fn cancel(&self, task: &ProviderTask) -> Result<(), ProviderError> {
+        let key = self.key_of(task)?;
+        let ctx = self.vendor_ctx();
+        match self.options.vendor {
+            Vendor::GenqTask => Ok(()),
+            Vendor::Fal => vendors::fal::cancel(&ctx, &key, task).await,
+            Vendor::Replicate => vendors::replicate::cancel(&ctx, &key, task).await,
+            Vendor::Runway => vendors::runway::cancel(&ctx, &key, task).await,
+            Vendor::Kie => vendors::kie::cancel(&ctx, &key, task).await,
+            Vendor::ComfyUi => vendors::comfyui::cancel(&ctx, &key, task).await,
+        }
+    }
+
+    fn vendor_ctx(&self) -> vendors::Ctx<'_> {
+        vendors::Ctx {
+            caller: &self.caller,
+            options: &self.options,
+        }
     }
 
     pub fn keys(&self) -> &KeyPool {
@@ -123,6 +248,32 @@ impl TaskClient {
     /// job re-run that lost its checkpoint pays once. Jobs pass `genq-<job id>`
     /// ([`idempotency_key`]), the same on every run of the job.
     pub async fn submit(
+        &self,
+        model: &str,
+        kind: TaskKind,
+        input: serde_json::Value,
+        idempotency_key: &str,
+    ) -> Result<ProviderTask, ProviderError> {
+        let ctx = self.vendor_ctx();
+        let (key, id) = match self.options.vendor {
+            Vendor::GenqTask => return self.submit_genq(model, kind, input, idempotency_key).await,
+            Vendor::Fal => vendors::fal::submit(&ctx, model, kind, &input).await?,
+            Vendor::Replicate => vendors::replicate::submit(&ctx, model, kind, &input).await?,
+            Vendor::Runway => vendors::runway::submit(&ctx, model, kind, &input).await?,
+            Vendor::Kie => vendors::kie::submit(&ctx, model, kind, &input).await?,
+            Vendor::ComfyUi => {
+                vendors::comfyui::submit(&ctx, model, kind, &input, idempotency_key).await?
+            }
+        };
+        Ok(ProviderTask {
+            provider: self.caller.name.clone(),
+            id,
+            key: key.fingerprint().to_owned(),
+            model: Some(model.to_owned()),
+        })
+    }
+
+    async fn submit_genq(
         &self,
         model: &str,
         kind: TaskKind,
@@ -144,6 +295,7 @@ impl TaskClient {
             provider: self.caller.name.clone(),
             id: submitted.id,
             key: key.fingerprint().to_owned(),
+            model: None,
         })
     }
 
@@ -162,6 +314,15 @@ impl TaskClient {
     /// Polls a task once.
     pub async fn status(&self, task: &ProviderTask) -> Result<TaskStatus, ProviderError> {
         let key = self.key_of(task)?;
+        let ctx = self.vendor_ctx();
+        match self.options.vendor {
+            Vendor::GenqTask => {}
+            Vendor::Fal => return vendors::fal::status(&ctx, &key, task).await,
+            Vendor::Replicate => return vendors::replicate::status(&ctx, &key, task).await,
+            Vendor::Runway => return vendors::runway::status(&ctx, &key, task).await,
+            Vendor::Kie => return vendors::kie::status(&ctx, &key, task).await,
+            Vendor::ComfyUi => return vendors::comfyui::status(&ctx, &key, task).await,
+        }
         let url = self.caller.url(&format!("/tasks/{}", task.id));
         let raw = self
             .caller
@@ -227,11 +388,21 @@ impl TaskClient {
         }
     }
 
-    /// Downloads a result with the task's key.
+    /// Downloads a result. genq's task protocol sends the task's key; a vendor's
+    /// result gets the key only when it lies under the provider's base URL (a
+    /// ComfyUI `/view`), never on a CDN (fal, Replicate, Runway and KIE hand out
+    /// signed or public file URLs).
     pub async fn download(&self, task: &ProviderTask, url: &str) -> Result<Vec<u8>, ProviderError> {
         let key = self.key_of(task)?;
-        self.caller
-            .send_with("file", &key, |http, _| http.get(url))
-            .await
+        let own = url.starts_with(&format!("{}/", self.caller.base_url));
+        if self.options.vendor == Vendor::GenqTask || own {
+            self.caller
+                .send_with("file", &key, |http, _| http.get(url))
+                .await
+        } else {
+            self.caller
+                .send_public("file", self.caller.http.get(url))
+                .await
+        }
     }
 }

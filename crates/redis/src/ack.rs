@@ -65,6 +65,12 @@ pub fn outcome_for_error(error: JobError, attempt: u32, policy: &RetryPolicy) ->
     if error.class == FailureClass::Cancelled {
         return Outcome::Cancelled(error);
     }
+    if error.deferred {
+        let after = error
+            .retry_after
+            .unwrap_or(std::time::Duration::from_secs(1));
+        return Outcome::Deferred { after, error };
+    }
     match policy.decide(&error, attempt) {
         RetryDecision::RetryIn(delay) => Outcome::Retry {
             after: delay,
@@ -181,6 +187,15 @@ mod tests {
                 assert!(after >= Duration::from_secs(5) && after < Duration::from_secs(6))
             }
             other => panic!("expected a retry, got {other:?}"),
+        }
+        // no capacity: deferred whatever the attempt, never given up
+        match outcome_for_error(
+            JobError::deferred("no slot", Duration::from_millis(700)),
+            99,
+            &RetryPolicy::never(),
+        ) {
+            Outcome::Deferred { after, .. } => assert_eq!(after, Duration::from_millis(700)),
+            other => panic!("expected a deferral, got {other:?}"),
         }
     }
 }

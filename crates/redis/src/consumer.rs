@@ -516,6 +516,20 @@ impl ProgressSink for QueueConsumer {
         .boxed()
     }
 
+    fn cancel_requested(&self, job_id: &str) -> BoxFuture<'static, Result<bool, String>> {
+        let this = self.clone();
+        let id = job_id.to_owned();
+        async move {
+            this.inner
+                .queue
+                .job(&this.inner.name, &id)
+                .await
+                .map(|state| state.is_some_and(|s| s.cancel_requested))
+                .map_err(|e| e.to_string())
+        }
+        .boxed()
+    }
+
     fn report(&self, job_id: &str, progress: Progress) -> BoxFuture<'static, Result<(), String>> {
         let this = self.clone();
         let id = job_id.to_owned();

@@ -39,5 +39,8 @@ pub use queue::{
 };
 /// The pipeline Lua scripts, for `genq-pipeline`.
 pub use scripts::pipeline as pipeline_scripts;
+/// The provider-limit Lua scripts (shared in-flight slots, request/token buckets,
+/// adaptive limits, cool-downs), for `genq-providers`.
+pub use scripts::provider as provider_scripts;
 pub use server::ServerSettings;
 pub use target::{Credentials, RedisTarget, redact};

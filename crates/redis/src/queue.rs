@@ -153,6 +153,12 @@ pub enum Outcome {
         after: std::time::Duration,
         error: JobError,
     },
+    /// No capacity (a provider limit was reached before anything was paid for): runs
+    /// again `after` this long, and this run does not count as an attempt.
+    Deferred {
+        after: std::time::Duration,
+        error: JobError,
+    },
     /// Failed for good: dead letters.
     Failed(JobError),
     Cancelled(JobError),
@@ -189,6 +195,9 @@ pub struct QueueStats {
     pub cancelled: u64,
     /// Runs whose worker died (lease expired).
     pub recovered: u64,
+    /// Runs that found no provider capacity and were rescheduled (not attempts).
+    #[serde(default)]
+    pub deferred: u64,
 }
 
 /// Which of a queue's lists to page through.
@@ -567,6 +576,7 @@ impl RedisQueue {
                     "retried" => stats.retried = v,
                     "cancelled" => stats.cancelled = v,
                     "recovered" => stats.recovered = v,
+                    "deferred" => stats.deferred = v,
                     _ => {}
                 }
             }
@@ -720,6 +730,12 @@ impl RedisQueue {
             Outcome::Succeeded(result) => ("succeeded", result.as_str(), "", 0),
             Outcome::Retry { after, error } => (
                 "retry",
+                error.message.as_str(),
+                error.class.as_str(),
+                ms(*after),
+            ),
+            Outcome::Deferred { after, error } => (
+                "deferred",
                 error.message.as_str(),
                 error.class.as_str(),
                 ms(*after),

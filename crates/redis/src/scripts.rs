@@ -54,3 +54,31 @@ pub mod pipeline {
     pipeline_script!(CANCEL, "lua/pipeline/cancel.lua");
     pipeline_script!(IDLE, "lua/pipeline/idle.lua");
 }
+
+/// The provider-limit scripts (`lua/provider/`), each prefixed with both preludes.
+/// Run with KEYS[1] = `<prefix>:provider:{<provider>}`; `genq-providers` calls them.
+pub mod provider {
+    use std::sync::LazyLock;
+
+    use redis::Script;
+
+    macro_rules! provider_script {
+        ($name:ident, $file:literal) => {
+            pub static $name: LazyLock<Script> = LazyLock::new(|| {
+                Script::new(concat!(
+                    include_str!("lua/common.lua"),
+                    include_str!("lua/provider/common.lua"),
+                    include_str!($file)
+                ))
+            });
+        };
+    }
+
+    provider_script!(ACQUIRE, "lua/provider/acquire.lua");
+    provider_script!(RELEASE, "lua/provider/release.lua");
+    provider_script!(RENEW, "lua/provider/renew.lua");
+    provider_script!(FEEDBACK, "lua/provider/feedback.lua");
+    provider_script!(ADJUST, "lua/provider/adjust.lua");
+    provider_script!(VIEW, "lua/provider/view.lua");
+    provider_script!(COOL, "lua/provider/cool.lua");
+}

@@ -237,6 +237,8 @@ impl Wrap for Metrics {
             in_flight.dec();
             let outcome = match &res {
                 Ok(_) => "succeeded",
+                // no provider capacity: not a failure, not an attempt
+                Err(e) if e.deferred => "deferred",
                 Err(e) => {
                     let class = e.class.as_str();
                     m.job_failures_total
@@ -280,6 +282,7 @@ impl Wrap for Trace {
             let res = inner.await;
             match &res {
                 Ok(_) => debug!("job succeeded"),
+                Err(e) if e.deferred => debug!(error = %e.message, "job deferred"),
                 Err(e) => warn!(class = %e.class, error = %e.message, "job run failed"),
             }
             res

@@ -23,6 +23,7 @@ use std::{
 
 mod fake_provider;
 mod fake_telegram;
+mod fake_vendors;
 mod netns;
 mod redis_ha;
 
@@ -53,6 +54,7 @@ pub use fake_provider::{
 pub use fake_telegram::{
     CallbackAnswer, FakeTelegram, Invoice, PreCheckoutAnswer, SentKind, SentMessage, StarRefund,
 };
+pub use fake_vendors::{FakeVendor, FakeVendorKind, VendorFailure, VendorTaskFailure};
 pub use netns::NetHost;
 pub use redis_ha::{RedisClusterNodes, RedisSentinelSet, SENTINEL_MASTER};
 

@@ -21,6 +21,9 @@ pub enum FakeFailure {
     BadRequest,
     /// 402, code `insufficient_quota`.
     Billing,
+    /// 429 with code `insufficient_quota` (how OpenAI answers an exhausted quota):
+    /// billing, not a rate limit.
+    QuotaExhausted,
     /// 401, code `invalid_api_key`.
     Unauthorized,
     /// 500, code `server_error`.
@@ -66,6 +69,13 @@ impl FakeFailure {
                 "insufficient_quota",
                 "insufficient_quota",
                 "You exceeded your current quota (scripted by the fake provider)",
+            )
+            .into_response(),
+            Self::QuotaExhausted => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "insufficient_quota",
+                "insufficient_quota",
+                "You exceeded your current quota, please check your plan and billing details (scripted by the fake provider)",
             )
             .into_response(),
             Self::Unauthorized => {

@@ -24,7 +24,8 @@
 //! failure applies, else is served.
 
 mod failure;
-mod media;
+mod limits;
+pub(crate) mod media;
 mod openai;
 mod queue;
 mod script;
@@ -271,6 +272,10 @@ pub(crate) struct Shared {
     tasks: Mutex<HashMap<String, Task>>,
     /// Idempotency key → the task it created.
     idempotency: Mutex<HashMap<String, String>>,
+    /// Per-key concurrency limits and what they saw.
+    limits: Mutex<limits::Limits>,
+    /// Held while a submit counts a key's tasks and creates one (one step).
+    admission: Mutex<()>,
 }
 
 /// A counter label as recorded (`image` is `images`).
@@ -330,6 +335,8 @@ impl Shared {
             counters: Mutex::new(Counters::default()),
             tasks: Mutex::new(HashMap::new()),
             idempotency: Mutex::new(HashMap::new()),
+            limits: Mutex::new(limits::Limits::default()),
+            admission: Mutex::new(()),
         }
     }
 
@@ -409,6 +416,28 @@ impl Shared {
         (id, true)
     }
 
+    /// Like [`create_task_once`](Self::create_task_once) under the per-key task
+    /// limit for bearer key `owner`: the 429 to answer when it is reached.
+    pub(crate) fn create_task_limited(
+        &self,
+        idempotency_key: Option<&str>,
+        owner: Option<&str>,
+    ) -> Result<(String, bool), limits::OverLimit> {
+        let _one_at_a_time = lock(&self.admission);
+        if let Some(id) = idempotency_key.and_then(|k| self.task_for_key(k)) {
+            return Ok((id, false));
+        }
+        self.admit_task(owner)?;
+        let (id, created) = self.create_task_once(idempotency_key);
+        if created {
+            if let Some(task) = lock(&self.tasks).get_mut(&id) {
+                task.key = owner.map(str::to_owned);
+            }
+            self.note_task_created(owner);
+        }
+        Ok((id, created))
+    }
+
     /// Records a new task (taking the next scripted task failure); its id.
     pub(crate) fn create_task(&self) -> String {
         let (duration, forced) = {
@@ -464,10 +493,15 @@ async fn gate(
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    if let Some(failure) = shared.failure_for(label, key.as_deref()) {
-        return failure;
-    }
-    next.run(req).await
+    let response = match shared.failure_for(label, key.as_deref()) {
+        Some(failure) => failure,
+        None => match shared.admit_call(key.as_deref()) {
+            Ok(_in_flight) => next.run(req).await,
+            Err(refused) => refused.response(),
+        },
+    };
+    shared.note_status(response.status());
+    response
 }
 
 fn router(shared: Arc<Shared>) -> Router {

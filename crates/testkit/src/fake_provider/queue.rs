@@ -33,6 +33,8 @@ pub(crate) struct Task {
     /// Scripted with `fail_next_task`: the task ends `failed` with this code.
     forced: Option<TaskErrorCode>,
     output: Output,
+    /// The bearer key that submitted it (per-key limits).
+    pub(crate) key: Option<String>,
 }
 
 /// The task's file, once made.
@@ -58,7 +60,16 @@ impl Task {
             duration,
             forced,
             output: Output::Pending,
+            key: None,
         }
+    }
+
+    /// Not ended yet (queued or running).
+    pub(crate) fn is_live(&self, never_finish: bool) -> bool {
+        matches!(
+            self.status(never_finish),
+            Status::Queued | Status::Running(_)
+        )
     }
 
     fn status(&self, never_finish: bool) -> Status<'_> {
@@ -132,7 +143,7 @@ pub(crate) async fn submit(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let idempotency_key = headers
         .get(IDEMPOTENCY_KEY)
         .and_then(|v| v.to_str().ok())
@@ -142,19 +153,25 @@ pub(crate) async fn submit(
         .and_then(|k| shared.task_for_key(k))
     {
         tracing::debug!(%id, "fake provider: repeated idempotency key, the same task");
-        return Ok(Json(json!({ "id": id })));
+        return Ok(Json(json!({ "id": id })).into_response());
     }
     let req: SubmitRequest = parse_json(&body)?;
     let work = tokio::task::spawn_blocking(move || validate(&req.kind, req.input))
         .await
         .map_err(|e| ApiError::internal(format!("validating the input failed: {e}")))?
         .map_err(ApiError::bad_request)?;
-    let (id, created) = shared.create_task_once(idempotency_key.as_deref());
+    let owner = super::bearer_key(&headers);
+    let (id, created) =
+        match shared.create_task_limited(idempotency_key.as_deref(), owner.as_deref()) {
+            Ok(made) => made,
+            // the key's tasks in flight are at the limit
+            Err(refused) => return Ok(refused.response()),
+        };
     if created {
         tracing::debug!(%id, "fake provider: task submitted");
         tokio::spawn(produce(shared, id.clone(), work));
     }
-    Ok(Json(json!({ "id": id })))
+    Ok(Json(json!({ "id": id })).into_response())
 }
 
 /// The header a submit's idempotency key comes in.
