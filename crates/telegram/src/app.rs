@@ -46,7 +46,7 @@ pub struct Offers {
     pub face_swap: Option<Offer>,
     pub video: Option<Offer>,
     /// The promo-video pipeline (`[promo]`), when enabled and its jobs are configured.
-    pub promo: Option<crate::promo::PromoOffer>,
+    pub promo: Option<PromoOffer>,
 }
 
 impl Offers {
@@ -121,16 +121,29 @@ impl Offers {
     }
 }
 
+/// The promo video as the bot offers it (`[promo]` in the configuration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromoOffer {
+    /// Job type `promo` on queue `pipelines`, at the configured price.
+    pub offer: Offer,
+    /// Pictures shown at the pictures' approval (an album).
+    pub image_previews: usize,
+    /// Clips shown at the clips' approval.
+    pub video_previews: usize,
+    /// How long an approval waits.
+    pub approval_timeout: Duration,
+}
+
 /// The promo video, when `[promo]` is enabled and its own job types are registered
 /// (they are, with the providers its validation asks for).
-fn promo_offer(cfg: &Config, registry: &Registry) -> Option<crate::promo::PromoOffer> {
+fn promo_offer(cfg: &Config, registry: &Registry) -> Option<PromoOffer> {
     let p = &cfg.promo;
     if !p.enabled || registry.queue_of("write_script").is_err() {
         return None;
     }
-    Some(crate::promo::PromoOffer {
+    Some(PromoOffer {
         offer: Offer {
-            job_type: crate::promo::PROMO,
+            job_type: genq_catalog::PROMO,
             queue: genq_pipeline::PIPELINES_QUEUE.to_owned(),
             price: p.price,
         },

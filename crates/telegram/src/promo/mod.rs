@@ -12,21 +12,4 @@ pub(crate) mod flow;
 pub(crate) mod gates;
 pub mod text;
 
-use std::time::Duration;
-
-use crate::app::Offer;
-
 pub use genq_catalog::promo::{APPROVE, PROMO};
-
-/// The promo video as the bot offers it (`[promo]` in the configuration).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PromoOffer {
-    /// Job type `promo` on queue `pipelines`, at the configured price.
-    pub offer: Offer,
-    /// Pictures shown at the pictures' approval (an album).
-    pub image_previews: usize,
-    /// Clips shown at the clips' approval.
-    pub video_previews: usize,
-    /// How long an approval waits.
-    pub approval_timeout: Duration,
-}
