@@ -65,13 +65,15 @@ async fn main() -> anyhow::Result<()> {
         metrics: &prometheus::Registry::new(),
     };
     let keys = genq_catalog::key_pools(&config, &deps)?;
+    let webhooks = genq_catalog::webhook_verifiers(&config)?;
     let registry = genq_catalog::registry_builder(config, cli.routes.clone())(
         &queue,
         &prometheus::Registry::new(),
     )
     .map_err(anyhow::Error::msg)?;
     let client = JobClient::new(queue.clone(), Arc::new(registry));
-    let state = Arc::new(AdminState::new(queue, client, store, keys, token)?);
+    let state =
+        Arc::new(AdminState::new(queue, client, store, keys, token)?.with_webhooks(webhooks));
     let server = genq_admin_api::serve(cli.addr, state, shutdown_signal())
         .await
         .with_context(|| format!("cannot listen on {}", cli.addr))?;

@@ -731,6 +731,7 @@ async fn run_child(child: ChildRun, quick: bool) -> anyhow::Result<()> {
                 hosts: 3,
                 concurrency,
                 task: Duration::from_millis(task_ms),
+                vendor_limited: true,
             };
             let ns = format!("genqbench-providers-{}", now_us());
             return providers_side::run(&url, &ns, &sizes).await;

@@ -3,6 +3,11 @@
 //! per key (2 keys) and answers 429 (`Retry-After: 1`) beyond: jobs/s, the vendor's
 //! 429s and its peak in flight, with genq's provider limits off, static
 //! (`max_in_flight = 10`) and adaptive (limit undeclared, found by AIMD).
+//!
+//! Then waiting on long tasks: one worker (concurrency 4) and tasks of 3 s at a
+//! vendor without limits, a job holding its worker slot while it polls
+//! (`wait_in_slot_secs` past the task) against a job parked after its submit
+//! (`wait_in_slot_secs = 0`, no slot held while the vendor works).
 
 use std::{
     sync::Arc,
@@ -20,6 +25,8 @@ pub struct ProviderSizes {
     pub hosts: usize,
     pub concurrency: usize,
     pub task: Duration,
+    /// The fake vendor allows [`VENDOR_LIMIT`] tasks per key (else no limit).
+    pub vendor_limited: bool,
 }
 
 struct Figures {
@@ -70,8 +77,10 @@ async fn run_mode(
 ) -> anyhow::Result<Figures> {
     let fake = FakeProvider::start().await;
     fake.set_task_duration(s.task);
-    fake.set_task_limit_per_key(Some(VENDOR_LIMIT));
-    fake.set_limit_retry_after(Some(1));
+    if s.vendor_limited {
+        fake.set_task_limit_per_key(Some(VENDOR_LIMIT));
+        fake.set_limit_retry_after(Some(1));
+    }
     let artifacts = std::env::temp_dir().join(format!("{ns}-artifacts"));
     let queue = RedisQueue::connect(RedisConfig::with_url(url).prefix(ns))
         .await
@@ -183,5 +192,56 @@ pub async fn run(url: &str, ns: &str, s: &ProviderSizes) -> anyhow::Result<()> {
         "peak: the vendor's most tasks in flight at once (its limit is {}); deferrals: runs that waited for capacity (not attempts)",
         2 * VENDOR_LIMIT
     );
+    parking(url, ns, s).await
+}
+
+/// Long tasks, one worker: slots held while polling against jobs parked.
+async fn parking(url: &str, ns: &str, s: &ProviderSizes) -> anyhow::Result<()> {
+    let sizes = ProviderSizes {
+        jobs: (s.jobs / 5).max(8),
+        hosts: 1,
+        concurrency: 4,
+        task: Duration::from_secs(3),
+        vendor_limited: false,
+    };
+    let modes: [(&'static str, &str); 2] = [
+        ("held", "wait_in_slot_secs = 600"),
+        ("parked", "wait_in_slot_secs = 0"),
+    ];
+    let mut rows = Vec::new();
+    for (mode, wait) in modes {
+        let ns = format!("{ns}-wait-{mode}");
+        let f = run_mode(url, &ns, mode, wait, &sizes).await?;
+        genq_testkit::cleanup_prefix(url, &ns).await;
+        rows.push(f);
+    }
+    println!();
+    println!(
+        "GenerateImage x {} on 1 worker (concurrency {}), tasks of {} ms, no vendor limit: waiting in the worker slot vs parked",
+        sizes.jobs,
+        sizes.concurrency,
+        sizes.task.as_millis()
+    );
+    println!(
+        "{:<10}{:>10}{:>10}{:>10}{:>12}{:>16}",
+        "waiting", "jobs/s", "ok", "failed", "drain (s)", "vendor peak"
+    );
+    for f in &rows {
+        println!(
+            "{:<10}{:>10.2}{:>10}{:>10}{:>12.1}{:>16}",
+            f.mode,
+            f.succeeded as f64 / f.drain.as_secs_f64(),
+            f.succeeded,
+            f.failed,
+            f.drain.as_secs_f64(),
+            f.peak
+        );
+    }
+    if let [held, parked] = &rows[..] {
+        println!(
+            "parked / held throughput: {:.1}x (vendor peak: how many tasks ran at once for one 4-slot worker)",
+            held.drain.as_secs_f64() / parked.drain.as_secs_f64()
+        );
+    }
     Ok(())
 }

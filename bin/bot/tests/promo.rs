@@ -9,7 +9,7 @@ mod common;
 use std::{path::Path, process::Command, time::Duration};
 
 use common::{Options, Stack, WAIT, buttons, is_text, text};
-use genq_testkit::{SentKind, SentMessage, TaskErrorCode, wait_until};
+use genq_testkit::{FakeTelegram, SentKind, SentMessage, TaskErrorCode, wait_until};
 
 const PRICE: i64 = 50;
 const WELCOME: i64 = 100;
@@ -39,6 +39,12 @@ fn has_button(m: &SentMessage, prefix: &str) -> bool {
 
 /// `/promo`, then the brief as text: the confirmation with Start / Cancel.
 async fn brief(s: &Stack, chat: i64, brief: &str) -> SentMessage {
+    brief_by(s, chat, |tg| tg.user_sends_text(chat, chat, brief)).await
+}
+
+/// `/promo`, then the brief as `send` gives it (text, voice): the confirmation
+/// with Start / Cancel.
+async fn brief_by(s: &Stack, chat: i64, send: impl FnOnce(&FakeTelegram) -> u32) -> SentMessage {
     let before = s.sent_count(chat);
     s.tg.user_sends_command(chat, chat, "/promo");
     s.wait_sent(chat, before, |m| {
@@ -48,7 +54,7 @@ async fn brief(s: &Stack, chat: i64, brief: &str) -> SentMessage {
     })
     .await;
     let before = s.sent_count(chat);
-    s.tg.user_sends_text(chat, chat, brief);
+    send(&s.tg);
     s.wait_sent(chat, before, |m| has_button(m, "ps:")).await
 }
 
@@ -406,17 +412,10 @@ async fn an_approval_left_unanswered_cancels_and_refunds() {
 async fn a_voice_brief_is_transcribed_and_used() {
     let s = stack("promo_voice", 600).await;
     let chat = 7401;
-    let before = s.sent_count(chat);
-    s.tg.user_sends_command(chat, chat, "/promo");
-    s.wait_sent(chat, before, |m| {
-        m.text
-            .as_deref()
-            .is_some_and(|t| is_text(t, "promo.ask_brief"))
+    let confirm = brief_by(&s, chat, |tg| {
+        tg.user_sends_voice(chat, chat, vec![7u8; 4321], 3)
     })
     .await;
-    let before = s.sent_count(chat);
-    s.tg.user_sends_voice(chat, chat, vec![7u8; 4321], 3);
-    let confirm = s.wait_sent(chat, before, |m| has_button(m, "ps:")).await;
     let heard = "transcribed 4321 bytes";
     assert!(
         confirm.text.as_deref().is_some_and(|t| t.contains(heard)),

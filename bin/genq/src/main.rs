@@ -403,10 +403,11 @@ async fn start_admin(
         metrics: &prometheus::Registry::new(),
     };
     let keys = genq_catalog::key_pools(&setup.config, &deps)?;
+    let webhooks = genq_catalog::webhook_verifiers(&setup.config)?;
     let client = JobClient::new(queue.clone(), Arc::new(setup.registry(&queue)?));
-    let state = Arc::new(genq_admin_api::AdminState::new(
-        queue, client, store, keys, token,
-    )?);
+    let state = Arc::new(
+        genq_admin_api::AdminState::new(queue, client, store, keys, token)?.with_webhooks(webhooks),
+    );
     genq_admin_api::serve(
         args.admin_addr,
         state,

@@ -2,37 +2,33 @@
 //! vendor that refuses (429) a key's 11th task in flight, and one whose limit is
 //! undeclared (adaptive mode finds it).
 
-use std::time::Duration;
+mod common;
 
+use std::{ops::Deref, time::Duration};
+
+use common::Sandbox;
 use genq_core::JobStatus;
-use genq_redis::{NewJob, RedisConfig, RedisQueue};
-use genq_testkit::{
-    ChildProcess, FakeProvider, cleanup_prefix, free_port, redis_url, unique_prefix, wait_until,
-};
+use genq_testkit::{ChildProcess, FakeProvider, redis_url, wait_until};
 
 struct Env {
     fake: FakeProvider,
-    prefix: String,
-    queue: RedisQueue,
-    config: std::path::PathBuf,
-    dir: std::path::PathBuf,
+    sandbox: Sandbox,
+}
+
+impl Deref for Env {
+    type Target = Sandbox;
+
+    fn deref(&self) -> &Sandbox {
+        &self.sandbox
+    }
 }
 
 impl Env {
     async fn start(test: &str, keys: &[&str], limits: &str) -> Self {
         let fake = FakeProvider::start().await;
         fake.set_task_duration(Duration::from_millis(200));
-        let prefix = unique_prefix(test);
-        let dir = std::env::temp_dir().join(&prefix);
-        let artifacts = dir.join("artifacts");
-        std::fs::create_dir_all(&artifacts).expect("temp dir");
-        let keys = keys
-            .iter()
-            .map(|k| format!("\"{k}\""))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let config = dir.join("genq.toml");
-        let text = format!(
+        let sandbox = Sandbox::new(test).await;
+        sandbox.write_config(&format!(
             r#"
 [artifacts]
 dir = "{artifacts}"
@@ -47,48 +43,25 @@ keys = [{keys}]
 provider = "media"
 poll_interval_ms = 50
 "#,
-            artifacts = artifacts.display(),
+            artifacts = sandbox.artifacts.display(),
             base = fake.base_url(),
-        );
-        std::fs::write(&config, text).expect("write config");
-        let queue = RedisQueue::connect(RedisConfig::with_url(redis_url()).prefix(&prefix))
-            .await
-            .expect("connect");
-        Self {
-            fake,
-            prefix,
-            queue,
-            config,
-            dir,
-        }
+            keys = common::toml_list(keys),
+        ));
+        Self { fake, sandbox }
     }
 
     fn worker(&self) -> ChildProcess {
-        let env = [
-            ("GENQ_REDIS_URL", redis_url()),
-            ("GENQ_PREFIX", self.prefix.clone()),
-            ("GENQ_CONFIG", self.config.display().to_string()),
-            ("GENQ_LEASE_SECS", "5".to_owned()),
-            ("GENQ_HEARTBEAT_MS", "500".to_owned()),
-            ("GENQ_METRICS_ADDR", format!("127.0.0.1:{}", free_port())),
-            ("GENQ_GRACE_SECS", "5".to_owned()),
-            ("GENQ_LOG", "warn".to_owned()),
-        ];
-        ChildProcess::spawn(
-            env!("CARGO_BIN_EXE_worker"),
-            &["--queues", "img", "--concurrency", "40"],
-            &env,
-        )
-        .expect("spawn worker")
+        self.sandbox
+            .worker_with(&["--queues", "img", "--concurrency", "40"], 5, "warn")
     }
 
-    async fn push(&self, n: usize) -> Vec<String> {
+    /// Pushes `n` `generate_image` jobs; their ids.
+    async fn push_images(&self, n: usize) -> Vec<String> {
         let mut ids = Vec::with_capacity(n);
         for i in 0..n {
             let payload =
                 serde_json::json!({ "prompt": format!("picture {i}"), "width": 64, "height": 64 });
-            let job = NewJob::json("img", "generate_image", &payload).expect("payload");
-            ids.push(self.queue.push(job).await.expect("push").id);
+            ids.push(self.push("img", "generate_image", payload).await);
         }
         ids
     }
@@ -113,8 +86,7 @@ poll_interval_ms = 50
     }
 
     async fn cleanup(self) {
-        cleanup_prefix(&redis_url(), &self.prefix).await;
-        let _ = std::fs::remove_dir_all(&self.dir);
+        self.sandbox.cleanup().await;
     }
 }
 
@@ -128,7 +100,7 @@ async fn three_workers_never_exceed_a_vendors_task_limit_and_get_no_429() {
     .await;
     env.fake.set_task_limit_per_key(Some(10));
     let workers: Vec<ChildProcess> = (0..3).map(|_| env.worker()).collect();
-    let ids = env.push(200).await;
+    let ids = env.push_images(200).await;
     env.wait_succeeded(200).await;
 
     assert_eq!(env.fake.rate_limited_answers(), 0, "zero 429s");
@@ -169,7 +141,7 @@ async fn adaptive_mode_finds_an_undeclared_limit_of_seven() {
     // the vendor refuses the 8th task in flight of a key, and says nothing more
     env.fake.set_task_limit_per_key(Some(7));
     let workers: Vec<ChildProcess> = (0..3).map(|_| env.worker()).collect();
-    env.push(400).await;
+    env.push_images(400).await;
 
     // warm-up: the limit climbs from 2 and meets the vendor's
     env.wait_succeeded(100).await;

@@ -1,33 +1,52 @@
-//! A real `worker` process on a vendor adapter (fal, Replicate) against the vendor's
-//! fake: SIGKILLed while it waits on the vendor task, the next worker resumes the
-//! same task (one submission).
+//! A real `worker` process on a vendor adapter (fal, Replicate, ComfyUI) or on
+//! genq's own task protocol, against the vendor's fake: SIGKILLed while it waits on
+//! the vendor task, the next worker resumes the same task (one submission);
+//! SIGKILLed while its submit is in flight (the fake holds the answer), the re-run
+//! gets the same task (one billable task).
 
-use std::time::Duration;
+mod common;
 
-use genq_core::{JobState, JobStatus};
-use genq_redis::{NewJob, RedisConfig, RedisQueue};
-use genq_testkit::{
-    ChildProcess, FakeVendor, FakeVendorKind, cleanup_prefix, free_port, redis_url, unique_prefix,
-    wait_until,
-};
+use std::{ops::Deref, time::Duration};
+
+use common::{JobsEnv, ProviderSetup, Sandbox};
+use genq_core::JobStatus;
+use genq_testkit::{ChildProcess, FakeVendor, FakeVendorKind, wait_until};
 use serde_json::json;
 
 struct Env {
     fake: FakeVendor,
-    prefix: String,
-    queue: RedisQueue,
-    config: std::path::PathBuf,
-    dir: std::path::PathBuf,
+    sandbox: Sandbox,
+}
+
+impl Deref for Env {
+    type Target = Sandbox;
+
+    fn deref(&self) -> &Sandbox {
+        &self.sandbox
+    }
+}
+
+/// The workflow a ComfyUI provider runs (API format, with placeholders).
+fn comfyui_workflow() -> serde_json::Value {
+    json!({
+        "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "{{prompt}}"}},
+        "7": {"class_type": "KSampler", "inputs": {"seed": "{{seed}}", "ckpt": "{{model}}"}},
+        "9": {"class_type": "SaveVideo", "inputs": {"filename_prefix": "genq"}}
+    })
 }
 
 impl Env {
     async fn start(kind: FakeVendorKind, model: &str) -> Self {
         let fake = FakeVendor::start(kind).await;
-        let prefix = unique_prefix("vendorworker");
-        let dir = std::env::temp_dir().join(&prefix);
-        std::fs::create_dir_all(dir.join("artifacts")).expect("temp dir");
-        let config = dir.join("genq.toml");
-        let text = format!(
+        let sandbox = Sandbox::new("vendorworker").await;
+        let workflow = if kind == FakeVendorKind::ComfyUi {
+            let path = sandbox.dir.join("workflow_api.json");
+            std::fs::write(&path, comfyui_workflow().to_string()).expect("write workflow");
+            format!("workflow = \"{}\"", path.display())
+        } else {
+            String::new()
+        };
+        sandbox.write_config(&format!(
             r#"
 [artifacts]
 dir = "{artifacts}"
@@ -36,6 +55,7 @@ dir = "{artifacts}"
 kind = "{kind}"
 base_url = "{base}"
 keys = ["vendor-key"]
+{workflow}
 
 [jobs.generate_video]
 provider = "video"
@@ -43,74 +63,49 @@ model = "{model}"
 poll_interval_ms = 100
 backoff_base_ms = 200
 "#,
-            artifacts = dir.join("artifacts").display(),
+            artifacts = sandbox.artifacts.display(),
             kind = kind.config_kind(),
             base = fake.base_url(),
-        );
-        std::fs::write(&config, text).expect("write config");
-        let queue = RedisQueue::connect(RedisConfig::with_url(redis_url()).prefix(&prefix))
-            .await
-            .expect("connect");
-        Self {
-            fake,
-            prefix,
-            queue,
-            config,
-            dir,
-        }
-    }
-
-    fn worker(&self) -> ChildProcess {
-        let env = [
-            ("GENQ_REDIS_URL", redis_url()),
-            ("GENQ_PREFIX", self.prefix.clone()),
-            ("GENQ_CONFIG", self.config.display().to_string()),
-            ("GENQ_LEASE_SECS", "3".to_owned()),
-            ("GENQ_HEARTBEAT_MS", "500".to_owned()),
-            ("GENQ_METRICS_ADDR", format!("127.0.0.1:{}", free_port())),
-            ("GENQ_GRACE_SECS", "5".to_owned()),
-            ("GENQ_LOG", "info".to_owned()),
-        ];
-        ChildProcess::spawn(env!("CARGO_BIN_EXE_worker"), &["--queues", "video"], &env)
-            .expect("spawn worker")
-    }
-
-    async fn final_state(&self, id: &str) -> JobState {
-        let found = wait_until(Duration::from_secs(60), || async {
-            self.queue
-                .job("video", id)
-                .await
-                .ok()
-                .flatten()
-                .filter(|s| s.status.is_final())
-        })
-        .await;
-        found.unwrap_or_else(|| panic!("job {id} did not end"))
+        ));
+        Self { fake, sandbox }
     }
 
     async fn cleanup(self) {
-        cleanup_prefix(&redis_url(), &self.prefix).await;
-        let _ = std::fs::remove_dir_all(&self.dir);
+        self.sandbox.cleanup().await;
     }
+}
+
+/// `worker --queues video` (lease [`common::LEASE_SECS`]).
+fn video_worker(sandbox: &Sandbox) -> ChildProcess {
+    sandbox.worker(&["--queues", "video"])
+}
+
+/// Pushes a `generate_video` job; its id.
+async fn push_video(sandbox: &Sandbox) -> String {
+    sandbox
+        .push(
+            "video",
+            "generate_video",
+            json!({ "prompt": "a storm", "template": "custom" }),
+        )
+        .await
+}
+
+/// Waits for the job to end; asserts it succeeded on its second run.
+async fn succeeded_on_the_rerun(sandbox: &Sandbox, id: &str, what: &str) {
+    let s = sandbox.wait_final("video", id).await;
+    assert_eq!(
+        (s.status, s.attempts),
+        (JobStatus::Succeeded, 2),
+        "{what}: {s:?}"
+    );
 }
 
 async fn killed_while_waiting_resumes_the_same_task(kind: FakeVendorKind, model: &str) {
     let env = Env::start(kind, model).await;
     env.fake.set_task_duration(Duration::from_secs(6));
-    let mut first = env.worker();
-    let id = env
-        .queue
-        .push(
-            NewJob::json(
-                "video",
-                "generate_video",
-                &json!({ "prompt": "a storm", "template": "custom" }),
-            )
-            .expect("payload"),
-        )
-        .await
-        .expect("push")
-        .id;
+    let mut first = video_worker(&env);
+    let id = push_video(&env).await;
     let polled = wait_until(Duration::from_secs(30), || async {
         (env.fake.submits() == 1 && env.fake.calls("poll") >= 2).then_some(())
     })
@@ -121,13 +116,8 @@ async fn killed_while_waiting_resumes_the_same_task(kind: FakeVendorKind, model:
     );
     first.sigkill();
 
-    let _second = env.worker();
-    let s = env.final_state(&id).await;
-    assert_eq!(
-        (s.status, s.attempts),
-        (JobStatus::Succeeded, 2),
-        "{kind:?}: {s:?}"
-    );
+    let _second = video_worker(&env);
+    succeeded_on_the_rerun(&env, &id, &format!("{kind:?}")).await;
     assert_eq!(
         env.fake.submits(),
         1,
@@ -149,4 +139,73 @@ async fn a_fal_worker_killed_while_waiting_resumes_the_same_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replicate_worker_killed_while_waiting_resumes_the_same_prediction() {
     killed_while_waiting_resumes_the_same_task(FakeVendorKind::Replicate, "minimax/video-01").await;
+}
+
+/// A fake as the mid-submit test sees it: its `hold_submits` knob and its counts
+/// of (submit requests received, tasks created).
+struct HeldFake<'a> {
+    what: &'a str,
+    hold: &'a dyn Fn(bool),
+    counts: &'a dyn Fn() -> (usize, usize),
+}
+
+/// A worker SIGKILLed while the fake holds its submit's answer (the task is made):
+/// the re-run gets the same task, one billable task; `submit_requests` is how many
+/// submit requests the fake gets in all.
+async fn killed_mid_submit_gets_the_same_task(
+    sandbox: &Sandbox,
+    fake: HeldFake<'_>,
+    submit_requests: usize,
+) {
+    let what = fake.what;
+    (fake.hold)(true);
+    let mut first = video_worker(sandbox);
+    let id = push_video(sandbox).await;
+    let held = wait_until(Duration::from_secs(30), || async {
+        ((fake.counts)() == (1, 1)).then_some(())
+    })
+    .await;
+    assert!(
+        held.is_some(),
+        "{what}: the first worker's submit reached the fake, which made the task and holds the answer: {:?}",
+        (fake.counts)()
+    );
+    first.sigkill();
+    (fake.hold)(false);
+
+    let _second = video_worker(sandbox);
+    succeeded_on_the_rerun(sandbox, &id, what).await;
+    assert_eq!(
+        (fake.counts)(),
+        (submit_requests, 1),
+        "{what}: (submit requests received, tasks created)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_submit_gets_the_same_genq_task_by_its_idempotency_key() {
+    let env = JobsEnv::start("midsubmit", ProviderSetup::default()).await;
+    let fake = HeldFake {
+        what: "genq task protocol",
+        hold: &|on| env.fake.hold_submits(on),
+        counts: &|| (env.fake.calls("submit"), env.fake.submits()),
+    };
+    // the re-run submits again with the same Idempotency-Key: the same task
+    killed_mid_submit_gets_the_same_task(&env, fake, 2).await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_comfyui_worker_killed_mid_submit_finds_its_prompt() {
+    let env = Env::start(FakeVendorKind::ComfyUi, "wan2.1").await;
+    let fake = HeldFake {
+        what: "ComfyUI",
+        hold: &|on| env.fake.hold_submits(on),
+        counts: &|| (env.fake.calls("submit"), env.fake.submits()),
+    };
+    // the re-run looks its prompt id up (history, queue) before queueing and
+    // finds it: no second `POST /prompt`
+    killed_mid_submit_gets_the_same_task(&env, fake, 1).await;
+    assert_eq!(env.fake.task_ids().len(), 1);
+    env.cleanup().await;
 }

@@ -12,6 +12,7 @@ mod credits;
 pub mod error;
 pub mod metrics;
 mod pipelines;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -21,7 +22,7 @@ use axum::{
     http::{StatusCode, header},
     middleware::{self, Next},
     response::{Html, IntoResponse, Response},
-    routing::get,
+    routing::{get, post},
 };
 use genq_providers::KeyPool;
 use genq_redis::RedisQueue;
@@ -48,6 +49,8 @@ pub struct AdminState {
     pub token: Option<String>,
     pub metrics: AdminMetrics,
     pub prom: prometheus::Registry,
+    /// The webhook checks of the providers with a callback URL (`/webhooks/<provider>`).
+    pub webhooks: Vec<genq_providers::webhooks::WebhookVerifier>,
 }
 
 impl AdminState {
@@ -68,7 +71,17 @@ impl AdminState {
             token,
             metrics: AdminMetrics::new(&prom)?,
             prom,
+            webhooks: Vec::new(),
         })
+    }
+
+    /// Serves vendor webhooks at `/webhooks/<provider>` with these checks.
+    pub fn with_webhooks(
+        mut self,
+        webhooks: Vec<genq_providers::webhooks::WebhookVerifier>,
+    ) -> Self {
+        self.webhooks = webhooks;
+        self
     }
 }
 
@@ -120,6 +133,8 @@ pub fn router(state: Arc<AdminState>) -> (Router, utoipa::openapi::OpenApi) {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        // vendors call it: signed by the vendor, not by the admin token
+        .route("/webhooks/{provider}", post(webhooks::receive))
         .route(
             "/api/openapi.json",
             get(move || {

@@ -2,7 +2,7 @@
 //! Redis, credits and users from PostgreSQL, key cool-downs), under `genq_admin_*` so
 //! they never collide with a worker's own process metrics.
 
-use prometheus::{GaugeVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{GaugeVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 use crate::AdminState;
 
@@ -22,6 +22,9 @@ pub struct AdminMetrics {
     pub jobs_lost_by_redis: IntGaugeVec,
     pub pipelines: IntGaugeVec,
     pub pipelines_finished: IntGaugeVec,
+    /// Vendor webhooks received, by provider and outcome (woke, not_waiting,
+    /// refused, unknown_provider, error).
+    pub webhooks: IntCounterVec,
 }
 
 fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> Result<IntGaugeVec, prometheus::Error> {
@@ -99,7 +102,17 @@ impl AdminMetrics {
                 "Pipelines ended since the deployment began, by type and outcome (succeeded, failed, cancelled, timed_out)",
                 &["type", "outcome"],
             )?,
+            webhooks: IntCounterVec::new(
+                Opts::new(
+                    "genq_admin_webhooks_total",
+                    "Vendor completion webhooks received, by provider and outcome",
+                ),
+                &["provider", "outcome"],
+            )?,
         };
+        registry.register(Box::new(m.webhooks.clone()))?;
+        // webhooks to a provider that takes none are counted here (from zero)
+        m.webhooks.with_label_values(&["-", "unknown_provider"]);
         for state in ["queued", "active", "parked", "finished"] {
             m.pipelines.with_label_values(&[state]).set(0);
         }

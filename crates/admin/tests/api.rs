@@ -45,6 +45,7 @@ impl Admin {
             token: Some(TOKEN.to_owned()),
             metrics: AdminMetrics::new(&prom).unwrap(),
             prom,
+            webhooks: Vec::new(),
         });
         let (router, _) = genq_admin_api::router(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -264,6 +264,7 @@ async fn run(queue: RedisQueue, registry: Arc<Registry>) {
         token: Some(TOKEN.to_owned()),
         metrics: AdminMetrics::new(&prom).expect("admin metrics"),
         prom,
+        webhooks: Vec::new(),
     });
     let (router, _) = genq_admin_api::router(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -413,6 +414,7 @@ async fn page_grants_credits_and_shows_the_ledger() {
         token: Some(TOKEN.to_owned()),
         metrics: AdminMetrics::new(&prom).expect("admin metrics"),
         prom,
+        webhooks: Vec::new(),
     });
     let (router, _) = genq_admin_api::router(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -588,6 +590,7 @@ async fn page_lists_a_parked_pipeline_shows_its_stages_and_approves_it() {
         token: Some(TOKEN.to_owned()),
         metrics: AdminMetrics::new(&prom).expect("admin metrics"),
         prom,
+        webhooks: Vec::new(),
     });
     let (router, _) = genq_admin_api::router(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

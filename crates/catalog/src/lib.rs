@@ -19,6 +19,7 @@ use genq_metrics::ProviderMetrics;
 use genq_providers::{
     KeyPool, OpenAiClient, ProviderConfig, ProviderError, ProviderErrorKind, TaskClient, Vendor,
     VendorOptions,
+    webhooks::{WebhookOptions, WebhookVerifier},
 };
 
 use genq_job_assemble_video::AssembleVideo;
@@ -176,6 +177,13 @@ fn vendor_options(
         )
     };
     let mut options = VendorOptions::new(vendor);
+    options.webhook = webhook_options(p);
+    if let Some(secs) = p.wait_in_slot_secs {
+        options.wait_in_slot = Duration::from_secs(secs);
+    }
+    if let Some(secs) = p.max_task_wait_secs {
+        options.max_task_wait = Duration::from_secs(secs);
+    }
     options.api_version = p.api_version.clone();
     options.upload_url = p.upload_url.clone();
     options.params = match serde_json::to_value(&p.params) {
@@ -198,6 +206,30 @@ fn vendor_options(
         options.workflow = Some(workflow);
     }
     Ok(options)
+}
+
+/// A provider's webhook settings, when it has a callback URL.
+fn webhook_options(p: &genq_config::ProviderSection) -> Option<WebhookOptions> {
+    Some(WebhookOptions {
+        url: p.webhook_url.clone()?,
+        secret: p.webhook_secret.clone(),
+        jwks_url: p.webhook_jwks_url.clone(),
+        fallback_poll: Duration::from_secs(p.webhook_fallback_poll_secs.unwrap_or(30)),
+    })
+}
+
+/// The webhook checks of every provider with a callback URL (the admin serves
+/// `/webhooks/<provider>` with them).
+pub fn webhook_verifiers(cfg: &Config) -> Result<Vec<WebhookVerifier>, CatalogError> {
+    let mut out = Vec::new();
+    for (name, p) in &cfg.providers {
+        let Some(options) = webhook_options(p) else {
+            continue;
+        };
+        let vendor = vendor_options(name, p)?.vendor;
+        out.push(WebhookVerifier::new(name, vendor, options)?);
+    }
+    Ok(out)
 }
 
 /// The client of the OpenAI-compatible provider that serves `job`'s chat (the bot

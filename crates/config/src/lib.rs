@@ -740,6 +740,28 @@ pub struct ProviderSection {
     /// Vendors: fields merged into every request's model input (e.g. `aspect_ratio`).
     #[serde(default)]
     pub params: toml::Table,
+    /// fal, Replicate, KIE: the callback URL the vendor posts a finished task to,
+    /// served by genq's admin: `https://<public host>/webhooks/<provider name>`.
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+    /// Replicate: the webhook signing secret (`whsec_…`, from `GET
+    /// /v1/webhooks/default/secret`); KIE: the webhook HMAC key (kie.ai/settings).
+    #[serde(default)]
+    pub webhook_secret: Option<String>,
+    /// fal: where its webhook public keys are (default fal's JWKS).
+    #[serde(default)]
+    pub webhook_jwks_url: Option<String>,
+    /// With a webhook: how often a parked job still polls its task (default 30).
+    #[serde(default)]
+    pub webhook_fallback_poll_secs: Option<u64>,
+    /// Queue-style: how long a run polls its task holding its worker slot before it
+    /// parks the job (no slot held while the vendor works; default 5, 0 = at once).
+    #[serde(default)]
+    pub wait_in_slot_secs: Option<u64>,
+    /// Queue-style: the longest a task is waited on from its submit (default 3600);
+    /// then it is cancelled at the vendor and the job times out.
+    #[serde(default)]
+    pub max_task_wait_secs: Option<u64>,
     #[serde(default)]
     pub keys: Vec<String>,
     #[serde(default = "default_provider_timeout")]
@@ -933,6 +955,7 @@ impl ProviderSection {
                 ),
             ));
         }
+        self.validate_webhook(at, kind)?;
         if kind == ProviderKind::Comfyui && self.workflow.is_none() {
             return Err(invalid(
                 format!("{at}.workflow"),
@@ -953,6 +976,120 @@ impl ProviderSection {
             .is_some_and(|v| v.trim().is_empty())
         {
             return Err(invalid(format!("{at}.api_version"), "must not be empty"));
+        }
+        Ok(())
+    }
+}
+
+impl ProviderSection {
+    /// Checks the webhook and waiting settings of `providers.<name>`.
+    fn validate_webhook(&self, at: &str, kind: ProviderKind) -> Result<(), ConfigError> {
+        let hooks = matches!(
+            kind,
+            ProviderKind::Fal | ProviderKind::Replicate | ProviderKind::Kie
+        );
+        let given = [
+            ("webhook_url", self.webhook_url.is_some()),
+            ("webhook_secret", self.webhook_secret.is_some()),
+            ("webhook_jwks_url", self.webhook_jwks_url.is_some()),
+            (
+                "webhook_fallback_poll_secs",
+                self.webhook_fallback_poll_secs.is_some(),
+            ),
+        ];
+        for (setting, set) in given {
+            if set && !hooks {
+                return Err(invalid(
+                    format!("{at}.{setting}"),
+                    format!(
+                        "applies to kind = \"fal\", \"replicate\" or \"kie\" only (\"{}\" sends no webhooks: it is polled)",
+                        kind.as_str()
+                    ),
+                ));
+            }
+            if set && setting != "webhook_url" && self.webhook_url.is_none() {
+                return Err(invalid(
+                    format!("{at}.{setting}"),
+                    "is set but webhook_url is not: set the callback URL too",
+                ));
+            }
+        }
+        for (setting, url) in [
+            ("webhook_url", &self.webhook_url),
+            ("webhook_jwks_url", &self.webhook_jwks_url),
+        ] {
+            if let Some(url) = url
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                return Err(invalid(
+                    format!("{at}.{setting}"),
+                    format!("'{url}' must start with http:// or https://"),
+                ));
+            }
+        }
+        if self.webhook_jwks_url.is_some() && kind != ProviderKind::Fal {
+            return Err(invalid(
+                format!("{at}.webhook_jwks_url"),
+                "applies to kind = \"fal\" only",
+            ));
+        }
+        if self.webhook_url.is_some() {
+            match kind {
+                ProviderKind::Fal if self.webhook_secret.is_some() => {
+                    return Err(invalid(
+                        format!("{at}.webhook_secret"),
+                        "fal signs webhooks with its own public keys (webhook_jwks_url): drop the secret",
+                    ));
+                }
+                ProviderKind::Replicate | ProviderKind::Kie
+                    if self
+                        .webhook_secret
+                        .as_deref()
+                        .is_none_or(|s| s.trim().is_empty()) =>
+                {
+                    return Err(invalid(
+                        format!("{at}.webhook_secret"),
+                        "is required with webhook_url: unsigned webhooks are refused (Replicate: the whsec_… secret; KIE: the webhook HMAC key)",
+                    ));
+                }
+                ProviderKind::Replicate
+                    if !self
+                        .webhook_secret
+                        .as_deref()
+                        .is_some_and(|s| s.starts_with("whsec_") && s.len() > 6) =>
+                {
+                    return Err(invalid(
+                        format!("{at}.webhook_secret"),
+                        "must be Replicate's signing secret, starting with whsec_",
+                    ));
+                }
+                _ => {}
+            }
+        }
+        if self.webhook_fallback_poll_secs == Some(0) {
+            return Err(invalid(
+                format!("{at}.webhook_fallback_poll_secs"),
+                "must be at least 1",
+            ));
+        }
+        if kind.protocol() == Protocol::Openai {
+            for (setting, set) in [
+                ("wait_in_slot_secs", self.wait_in_slot_secs.is_some()),
+                ("max_task_wait_secs", self.max_task_wait_secs.is_some()),
+            ] {
+                if set {
+                    return Err(invalid(
+                        format!("{at}.{setting}"),
+                        "applies to queue-style providers only (an OpenAI call is not a task)",
+                    ));
+                }
+            }
+        }
+        if self.max_task_wait_secs == Some(0) {
+            return Err(invalid(
+                format!("{at}.max_task_wait_secs"),
+                "must be at least 1",
+            ));
         }
         Ok(())
     }
@@ -1563,6 +1700,54 @@ mod tests {
                 "t"
             )
             .is_err()
+        );
+    }
+
+    #[test]
+    fn webhook_settings_are_checked() {
+        let parse = |extra: &str| {
+            Config::parse(
+                &format!("[providers.v]\nbase_url = \"https://x\"\nkeys = [\"k\"]\n{extra}"),
+                "t",
+            )
+            .unwrap()
+        };
+        let hook = "webhook_url = \"https://genq.example.com/webhooks/v\"";
+        assert!(
+            parse(&format!(
+                "kind = \"replicate\"\n{hook}\nwebhook_secret = \"whsec_abc\""
+            ))
+            .validate()
+            .is_ok()
+        );
+        assert!(parse(&format!("kind = \"fal\"\n{hook}")).validate().is_ok());
+        assert!(
+            error_of(&parse(&format!("kind = \"runway\"\n{hook}"))).starts_with(
+                "providers.v.webhook_url: applies to kind = \"fal\", \"replicate\" or \"kie\" only"
+            )
+        );
+        assert!(
+            error_of(&parse(&format!("kind = \"kie\"\n{hook}")))
+                .starts_with("providers.v.webhook_secret: is required with webhook_url")
+        );
+        assert!(
+            error_of(&parse(&format!(
+                "kind = \"replicate\"\n{hook}\nwebhook_secret = \"abc\""
+            )))
+            .starts_with("providers.v.webhook_secret: must be Replicate's signing secret")
+        );
+        assert!(
+            error_of(&parse("kind = \"kie\"\nwebhook_secret = \"k\""))
+                .starts_with("providers.v.webhook_secret: is set but webhook_url is not")
+        );
+        assert!(
+            error_of(&parse("kind = \"fal\"\nwebhook_url = \"ftp://x\""))
+                .starts_with("providers.v.webhook_url: 'ftp://x' must start with http")
+        );
+        assert!(
+            error_of(&parse("kind = \"openai\"\nwait_in_slot_secs = 3")).starts_with(
+                "providers.v.wait_in_slot_secs: applies to queue-style providers only"
+            )
         );
     }
 }

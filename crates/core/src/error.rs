@@ -86,6 +86,10 @@ pub struct JobError {
     pub retry_after: Option<Duration>,
     /// Rescheduled after `retry_after`, not counted as an attempt.
     pub deferred: bool,
+    /// A deferral that waits on work done elsewhere (a vendor's task): the job is
+    /// *parked* — it holds no worker slot, a webhook may wake it early, and a cancel
+    /// while it is parked runs it once so that it can stop that work.
+    pub parked: bool,
 }
 
 impl JobError {
@@ -95,6 +99,7 @@ impl JobError {
             message: message.into(),
             retry_after: None,
             deferred: false,
+            parked: false,
         }
     }
 
@@ -106,6 +111,17 @@ impl JobError {
             retry_after: Some(after),
             deferred: true,
             ..Self::new(FailureClass::RateLimited, message)
+        }
+    }
+
+    /// Waiting on work done elsewhere (a vendor task it submitted and checkpointed):
+    /// run the job again after `after` to look at it, holding no worker slot
+    /// meanwhile and without counting this run as an attempt. A webhook may wake it
+    /// sooner; a cancel while it waits runs it at once (with the cancel requested).
+    pub fn parked(message: impl Into<String>, after: Duration) -> Self {
+        Self {
+            parked: true,
+            ..Self::deferred(message, after)
         }
     }
 

@@ -112,6 +112,10 @@ pub struct JobState {
     /// The worker instance holding (or last holding) the job.
     pub worker: Option<String>,
     pub cancel_requested: bool,
+    /// Scheduled while it waits on a vendor's task it submitted (parked: no worker
+    /// slot held); its progress is the task's.
+    #[serde(default)]
+    pub parked: bool,
 }
 
 /// A final outcome, published on the queue's completion event stream.

@@ -7,7 +7,7 @@ use base64::Engine;
 use genq_artifacts::{ArtifactError, ArtifactRef, ArtifactStore};
 use genq_core::{ClassRule, FailureClass, JobContext, JobError, RetryPolicy};
 use genq_media::{ImageFormat, ImageLimits, MediaError, TELEGRAM_PHOTO_LIMIT};
-use genq_providers::{ProviderTask, TaskClient, TaskKind, TaskStatus};
+use genq_providers::{ProviderTask, TaskClient, TaskKind, TaskStatus, webhooks::WaitingJob};
 use serde::{Deserialize, Serialize};
 
 /// Where inputs and results go, and what inputs may be.
@@ -95,6 +95,14 @@ pub fn base64(bytes: &[u8]) -> String {
 /// `genq_provider_resubmits_total`. When the job is cancelled (not when the run is
 /// stopped because its lease was lost or the worker stops: a re-run resumes the
 /// task then) the vendor is asked to cancel the task, best effort.
+///
+/// **Parking.** A run polls its task while holding its worker slot for at most the
+/// provider's `wait_in_slot`; then it *parks* the job ([`JobError::parked`]): no
+/// worker slot is held while the vendor works, the job runs again after the poll
+/// interval (with a webhook configured, after the webhook's fallback interval,
+/// unless the vendor's webhook wakes it first) and resumes the task from its
+/// checkpoint. A task waited on longer than `max_task_wait` (measured by the Redis
+/// server's clock from its submit) is cancelled at the vendor and the job times out.
 pub async fn run_task(
     ctx: &JobContext,
     client: &TaskClient,
@@ -106,48 +114,91 @@ pub async fn run_task(
     // the holder of the task's slot under the provider's limits (same on every run)
     let holder = genq_providers::idempotency_key(ctx.id());
     let task = match ctx.checkpoint::<ProviderTask>().await? {
-        Some(t) if t.provider == client.name() && !t.id.is_empty() => t,
-        earlier => {
-            let dedupes = client.vendor().dedupes_submits();
-            if !dedupes {
-                let in_flight = earlier
-                    .as_ref()
-                    .is_some_and(|t| t.provider == client.name() && t.key == SUBMITTING);
-                if in_flight {
-                    client.count_resubmit();
-                    tracing::warn!(
-                        job_id = ctx.id(),
-                        provider = client.name(),
-                        "an earlier run's submit may have reached the vendor, which has no idempotency key: submitting again"
-                    );
-                }
-                ctx.save_checkpoint(&submit_marker(client, SUBMITTING))
-                    .await?;
+        Some(t) if t.provider == client.name() && !t.id.is_empty() => {
+            // cancelled while parked: the cancel ran this job to stop the task
+            if ctx.cancel_requested().await {
+                return Err(cancel_parked(client, &t, &holder).await);
             }
-            let key = &holder;
-            // no capacity under the provider's limits: a deferral, nothing submitted
-            let submit = client.submit(model, kind, input, key);
-            let t = match genq_providers::holding(&holder, submit).await {
-                Ok(t) => t,
-                Err(e) => {
-                    // refused outright: nothing was created, a re-run is no resubmit
-                    if !dedupes && e.class() != FailureClass::Transient {
-                        let _ = ctx.save_checkpoint(&submit_marker(client, "")).await;
-                    }
-                    return Err(e.into());
-                }
-            };
-            ctx.save_checkpoint(&t).await?;
             t
         }
+        earlier => submit_task(ctx, client, model, kind, input, &holder, earlier).await?,
     };
-    // the task's slot is held from submit until it ends; a crashed run's expires
-    // and a re-run takes it over here; dropped (cancelled, timed out) it is given back
+    let waiting = WaitingJob {
+        queue: ctx.queue().to_owned(),
+        id: ctx.id().to_owned(),
+    };
+    if let Err(e) = client.remember_waiting_job(&task, &waiting).await {
+        // the webhook cannot find the job: it is still polled
+        tracing::warn!(job_id = ctx.id(), error = %e, "task not recorded for its webhook");
+    }
+    // the task's slot is held from submit until it ends; a crashed or parked run's
+    // is taken over here; dropped (cancelled, timed out) it is given back
     let slot = client.keys().hold(&task.key, &holder).await?;
     let watcher = CancelWatcher::start(ctx, client, &task);
     let outcome = poll_to_end(ctx, client, &task, poll_interval, slot).await;
     watcher.finish();
     outcome
+}
+
+/// Submits the task (paying for it) and checkpoints it before anything waits on it.
+async fn submit_task(
+    ctx: &JobContext,
+    client: &TaskClient,
+    model: &str,
+    kind: TaskKind,
+    input: serde_json::Value,
+    holder: &str,
+    earlier: Option<ProviderTask>,
+) -> Result<ProviderTask, JobError> {
+    let dedupes = client.vendor().dedupes_submits();
+    if !dedupes {
+        let in_flight = earlier
+            .as_ref()
+            .is_some_and(|t| t.provider == client.name() && t.key == SUBMITTING);
+        if in_flight {
+            client.count_resubmit();
+            tracing::warn!(
+                job_id = ctx.id(),
+                provider = client.name(),
+                "an earlier run's submit may have reached the vendor, which has no idempotency key: submitting again"
+            );
+        }
+        ctx.save_checkpoint(&submit_marker(client, SUBMITTING))
+            .await?;
+    }
+    // no capacity under the provider's limits: a deferral, nothing submitted
+    let submit = client.submit(model, kind, input, holder);
+    let t = match genq_providers::holding(holder, submit).await {
+        Ok(t) => t,
+        Err(e) => {
+            // refused outright: nothing was created, a re-run is no resubmit
+            if !dedupes && e.class() != FailureClass::Transient {
+                let _ = ctx.save_checkpoint(&submit_marker(client, "")).await;
+            }
+            return Err(e.into());
+        }
+    };
+    ctx.save_checkpoint(&t).await?;
+    Ok(t)
+}
+
+/// A parked job was cancelled: asks the vendor to stop its task and gives its slot
+/// back. Done on a task of its own, so that it finishes even if this run is dropped
+/// as the cancel reaches its worker.
+async fn cancel_parked(client: &TaskClient, task: &ProviderTask, holder: &str) -> JobError {
+    let (client, task, holder) = (client.clone(), task.clone(), holder.to_owned());
+    let stop = tokio::spawn(async move {
+        if let Err(e) = client.cancel(&task).await {
+            tracing::warn!(provider = client.name(), task = %task.id, error = %e, "vendor task could not be cancelled");
+        } else {
+            tracing::info!(provider = client.name(), task = %task.id, "vendor task cancelled");
+        }
+        if let Ok(slot) = client.keys().hold(&task.key, &holder).await {
+            slot.release().await;
+        }
+    });
+    let _ = stop.await;
+    JobError::cancelled("cancelled while waiting on the provider's task")
 }
 
 /// The `key` of a marker checkpoint saved while a submit is in flight.
@@ -159,6 +210,7 @@ fn submit_marker(client: &TaskClient, key: &str) -> ProviderTask {
         id: String::new(),
         key: key.to_owned(),
         model: None,
+        submitted_at_ms: None,
     }
 }
 
@@ -169,6 +221,8 @@ async fn poll_to_end(
     poll_interval: Duration,
     mut slot: genq_providers::Slot,
 ) -> Result<Vec<u8>, JobError> {
+    let started = tokio::time::Instant::now();
+    let options = client.options();
     loop {
         let status = match client.status(task).await {
             Ok(status) => status,
@@ -182,6 +236,9 @@ async fn poll_to_end(
             TaskStatus::Pending { progress } => {
                 if let Some(p) = progress {
                     let _ = ctx.progress(p, Some("provider is generating")).await;
+                }
+                if started.elapsed() >= options.wait_in_slot {
+                    return Err(park(client, task, poll_interval, slot).await);
                 }
                 if let Err(e) = slot.renew().await {
                     tracing::warn!(job_id = ctx.id(), error = %e, "provider slot not renewed");
@@ -198,6 +255,48 @@ async fn poll_to_end(
             }
         }
     }
+}
+
+/// Parks the job until its task is looked at again (the slot stays held, under its
+/// lease, which the next run renews), or times it out when the task has been
+/// waited on too long.
+async fn park(
+    client: &TaskClient,
+    task: &ProviderTask,
+    poll_interval: Duration,
+    slot: genq_providers::Slot,
+) -> JobError {
+    let options = client.options();
+    let waited = match (task.submitted_at_ms, client.server_time_ms().await) {
+        (Some(at), Some(now)) => Duration::from_millis(now.saturating_sub(at)),
+        _ => Duration::ZERO,
+    };
+    if waited > options.max_task_wait {
+        if let Err(e) = client.cancel(task).await {
+            tracing::warn!(provider = client.name(), task = %task.id, error = %e, "vendor task could not be cancelled");
+        }
+        slot.release().await;
+        return JobError::timeout(format!(
+            "{} task {} did not end within {} s",
+            client.name(),
+            task.id,
+            options.max_task_wait.as_secs()
+        ));
+    }
+    slot.keep();
+    let mut after = options
+        .webhook
+        .as_ref()
+        .map_or(poll_interval, |w| w.fallback_poll);
+    let limits = client.keys().limits();
+    if !limits.is_off() {
+        // looked at again (and its slot renewed) before the slot's lease runs out
+        after = after.min(limits.slot_lease / 2);
+    }
+    JobError::parked(
+        format!("waiting on {} task {}", client.name(), task.id),
+        after,
+    )
 }
 
 /// Cancels the vendor task when the job is cancelled. The handler is dropped at

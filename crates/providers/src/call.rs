@@ -3,6 +3,7 @@
 use std::time::Instant;
 
 use genq_metrics::ProviderMetrics;
+use reqwest::header::HeaderMap;
 use serde::de::DeserializeOwned;
 
 use crate::{
@@ -240,8 +241,15 @@ impl Caller {
                 }
             }
         };
-        self.observe(operation, self.exchange(operation, request))
-            .await
+        let (headers, body) = self
+            .observe(operation, self.exchange(operation, request))
+            .await?;
+        // the vendor says this key's budget is spent: rest it until the reset
+        // rather than learn it from a 429
+        if let Some(rest) = crate::hints::exhausted_for(&headers) {
+            self.keys.rest_spent_key(key, rest).await;
+        }
+        Ok(body)
     }
 
     /// Sends without a key: a result file on a vendor's CDN (a signed or public
@@ -253,14 +261,15 @@ impl Caller {
     ) -> Result<Vec<u8>, ProviderError> {
         self.observe(operation, self.exchange(operation, request))
             .await
+            .map(|(_, body)| body)
     }
 
     /// Counts a call's outcome and latency.
     async fn observe(
         &self,
         operation: &str,
-        call: impl std::future::Future<Output = Result<Vec<u8>, ProviderError>>,
-    ) -> Result<Vec<u8>, ProviderError> {
+        call: impl std::future::Future<Output = Result<(HeaderMap, Vec<u8>), ProviderError>>,
+    ) -> Result<(HeaderMap, Vec<u8>), ProviderError> {
         let started = Instant::now();
         let result = call.await;
         let outcome = match &result {
@@ -282,7 +291,7 @@ impl Caller {
         &self,
         operation: &str,
         request: reqwest::RequestBuilder,
-    ) -> Result<Vec<u8>, ProviderError> {
+    ) -> Result<(HeaderMap, Vec<u8>), ProviderError> {
         let response = request
             .send()
             .await
@@ -304,7 +313,7 @@ impl Caller {
             .map_err(|e| transport_error(operation, e))?;
         match (self.classify)(status, &headers, &body) {
             Some(e) => Err(e),
-            None => Ok(body.to_vec()),
+            None => Ok((headers, body.to_vec())),
         }
     }
 }

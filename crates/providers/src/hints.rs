@@ -88,6 +88,26 @@ pub(crate) fn retry_hint_at(headers: &HeaderMap, now: SystemTime) -> Option<Dura
     }
 }
 
+/// On a *successful* answer: how long until the key can take another call, when
+/// the vendor says its budget is spent (`x-ratelimit-remaining-requests: 0` or
+/// `x-ratelimit-remaining-tokens: 0`, until the matching `x-ratelimit-reset-*`,
+/// else one second). `None` while budget remains or nothing is said.
+pub fn exhausted_for(headers: &HeaderMap) -> Option<Duration> {
+    let spent = |remaining: &str, reset: &str| {
+        (header(headers, remaining) == Some("0")).then(|| {
+            header(headers, reset)
+                .and_then(parse_go_duration)
+                .unwrap_or(Duration::from_secs(1))
+        })
+    };
+    let requests = spent(
+        "x-ratelimit-remaining-requests",
+        "x-ratelimit-reset-requests",
+    );
+    let tokens = spent("x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens");
+    requests.max(tokens)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,5 +216,25 @@ mod tests {
         let bad = headers(&[("retry-after", "later"), ("retry-after-ms", "50")]);
         assert_eq!(retry_hint_at(&bad, now), Some(Duration::from_millis(50)));
         assert_eq!(retry_hint_at(&HeaderMap::new(), now), None);
+    }
+
+    #[test]
+    fn a_spent_budget_on_success_says_until_when() {
+        let h = headers(&[
+            ("x-ratelimit-remaining-requests", "0"),
+            ("x-ratelimit-reset-requests", "1.5s"),
+            ("x-ratelimit-remaining-tokens", "1200"),
+            ("x-ratelimit-reset-tokens", "6m0s"),
+        ]);
+        assert_eq!(exhausted_for(&h), Some(Duration::from_millis(1500)));
+        let h = headers(&[
+            ("x-ratelimit-remaining-requests", "4"),
+            ("x-ratelimit-remaining-tokens", "0"),
+            ("x-ratelimit-reset-tokens", "20s"),
+        ]);
+        assert_eq!(exhausted_for(&h), Some(Duration::from_secs(20)));
+        let h = headers(&[("x-ratelimit-remaining-requests", "3")]);
+        assert_eq!(exhausted_for(&h), None);
+        assert_eq!(exhausted_for(&HeaderMap::new()), None);
     }
 }

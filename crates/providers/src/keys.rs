@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     error::{ProviderError, ProviderErrorKind},
-    limits::KeyLimits,
+    limit_settings::KeyLimits,
 };
 
 /// An API key. Shows only its fingerprint when printed.
@@ -60,6 +60,10 @@ impl fmt::Debug for ApiKey {
 pub enum CoolReason {
     RateLimited,
     Billing,
+    /// A successful answer said the key's budget is spent
+    /// (`x-ratelimit-remaining-*: 0`): it rests until the vendor's reset, and a
+    /// job finding every key resting is deferred, not failed.
+    Spent,
 }
 
 impl CoolReason {
@@ -67,6 +71,7 @@ impl CoolReason {
         match self {
             CoolReason::RateLimited => "rate_limited",
             CoolReason::Billing => "billing",
+            CoolReason::Spent => "spent",
         }
     }
 }
@@ -275,6 +280,25 @@ impl KeyPool {
             .filter(|c| c.reason == CoolReason::RateLimited)
             .map(|c| c.remaining_secs)
             .min();
+        let soonest_spent = cooling
+            .iter()
+            .filter(|c| c.reason == CoolReason::Spent)
+            .map(|c| c.remaining_secs)
+            .min();
+        if let Some(secs) = soonest_spent
+            && soonest_rate_limited.is_none_or(|r| secs <= r)
+        {
+            // no call was refused: the budget the vendor announced comes back then
+            self.note_deferred("budget_spent");
+            return Err(ProviderError::new(
+                ProviderErrorKind::NoCapacity {
+                    retry_after: Duration::from_secs(secs.max(1)),
+                },
+                format!(
+                    "every key of provider '{provider}' has spent its budget (x-ratelimit-remaining: 0); the first is back in {secs} s"
+                ),
+            ));
+        }
         Err(match soonest_rate_limited {
             Some(secs) => ProviderError::new(
                 ProviderErrorKind::RateLimited {
@@ -312,7 +336,7 @@ impl KeyPool {
         let cool = &self.inner.cool;
         let period = match reason {
             CoolReason::Billing => cool.billing,
-            CoolReason::RateLimited => hint
+            CoolReason::RateLimited | CoolReason::Spent => hint
                 .map(|h| h.min(cool.max_hinted))
                 .unwrap_or(cool.rate_limited),
         };
@@ -330,6 +354,30 @@ impl KeyPool {
         Ok(period)
     }
 
+    /// Rests `key` for every host for `rest`, after a successful answer said its
+    /// budget is spent; never replaces a longer cool-down (best effort: a failure
+    /// is logged, and the vendor's 429 would say the same later).
+    pub(crate) async fn rest_spent_key(&self, key: &ApiKey, rest: Duration) {
+        let ms = (rest.min(self.inner.cool.max_hinted).as_millis() as u64).max(1);
+        let mut con = self.inner.redis.clone();
+        let set: Result<i64, _> = genq_redis::provider_scripts::COOL
+            .key(self.base_key())
+            .arg(&key.fingerprint)
+            .arg(CoolReason::Spent.as_str())
+            .arg(ms)
+            .invoke_async(&mut con)
+            .await;
+        match set {
+            Ok(1) => {
+                tracing::info!(provider = %self.inner.provider, key = %key.fingerprint, rest_ms = ms, "API key's budget spent: resting until the vendor's reset")
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(provider = %self.inner.provider, key = %key.fingerprint, error = %e, "API key rest not stored")
+            }
+        }
+    }
+
     /// The keys cooling down now (fingerprints only).
     pub async fn cooling(&self) -> Result<Vec<Cooling>, ProviderError> {
         let mut con = self.inner.redis.clone();
@@ -344,6 +392,7 @@ impl KeyPool {
                 .map_err(|e| ProviderError::transient(format!("key cool-downs unreadable: {e}")))?;
             let reason = match reason.as_deref() {
                 Some("billing") => CoolReason::Billing,
+                Some("spent") => CoolReason::Spent,
                 Some(_) => CoolReason::RateLimited,
                 None => continue,
             };

@@ -23,10 +23,13 @@ mod classify;
 mod error;
 mod hints;
 mod keys;
+mod limit_settings;
 mod limits;
 mod openai;
+mod task_types;
 mod tasks;
 mod vendors;
+pub mod webhooks;
 
 pub use classify::classify_response;
 pub use error::{ProviderError, ProviderErrorKind};

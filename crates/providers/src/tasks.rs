@@ -5,8 +5,11 @@
 use std::{sync::Arc, time::Duration};
 
 use genq_metrics::ProviderMetrics;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
+pub use crate::task_types::{
+    IDEMPOTENCY_HEADER, ProviderTask, TaskKind, TaskStatus, Vendor, VendorOptions, idempotency_key,
+};
 use crate::{
     ProviderConfig,
     call::{Caller, decode},
@@ -14,117 +17,6 @@ use crate::{
     keys::KeyPool,
     vendors,
 };
-
-/// The header a task submit carries its idempotency key in.
-pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
-
-/// The idempotency key of the task a job submits: `genq-<job id>`, the same on
-/// every run (attempt) of the job.
-pub fn idempotency_key(job_id: &str) -> String {
-    format!("genq-{job_id}")
-}
-
-/// What a task makes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TaskKind {
-    Video,
-    FaceSwap,
-    Upscale,
-    Image,
-}
-
-/// A submitted task: its id and the key that submitted it (by fingerprint), which
-/// polls and downloads it. Store it on the job before waiting (a checkpoint), so a
-/// re-run resumes it instead of paying for a new one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProviderTask {
-    pub provider: String,
-    pub id: String,
-    pub key: String,
-    /// The model the task runs (fal addresses a request under its app id).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
-}
-
-/// Which HTTP API a queue-style provider speaks (`kind` in `[providers.<name>]`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Vendor {
-    /// genq's own task protocol (docs/PROVIDER-PROTOCOLS.md section 2).
-    GenqTask,
-    /// fal's queue API (`queue.fal.run`).
-    Fal,
-    /// Replicate's predictions API.
-    Replicate,
-    /// Runway's developer API (`api.dev.runwayml.com`).
-    Runway,
-    /// KIE's market task API (Sora 2 and others).
-    Kie,
-    /// A self-hosted ComfyUI server.
-    #[serde(rename = "comfyui")]
-    ComfyUi,
-}
-
-impl Vendor {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Vendor::GenqTask => "genq-task",
-            Vendor::Fal => "fal",
-            Vendor::Replicate => "replicate",
-            Vendor::Runway => "runway",
-            Vendor::Kie => "kie",
-            Vendor::ComfyUi => "comfyui",
-        }
-    }
-
-    /// Whether a repeated submit of one job is recognised by the vendor (an
-    /// idempotency key, or for ComfyUI a prompt id genq chooses and looks up), so
-    /// a re-run that lost its checkpoint pays once. The others are counted in
-    /// `genq_provider_resubmits_total` when that happens.
-    pub fn dedupes_submits(self) -> bool {
-        matches!(self, Vendor::GenqTask | Vendor::ComfyUi)
-    }
-}
-
-/// A vendor and its settings.
-#[derive(Debug, Clone)]
-pub struct VendorOptions {
-    pub vendor: Vendor,
-    /// Runway's `X-Runway-Version` (default `2024-11-06`).
-    pub api_version: Option<String>,
-    /// ComfyUI: the workflow in API format, with `"{{prompt}}"`-style placeholders.
-    pub workflow: Option<serde_json::Value>,
-    /// Extra fields merged into every request's model input (e.g. `aspect_ratio`).
-    pub params: serde_json::Map<String, serde_json::Value>,
-    /// KIE: where base64 images are uploaded (its file upload API).
-    pub upload_url: Option<String>,
-}
-
-impl VendorOptions {
-    pub fn new(vendor: Vendor) -> Self {
-        Self {
-            vendor,
-            api_version: None,
-            workflow: None,
-            params: serde_json::Map::new(),
-            upload_url: None,
-        }
-    }
-}
-
-/// Where a task stands.
-#[derive(Debug, Clone, PartialEq)]
-pub enum TaskStatus {
-    Pending {
-        progress: Option<u8>,
-    },
-    Succeeded {
-        url: String,
-        content_type: Option<String>,
-    },
-    Failed(ProviderError),
-}
 
 #[derive(Deserialize)]
 struct Submitted {
@@ -243,6 +135,31 @@ impl TaskClient {
         &self.caller.keys
     }
 
+    /// The vendor's settings (webhook, how long to wait in a slot, when to park).
+    pub fn options(&self) -> &VendorOptions {
+        &self.options
+    }
+
+    /// The Redis server's clock in ms (`None` if Redis cannot be asked).
+    pub async fn server_time_ms(&self) -> Option<u64> {
+        let mut c = self.caller.keys.inner().redis.clone();
+        let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut c).await.ok()?;
+        Some(secs * 1000 + micros / 1000)
+    }
+
+    /// Records that `job` waits on `task`, so that the vendor's webhook wakes it
+    /// (only when webhooks are configured).
+    pub async fn remember_waiting_job(
+        &self,
+        task: &ProviderTask,
+        job: &crate::webhooks::WaitingJob,
+    ) -> Result<(), ProviderError> {
+        if self.options.webhook.is_none() {
+            return Ok(());
+        }
+        crate::webhooks::remember_task(&self.caller.keys, &task.id, job).await
+    }
+
     /// Submits a task (a paid call) with header `Idempotency-Key: <idempotency_key>`:
     /// the provider answers a repeated key with the task it already created, so a
     /// job re-run that lost its checkpoint pays once. Jobs pass `genq-<job id>`
@@ -270,6 +187,7 @@ impl TaskClient {
             id,
             key: key.fingerprint().to_owned(),
             model: Some(model.to_owned()),
+            submitted_at_ms: self.server_time_ms().await,
         })
     }
 
@@ -296,6 +214,7 @@ impl TaskClient {
             id: submitted.id,
             key: key.fingerprint().to_owned(),
             model: None,
+            submitted_at_ms: self.server_time_ms().await,
         })
     }
 

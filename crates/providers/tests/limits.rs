@@ -265,3 +265,43 @@ async fn requests_per_minute_and_adaptive_limits() {
     );
     cleanup_prefix(&redis_url(), &prefix).await;
 }
+
+/// A successful answer saying the key's budget is spent (`x-ratelimit-remaining-
+/// requests: 0`) rests the key until the vendor's reset: the next call is a
+/// deferral (nothing sent), not a 429; after the reset calls go out again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_budget_rests_the_key_before_the_vendor_says_429() {
+    let fake = FakeProvider::start().await;
+    fake.set_request_budget_per_key(Some((3, Duration::from_secs(3))));
+    let prefix = unique_prefix("spent");
+    let metrics = ProviderMetrics::new(&prometheus::Registry::new()).unwrap();
+    let keys = pool(&prefix, &["only"], &metrics).await;
+    let client = OpenAiClient::new(&cfg(&fake, "/v1"), keys.clone(), metrics).unwrap();
+
+    for _ in 0..3 {
+        assert_eq!(client.chat("m", &ping(), None).await.unwrap(), "Echo: ping");
+    }
+    let cooling = keys.cooling().await.unwrap();
+    assert_eq!(cooling.len(), 1, "the third answer said 0 left");
+    assert_eq!(cooling[0].reason, CoolReason::Spent);
+    assert!(cooling[0].remaining_secs <= 3, "{cooling:?}");
+
+    let err = client.chat("m", &ping(), None).await.unwrap_err();
+    assert!(
+        matches!(err.kind, ProviderErrorKind::NoCapacity { .. }),
+        "a deferral, not a failure: {err}"
+    );
+    let job_error: JobError = err.into();
+    assert!(job_error.deferred, "the job is not charged an attempt");
+    assert_eq!(fake.calls("chat"), 3, "nothing was sent while it rested");
+    assert_eq!(fake.rate_limited_answers(), 0);
+
+    let back = genq_testkit::wait_until(Duration::from_secs(10), || async {
+        keys.cooling().await.unwrap().is_empty().then_some(())
+    })
+    .await;
+    assert!(back.is_some(), "the key is back at the vendor's reset");
+    assert_eq!(client.chat("m", &ping(), None).await.unwrap(), "Echo: ping");
+    assert_eq!(fake.rate_limited_answers(), 0, "no 429 was ever needed");
+    cleanup_prefix(&redis_url(), &prefix).await;
+}

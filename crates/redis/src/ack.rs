@@ -16,7 +16,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 use tracing::{error, warn};
 
-use crate::{backend::RawJob, consumer::QueueConsumer, queue::Outcome};
+use crate::{consumer::QueueConsumer, queue::Outcome, raw_job::RawJob};
 
 /// Finds a job type's retry policy by name.
 pub type PolicySource = Arc<dyn Fn(&str) -> RetryPolicy + Send + Sync>;

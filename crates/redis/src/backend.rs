@@ -13,10 +13,10 @@ use apalis_core::{
     worker::context::WorkerContext,
 };
 use futures::{FutureExt, future::BoxFuture};
-use genq_core::{JobContext, ProgressSink, RetryPolicy};
-use tokio_util::sync::CancellationToken;
+use genq_core::RetryPolicy;
 use tracing::warn;
 
+pub use crate::raw_job::RawJob;
 use crate::{
     ack::{AckLayer, PolicySource},
     config::RedisConfig,
@@ -24,33 +24,10 @@ use crate::{
     error::QueueError,
 };
 
-/// One leased job, as the backend hands it to apalis: the payload is still JSON
-/// text, decoded by the job type's handler (so a bad payload is that job's
-/// bad-input failure, not a backend error).
-#[derive(Debug, Clone)]
-pub struct RawJob {
-    pub id: String,
-    pub queue: String,
-    pub job_type: String,
-    pub payload: String,
-    /// 1 on the first run.
-    pub attempt: u32,
-    pub enqueued_at_ms: Option<u64>,
-    /// Cancelled when a user or operator cancels the job, or its lease is lost.
-    pub cancel: CancellationToken,
-}
-
-impl RawJob {
-    /// The context a genq handler gets for this run.
-    pub fn context(&self, progress: Arc<dyn ProgressSink>) -> JobContext {
-        JobContext::new(
-            &self.id,
-            &self.queue,
-            &self.job_type,
-            self.attempt,
-            self.cancel.clone(),
-        )
-        .with_progress_sink(progress)
+impl QueueConsumer {
+    /// A new apalis backend over this consumer (one per apalis worker run).
+    pub fn backend(&self) -> RedisBackend {
+        RedisBackend::new(self.clone())
     }
 }
 

@@ -30,9 +30,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::{
-    backend::{RawJob, RedisBackend},
     error::QueueError,
     queue::{Outcome, RedisQueue, WorkerInfo, as_string, as_u64, now_ms},
+    raw_job::RawJob,
     scripts,
 };
 
@@ -137,11 +137,6 @@ impl QueueConsumer {
             tasks.push(listener);
         }
         Ok(consumer)
-    }
-
-    /// A new apalis backend over this consumer (one per apalis worker run).
-    pub fn backend(&self) -> RedisBackend {
-        RedisBackend::new(self.clone())
     }
 
     pub fn queue_name(&self) -> &str {

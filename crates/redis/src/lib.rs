@@ -22,6 +22,7 @@ mod consumer;
 mod error;
 mod events;
 mod queue;
+mod raw_job;
 mod scripts;
 mod server;
 mod target;

@@ -154,7 +154,8 @@ pub enum Outcome {
         error: JobError,
     },
     /// No capacity (a provider limit was reached before anything was paid for): runs
-    /// again `after` this long, and this run does not count as an attempt.
+    /// again `after` this long, and this run does not count as an attempt. Also a
+    /// job parked on a vendor's task (`error.parked`: a webhook may wake it early).
     Deferred {
         after: std::time::Duration,
         error: JobError,
@@ -198,6 +199,9 @@ pub struct QueueStats {
     /// Runs that found no provider capacity and were rescheduled (not attempts).
     #[serde(default)]
     pub deferred: u64,
+    /// Runs that left their job parked on a vendor's task (not attempts).
+    #[serde(default)]
+    pub parked: u64,
 }
 
 /// Which of a queue's lists to page through.
@@ -521,6 +525,19 @@ impl RedisQueue {
         })
     }
 
+    /// Makes a job parked on a vendor's task due now (a webhook said the task
+    /// moved). False when it was not parked (running, ended, or unknown).
+    pub async fn wake(&self, queue: &str, id: &str) -> Result<bool, QueueError> {
+        validate_queue_name(queue)?;
+        let mut c = self.conn.clone();
+        let woke: i64 = scripts::WAKE
+            .key(self.base_key(queue))
+            .arg(id)
+            .invoke_async(&mut c)
+            .await?;
+        Ok(woke == 1)
+    }
+
     /// Stops workers from taking jobs off the queue (running jobs go on).
     pub async fn pause(&self, queue: &str) -> Result<(), QueueError> {
         self.set_paused(queue, true).await
@@ -577,6 +594,7 @@ impl RedisQueue {
                     "cancelled" => stats.cancelled = v,
                     "recovered" => stats.recovered = v,
                     "deferred" => stats.deferred = v,
+                    "parked" => stats.parked = v,
                     _ => {}
                 }
             }
@@ -735,7 +753,7 @@ impl RedisQueue {
                 ms(*after),
             ),
             Outcome::Deferred { after, error } => (
-                "deferred",
+                if error.parked { "parked" } else { "deferred" },
                 error.message.as_str(),
                 error.class.as_str(),
                 ms(*after),
@@ -845,6 +863,7 @@ fn job_state(queue: &str, id: &str, mut f: HashMap<String, String>) -> JobState 
         finished_at_ms: num(&f, "finished"),
         due_at_ms: num(&f, "due"),
         cancel_requested: f.get("cancel").is_some_and(|v| v == "1"),
+        parked: f.get("parked").is_some_and(|v| v == "1"),
         job_type: text(&mut f, "type").unwrap_or_default(),
         payload: f.remove("payload").unwrap_or_default(),
         progress: text(&mut f, "progress").and_then(|p| serde_json::from_str(&p).ok()),

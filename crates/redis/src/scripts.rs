@@ -25,6 +25,7 @@ script!(CHECKPOINT, "lua/checkpoint.lua");
 script!(STATS, "lua/stats.lua");
 script!(PAUSE, "lua/pause.lua");
 script!(DELETE, "lua/delete.lua");
+script!(WAKE, "lua/wake.lua");
 
 /// The pipeline scripts (`lua/pipeline/`), each prefixed with both preludes. Run
 /// with KEYS[1] = `<prefix>:{pipelines}`; `genq-pipeline` calls them.

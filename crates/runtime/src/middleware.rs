@@ -237,7 +237,9 @@ impl Wrap for Metrics {
             in_flight.dec();
             let outcome = match &res {
                 Ok(_) => "succeeded",
-                // no provider capacity: not a failure, not an attempt
+                // waiting on a vendor's task, or no provider capacity: not a
+                // failure, not an attempt
+                Err(e) if e.parked => "parked",
                 Err(e) if e.deferred => "deferred",
                 Err(e) => {
                     let class = e.class.as_str();
@@ -282,6 +284,7 @@ impl Wrap for Trace {
             let res = inner.await;
             match &res {
                 Ok(_) => debug!("job succeeded"),
+                Err(e) if e.parked => debug!(error = %e.message, "job parked"),
                 Err(e) if e.deferred => debug!(error = %e.message, "job deferred"),
                 Err(e) => warn!(class = %e.class, error = %e.message, "job run failed"),
             }

@@ -54,7 +54,10 @@ pub use fake_provider::{
 pub use fake_telegram::{
     CallbackAnswer, FakeTelegram, Invoice, PreCheckoutAnswer, SentKind, SentMessage, StarRefund,
 };
-pub use fake_vendors::{FakeVendor, FakeVendorKind, VendorFailure, VendorTaskFailure};
+pub use fake_vendors::{
+    FakeVendor, FakeVendorKind, KIE_WEBHOOK_KEY, REPLICATE_WEBHOOK_SECRET, VendorFailure,
+    VendorTaskFailure, WebhookMode,
+};
 pub use netns::NetHost;
 pub use redis_ha::{RedisClusterNodes, RedisSentinelSet, SENTINEL_MASTER};
 

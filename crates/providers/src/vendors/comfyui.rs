@@ -19,9 +19,10 @@ use sha2::{Digest, Sha256};
 
 use super::{Ctx, checked_id, content_type_of, field, number, snippet};
 use crate::{
-    ApiKey, ProviderTask, TaskKind, TaskStatus,
     call::decode,
     error::{ProviderError, ProviderErrorKind},
+    keys::ApiKey,
+    task_types::{ProviderTask, TaskKind, TaskStatus},
 };
 
 /// The prompt id of a job's task: a UUID made from its idempotency key.

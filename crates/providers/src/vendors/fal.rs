@@ -13,9 +13,10 @@ use serde_json::Value;
 
 use super::{Ctx, checked_id, common_input, content_type_of, data_uri, first_url, snippet};
 use crate::{
-    ApiKey, ProviderTask, TaskKind, TaskStatus,
     call::decode,
     error::{ProviderError, ProviderErrorKind},
+    keys::ApiKey,
+    task_types::{ProviderTask, TaskKind, TaskStatus},
 };
 
 #[derive(Deserialize)]
@@ -74,7 +75,11 @@ pub(crate) async fn submit(
     kind: TaskKind,
     input: &Value,
 ) -> Result<(ApiKey, String), ProviderError> {
-    let url = ctx.caller.url(&format!("/{}", model_path(model)?));
+    let mut url = ctx.caller.url(&format!("/{}", model_path(model)?));
+    if let Some(hook) = &ctx.options.webhook {
+        // fal posts the result here when the request ends
+        url = format!("{url}?fal_webhook={}", super::encode(&hook.url));
+    }
     let body = Value::Object(common_input(ctx.options, kind, input, data_uri));
     let (key, raw) = ctx
         .caller

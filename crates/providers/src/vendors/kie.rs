@@ -17,9 +17,10 @@ use serde_json::{Map, Value, json};
 
 use super::{Ctx, checked_id, content_type_of, data_uri, field, merge, number, snippet};
 use crate::{
-    ApiKey, ProviderTask, TaskKind, TaskStatus,
     call::decode,
     error::{ProviderError, ProviderErrorKind},
+    keys::ApiKey,
+    task_types::{ProviderTask, TaskKind, TaskStatus},
 };
 
 /// KIE's file upload service.
@@ -130,7 +131,11 @@ pub(crate) async fn submit(
         model_input.insert("upscale_factor".into(), f.to_string().into());
     }
     merge(&mut model_input, &ctx.options.params);
-    let body = json!({ "model": model, "input": model_input });
+    let mut body = json!({ "model": model, "input": model_input });
+    if let Some(hook) = &ctx.options.webhook {
+        // KIE posts the finished task here (signed when a webhook HMAC key is set)
+        body["callBackUrl"] = hook.url.clone().into();
+    }
     let url = ctx.caller.url("/api/v1/jobs/createTask");
     let (key, raw) = ctx
         .caller

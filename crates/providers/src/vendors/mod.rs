@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 use crate::{
     call::{Auth, Caller},
     error::{ProviderError, ProviderErrorKind},
-    tasks::{TaskKind, Vendor, VendorOptions},
+    task_types::{TaskKind, Vendor, VendorOptions},
 };
 
 /// What an adapter works with.

@@ -17,9 +17,10 @@ use serde_json::{Value, json};
 
 use super::{Ctx, checked_id, common_input, content_type_of, data_uri, first_url, snippet};
 use crate::{
-    ApiKey, ProviderTask, TaskKind, TaskStatus,
     call::decode,
     error::{ProviderError, ProviderErrorKind},
+    keys::ApiKey,
+    task_types::{ProviderTask, TaskKind, TaskStatus},
 };
 
 #[derive(Deserialize)]
@@ -63,6 +64,12 @@ pub(crate) async fn submit(
             )
         }
     };
+    let mut body = body;
+    if let Some(hook) = &ctx.options.webhook {
+        // only the final state: Replicate retries that one until it is taken
+        body["webhook"] = hook.url.clone().into();
+        body["webhook_events_filter"] = json!(["completed"]);
+    }
     let (key, raw) = ctx
         .caller
         .send("submit", |http, _| http.post(&url).json(&body))

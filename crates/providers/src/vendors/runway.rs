@@ -16,9 +16,10 @@ use serde_json::{Map, Value};
 
 use super::{Ctx, checked_id, content_type_of, data_uri, field, merge, number, snippet};
 use crate::{
-    ApiKey, ProviderTask, TaskKind, TaskStatus,
     call::decode,
     error::{ProviderError, ProviderErrorKind},
+    keys::ApiKey,
+    task_types::{ProviderTask, TaskKind, TaskStatus},
 };
 
 /// The API version genq was written against.

@@ -1,6 +1,7 @@
 -- Cancels a job. ARGV: id, result_ttl_ms, events_maxlen.
--- Returns "cancelled" (it had not run), "signalled" (it is running: its worker
--- stops it), "missing", or "final:<status>" when it had already ended.
+-- Returns "cancelled" (it had not run), "signalled" (it is running, or parked on
+-- a vendor's task: a worker stops it), "missing", or "final:<status>" when it had
+-- already ended.
 local id, now, ttl_ms, maxlen = ARGV[1], server_now(), tonumber(ARGV[2]), tonumber(ARGV[3])
 local jk = job_key(id)
 local f = redis.call("HMGET", jk, "status", "type", "attempts")
@@ -8,6 +9,14 @@ if not f[1] then return "missing" end
 local status = f[1]
 if status == "queued" then
   redis.call("LREM", K_READY, 0, id)
+elseif status == "scheduled" and redis.call("HGET", jk, "parked") == "1" then
+  -- waiting on a vendor task it submitted: run it now, with the cancel requested,
+  -- so that it asks the vendor to stop the task (and ends as cancelled)
+  redis.call("HSET", jk, "cancel", "1", "status", "queued", "ready_at", now)
+  redis.call("ZREM", K_SCHED, id)
+  redis.call("LPUSH", K_READY, id)
+  redis.call("PUBLISH", C_NOTIFY, 0)
+  return "signalled"
 elseif status == "scheduled" then
   redis.call("ZREM", K_SCHED, id)
 elseif status == "running" then

@@ -1,5 +1,5 @@
 -- Records the outcome of a run. ARGV: id, attempt, worker, outcome
--- (succeeded | retry | deferred | failed | cancelled), data (result JSON or error message),
+-- (succeeded | retry | deferred | parked | failed | cancelled), data (result JSON or error message),
 -- error_class, retry_after_ms, result_ttl_ms, dead_cap, events_maxlen.
 -- Returns 1, or 0 when the run no longer holds the job (its lease expired and
 -- the job moved on): a stale outcome changes nothing.
@@ -25,13 +25,15 @@ elseif outcome == "retry" then
   redis.call("ZADD", K_SCHED, retry_at, id)
   redis.call("HINCRBY", K_STATS, "retried", 1)
   redis.call("PUBLISH", C_NOTIFY, 0)
-elseif outcome == "deferred" then
-  -- no provider capacity: rescheduled like a retry, but the run is not an attempt
-  -- (the next fetch gives it the same attempt number again)
+elseif outcome == "deferred" or outcome == "parked" then
+  -- no provider capacity, or waiting on a vendor's task (parked: a webhook may
+  -- wake it, a cancel runs it once): rescheduled like a retry, but the run is not
+  -- an attempt (the next fetch gives it the same attempt number again)
   redis.call("HINCRBY", jk, "attempts", -1)
+  if outcome == "parked" then redis.call("HSET", jk, "parked", "1") end
   redis.call("HSET", jk, "status", "scheduled", "error", data, "error_class", class, "due", retry_at)
   redis.call("ZADD", K_SCHED, retry_at, id)
-  redis.call("HINCRBY", K_STATS, "deferred", 1)
+  redis.call("HINCRBY", K_STATS, outcome, 1)
   redis.call("PUBLISH", C_NOTIFY, 0)
 elseif outcome == "failed" then
   bury(id, jtype, now, attempt, class, data, cap, maxlen)

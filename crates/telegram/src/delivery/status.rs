@@ -278,18 +278,25 @@ pub fn status_text(lang: Lang, state: Option<&JobState>, ahead: Option<u64>) -> 
             Some(n) if n > 0 => t(lang, "status.queued_position", &[("ahead", &n)]),
             _ => t(lang, "status.queued", &[]),
         },
+        // waiting on the vendor's task it submitted: still at work
+        JobStatus::Scheduled if state.parked => progress_text(lang, state),
         JobStatus::Scheduled if state.attempts > 0 => t(lang, "status.retrying", &[]),
         JobStatus::Scheduled => t(lang, "status.queued", &[]),
         JobStatus::Running if state.cancel_requested => t(lang, "status.cancelling", &[]),
-        JobStatus::Running => match &state.progress {
-            Some(p) if p.percent > 0 => t(lang, "status.progress", &[("percent", &p.percent)]),
-            _ => t(lang, "status.running", &[]),
-        },
+        JobStatus::Running => progress_text(lang, state),
         // a final job is delivered, not shown here; "working" until the delivery says more
         JobStatus::AwaitingApproval
         | JobStatus::Succeeded
         | JobStatus::Failed
         | JobStatus::Cancelled => t(lang, "status.running", &[]),
+    }
+}
+
+/// "Working… n%" once the job reported progress, else "working".
+fn progress_text(lang: Lang, state: &JobState) -> String {
+    match &state.progress {
+        Some(p) if p.percent > 0 => t(lang, "status.progress", &[("percent", &p.percent)]),
+        _ => t(lang, "status.running", &[]),
     }
 }
 
@@ -321,6 +328,7 @@ mod tests {
             due_at_ms: None,
             worker: None,
             cancel_requested: false,
+            parked: false,
         }
     }
 
@@ -341,6 +349,12 @@ mod tests {
         assert_eq!(
             status_text(l, Some(&retry), None),
             t(l, "status.retrying", &[])
+        );
+        let mut parked = state(JobStatus::Scheduled, 0, Some(30));
+        parked.parked = true;
+        assert_eq!(
+            status_text(l, Some(&parked), None),
+            t(l, "status.progress", &[("percent", &30)])
         );
         let running = state(JobStatus::Running, 1, Some(40));
         assert_eq!(

@@ -4,7 +4,10 @@
 //! `Retry-After` when set). The fake records the peak in flight per key and
 //! overall, and counts every 429 it answers.
 
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
 
 use axum::response::Response;
 
@@ -26,6 +29,11 @@ pub(crate) struct Limits {
     pub(crate) rate_limited: usize,
     /// 429 answers because a limit was exceeded.
     pub(crate) over_limit: usize,
+    /// Requests per window per key, announced on every answer as OpenAI does
+    /// (`x-ratelimit-remaining-requests`, `x-ratelimit-reset-requests`).
+    budget: Option<(u32, Duration)>,
+    /// Per key: when its window began and the requests it used.
+    windows: HashMap<String, (Instant, u32)>,
 }
 
 /// A call over a per-key limit (counted); [`OverLimit::response`] is its 429.
@@ -57,6 +65,24 @@ impl Limits {
 pub(crate) struct CallGuard {
     shared: std::sync::Arc<Shared>,
     key: String,
+    /// The key's budget after this call: requests left, time to the reset.
+    pub(crate) budget: Option<(u32, Duration)>,
+}
+
+impl CallGuard {
+    /// Adds the budget headers (OpenAI's names) to a successful answer.
+    pub(crate) fn announce(&self, response: &mut Response) {
+        let Some((left, reset)) = self.budget else {
+            return;
+        };
+        let headers = response.headers_mut();
+        if let Ok(v) = axum::http::HeaderValue::from_str(&left.to_string()) {
+            headers.insert("x-ratelimit-remaining-requests", v);
+        }
+        if let Ok(v) = axum::http::HeaderValue::from_str(&format!("{:.3}s", reset.as_secs_f64())) {
+            headers.insert("x-ratelimit-reset-requests", v);
+        }
+    }
 }
 
 impl Drop for CallGuard {
@@ -81,6 +107,23 @@ impl Shared {
         if limits.calls_per_key.is_some_and(|max| now >= max) {
             return Err(limits.refusal());
         }
+        let budget = match limits.budget {
+            Some((per_window, window)) => {
+                let (began, used) = limits
+                    .windows
+                    .entry(key.to_owned())
+                    .or_insert((Instant::now(), 0));
+                if began.elapsed() >= window {
+                    (*began, *used) = (Instant::now(), 0);
+                }
+                if *used >= per_window {
+                    return Err(limits.refusal());
+                }
+                *used += 1;
+                Some((per_window - *used, window.saturating_sub(began.elapsed())))
+            }
+            None => None,
+        };
         limits.calls_now.insert(key.to_owned(), now + 1);
         let peak = limits.peak_calls.entry(key.to_owned()).or_default();
         *peak = (*peak).max(now + 1);
@@ -89,6 +132,7 @@ impl Shared {
         Ok(Some(CallGuard {
             shared: self.clone(),
             key: key.to_owned(),
+            budget,
         }))
     }
 
@@ -147,6 +191,15 @@ impl FakeProvider {
     /// endpoint); a call over it is answered 429. `None`: no limit.
     pub fn set_call_limit_per_key(&self, limit: Option<usize>) {
         lock(&self.shared.limits).calls_per_key = limit;
+    }
+
+    /// At most `requests` calls per `window` per bearer key, announced on every
+    /// answer (`x-ratelimit-remaining-requests`, `x-ratelimit-reset-requests`); a
+    /// call over it is answered 429. `None`: no budget.
+    pub fn set_request_budget_per_key(&self, budget: Option<(u32, Duration)>) {
+        let mut limits = lock(&self.shared.limits);
+        limits.budget = budget;
+        limits.windows.clear();
     }
 
     /// The `Retry-After` (seconds) the limits' 429s carry; `None`: no header.

@@ -16,7 +16,9 @@
 //! Structured chats (`response_format.type == "json_schema"`) answer a promo
 //! script that follows the request's `Layout:` line; speech is a WAV tone as long
 //! as its text takes to say at 2.5 words/s; a task submit's `Idempotency-Key`
-//! seen before gets the task it created (nothing new is made or counted).
+//! seen before gets the task it created (nothing new is made or counted). While
+//! [`FakeProvider::hold_submits`] is on, a submit creates (or finds) its task and
+//! withholds its answer: a worker can be killed with its submit in flight.
 //!
 //! Every call (except a result-file download, whose URL is its own credential, as
 //! a vendor's CDN link is) needs `Authorization: Bearer <key>`, else 401. A call is
@@ -167,6 +169,13 @@ impl FakeProvider {
         self.shared.knobs().task_duration = duration;
     }
 
+    /// While true, a task submit is received, counted and acted on (its task
+    /// created and remembered under its idempotency key), but its answer waits
+    /// until this is set false again.
+    pub fn hold_submits(&self, hold: bool) {
+        self.shared.hold.set(hold);
+    }
+
     /// While true, every task (already submitted or not) stays `running`.
     pub fn set_tasks_never_finish(&self, never: bool) {
         self.shared.knobs().never_finish = never;
@@ -212,7 +221,7 @@ impl FakeProvider {
     }
 
     /// Tasks created (submits that were accepted; a repeated idempotency key
-    /// creates none).
+    /// creates none). The submit requests received are `calls("submit")`.
     pub fn submits(&self) -> usize {
         self.shared.counters().submits
     }
@@ -258,6 +267,7 @@ impl FakeProvider {
 
 impl Drop for FakeProvider {
     fn drop(&mut self) {
+        self.hold_submits(false);
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
@@ -276,6 +286,8 @@ pub(crate) struct Shared {
     limits: Mutex<limits::Limits>,
     /// Held while a submit counts a key's tasks and creates one (one step).
     admission: Mutex<()>,
+    /// Submit answers wait while it is on.
+    pub(crate) hold: SubmitHold,
 }
 
 /// A counter label as recorded (`image` is `images`).
@@ -337,6 +349,7 @@ impl Shared {
             idempotency: Mutex::new(HashMap::new()),
             limits: Mutex::new(limits::Limits::default()),
             admission: Mutex::new(()),
+            hold: SubmitHold::default(),
         }
     }
 
@@ -451,6 +464,28 @@ impl Shared {
     }
 }
 
+/// The fakes' `hold_submits`: while on, a submit's answer waits (after the submit
+/// has done its work).
+pub(crate) struct SubmitHold(tokio::sync::watch::Sender<bool>);
+
+impl Default for SubmitHold {
+    fn default() -> Self {
+        Self(tokio::sync::watch::channel(false).0)
+    }
+}
+
+impl SubmitHold {
+    pub(crate) fn set(&self, on: bool) {
+        self.0.send_replace(on);
+    }
+
+    /// Returns once the hold is off.
+    pub(crate) async fn wait(&self) {
+        // the sender lives in `self`: the channel cannot close while this waits
+        let _ = self.0.subscribe().wait_for(|on| !on).await;
+    }
+}
+
 /// Locks `m`, carrying on if a holder panicked (the data stays usable).
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -496,7 +531,15 @@ async fn gate(
     let response = match shared.failure_for(label, key.as_deref()) {
         Some(failure) => failure,
         None => match shared.admit_call(key.as_deref()) {
-            Ok(_in_flight) => next.run(req).await,
+            Ok(in_flight) => {
+                let mut response = next.run(req).await;
+                if let Some(guard) = &in_flight
+                    && response.status().is_success()
+                {
+                    guard.announce(&mut response);
+                }
+                response
+            }
             Err(refused) => refused.response(),
         },
     };

@@ -138,7 +138,8 @@ struct ImageInput {
 
 /// `POST /queue/tasks`: validates the input, records the task, starts making its
 /// file. A repeated `Idempotency-Key` gets the task that key created, and nothing
-/// new is made or counted.
+/// new is made or counted. While submits are held, the answer waits (the task is
+/// created first).
 pub(crate) async fn submit(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
@@ -153,6 +154,7 @@ pub(crate) async fn submit(
         .and_then(|k| shared.task_for_key(k))
     {
         tracing::debug!(%id, "fake provider: repeated idempotency key, the same task");
+        shared.hold.wait().await;
         return Ok(Json(json!({ "id": id })).into_response());
     }
     let req: SubmitRequest = parse_json(&body)?;
@@ -169,8 +171,9 @@ pub(crate) async fn submit(
         };
     if created {
         tracing::debug!(%id, "fake provider: task submitted");
-        tokio::spawn(produce(shared, id.clone(), work));
+        tokio::spawn(produce(shared.clone(), id.clone(), work));
     }
+    shared.hold.wait().await;
     Ok(Json(json!({ "id": id })).into_response())
 }
 

@@ -61,7 +61,10 @@ async fn dispatch(
     let parts: Vec<&str> = path.split('/').collect();
     let request = parts.iter().position(|p| *p == "requests");
     match (method, request) {
-        (Method::POST, None) if parts.len() >= 2 => submit(&shared, &path, &headers, &body).await,
+        (Method::POST, None) if parts.len() >= 2 => {
+            let hook = webhook_of(uri.query());
+            submit(&shared, &path, &headers, &body, hook).await
+        }
         (m, Some(i)) if i == 2 && parts.len() >= 4 => {
             let app = format!("{}/{}", parts[0], parts[1]);
             let id = parts[3];
@@ -86,7 +89,45 @@ fn urls(shared: &VShared, app: &str, id: &str) -> serde_json::Value {
     })
 }
 
-async fn submit(shared: &Arc<VShared>, model: &str, headers: &HeaderMap, body: &Bytes) -> Response {
+/// The `fal_webhook` query parameter, decoded.
+fn webhook_of(query: Option<&str>) -> Option<String> {
+    query?.split('&').find_map(|pair| {
+        let value = pair.strip_prefix("fal_webhook=")?;
+        percent_decode(value)
+    })
+}
+
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+async fn submit(
+    shared: &Arc<VShared>,
+    model: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+    hook: Option<String>,
+) -> Response {
     if let Err(r) = shared.gate("submit", headers) {
         return r;
     }
@@ -96,6 +137,9 @@ async fn submit(shared: &Arc<VShared>, model: &str, headers: &HeaderMap, body: &
     };
     let id = new_id();
     shared.create(id.clone(), model, model.contains("video"), input);
+    if let Some(url) = hook {
+        shared.schedule_webhook(id.clone(), url);
+    }
     shared.hold().await;
     let mut parts = model.split('/');
     let app = format!(

@@ -70,7 +70,14 @@ async fn create_task(
         return failure_response(VendorFailure::Validation);
     }
     let id = format!("task_{}_{}", model.replace('/', "-"), new_id());
+    let hook = body
+        .get("callBackUrl")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     shared.create(id.clone(), &model, model.contains("video"), body);
+    if let Some(url) = hook {
+        shared.schedule_webhook(id.clone(), url);
+    }
     shared.hold().await;
     envelope(200, "success", Some(json!({"taskId": id})))
 }

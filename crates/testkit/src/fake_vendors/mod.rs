@@ -28,6 +28,9 @@ mod fal;
 mod kie;
 mod replicate;
 mod runway;
+mod webhooks;
+
+pub use webhooks::{KIE_WEBHOOK_KEY, REPLICATE_WEBHOOK_SECRET, WebhookMode};
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -46,7 +49,7 @@ use axum::{
 };
 use tokio::{net::TcpListener, sync::oneshot, time::Instant};
 
-use crate::fake_provider::{lock, media};
+use crate::fake_provider::{SubmitHold, lock, media};
 
 /// Which vendor a fake speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,7 +144,6 @@ struct Knobs {
     task_duration: Duration,
     next_failures: VecDeque<VendorFailure>,
     next_task_failures: VecDeque<VendorTaskFailure>,
-    hold_submits: bool,
 }
 
 #[derive(Default)]
@@ -162,7 +164,11 @@ pub(crate) struct VShared {
     pub(crate) tasks: Mutex<HashMap<String, VTask>>,
     /// Order of creation (ComfyUI's queue numbers).
     pub(crate) order: Mutex<Vec<String>>,
-    release: tokio::sync::watch::Sender<u64>,
+    hold: SubmitHold,
+    /// What happens to a task's completion webhook (when its submit gave a URL).
+    pub(crate) webhook_mode: Mutex<WebhookMode>,
+    /// The HTTP status of every webhook delivery try, in order (0: no answer).
+    pub(crate) webhook_deliveries: Mutex<Vec<u16>>,
 }
 
 impl VShared {
@@ -250,12 +256,7 @@ impl VShared {
 
     /// Waits while submits are held.
     pub(crate) async fn hold(&self) {
-        let mut rx = self.release.subscribe();
-        while lock(&self.knobs).hold_submits {
-            if rx.changed().await.is_err() {
-                return;
-            }
-        }
+        self.hold.wait().await;
     }
 
     pub(crate) fn phase(&self, id: &str) -> Option<Phase> {
@@ -352,12 +353,13 @@ impl FakeVendor {
                 task_duration: Duration::from_millis(300),
                 next_failures: VecDeque::new(),
                 next_task_failures: VecDeque::new(),
-                hold_submits: false,
             }),
             counters: Mutex::new(Counters::default()),
             tasks: Mutex::new(HashMap::new()),
             order: Mutex::new(Vec::new()),
-            release: tokio::sync::watch::channel(0).0,
+            hold: SubmitHold::default(),
+            webhook_mode: Mutex::new(WebhookMode::Send),
+            webhook_deliveries: Mutex::new(Vec::new()),
         });
         let vendor = match kind {
             FakeVendorKind::Fal => fal::router(),
@@ -368,6 +370,10 @@ impl FakeVendor {
         };
         let app = Router::new()
             .route("/files/{name}", get(file))
+            .route(
+                "/.well-known/jwks.json",
+                get(|| async { axum::Json(webhooks::fal_jwks()) }),
+            )
             .merge(vendor)
             .layer(DefaultBodyLimit::max(64 * 1024 * 1024))
             .with_state(shared.clone());
@@ -425,11 +431,12 @@ impl FakeVendor {
 
     /// While true, a submit creates its task and then waits to answer.
     pub fn hold_submits(&self, hold: bool) {
-        lock(&self.shared.knobs).hold_submits = hold;
-        self.shared.release.send_modify(|v| *v = v.wrapping_add(1));
+        self.shared.hold.set(hold);
     }
 
-    /// Tasks created (a ComfyUI prompt looked up again is not created again).
+    /// Tasks created (billable): a ComfyUI prompt looked up again is not created
+    /// again, but one queued again (a second `POST /prompt`) is. The submit requests
+    /// received are `calls("submit")`.
     pub fn submits(&self) -> usize {
         lock(&self.shared.counters).submits
     }
@@ -457,6 +464,21 @@ impl FakeVendor {
     /// The bodies of the submits that created tasks, in order.
     pub fn submitted_bodies(&self) -> Vec<serde_json::Value> {
         lock(&self.shared.counters).bodies.clone()
+    }
+
+    /// What the fake does with completion webhooks from now on (default: sends them).
+    pub fn set_webhook_mode(&self, mode: WebhookMode) {
+        *lock(&self.shared.webhook_mode) = mode;
+    }
+
+    /// The HTTP status genq answered each webhook delivery try with (0: no answer).
+    pub fn webhook_deliveries(&self) -> Vec<u16> {
+        lock(&self.shared.webhook_deliveries).clone()
+    }
+
+    /// Where the fake fal's webhook public keys are (its JWKS).
+    pub fn jwks_url(&self) -> String {
+        format!("{}/.well-known/jwks.json", self.shared.root)
     }
 
     /// The ids of the tasks created, in order.

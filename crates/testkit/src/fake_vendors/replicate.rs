@@ -63,7 +63,7 @@ pub(crate) fn failure_response(f: VendorFailure) -> Response {
     }
 }
 
-fn prediction(shared: &VShared, id: &str) -> Option<Value> {
+pub(crate) fn prediction(shared: &VShared, id: &str) -> Option<Value> {
     let phase = shared.phase(id)?;
     let model = shared.model_of(id).unwrap_or_default();
     let (status, output, error) = match phase {
@@ -121,7 +121,14 @@ async fn create(
         return failure_response(VendorFailure::Validation);
     }
     let id: String = new_id().chars().take(26).collect();
+    let hook = body
+        .get("webhook")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     shared.create(id.clone(), &model, model.contains("video"), body);
+    if let Some(url) = hook {
+        shared.schedule_webhook(id.clone(), url);
+    }
     shared.hold().await;
     match prediction(shared, &id) {
         Some(p) => (StatusCode::CREATED, Json(p)).into_response(),
