@@ -140,8 +140,8 @@ async fn approve_and_finish(queue: &RedisQueue, client: &PipelineClient, id: &st
 async fn a_worker_killed_during_the_fan_out_finishes_elsewhere_without_rerunning_finished_steps() {
     let prefix = unique_prefix("pl_kill_fan");
     let log = runs_log(&prefix);
+    // A alone at first, so that it surely runs fan-out jobs; B joins before the kill
     let mut a = worker(&prefix, &log, &[]);
-    let b = worker(&prefix, &log, &[]);
     let queue = connect(&prefix).await;
     let client = PipelineClient::new(queue.clone());
     let items = 12;
@@ -176,6 +176,7 @@ async fn a_worker_killed_during_the_fan_out_finishes_elsewhere_without_rerunning
     })
     .await
     .expect("A ran a fan-out job after some had finished");
+    let b = worker(&prefix, &log, &[]);
     a.sigkill();
     let fan = &before.stages[1];
     let finished_before: Vec<String> = fan

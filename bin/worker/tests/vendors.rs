@@ -1,6 +1,6 @@
-//! A real `worker` process on a vendor adapter (fal, Replicate, ComfyUI) or on
-//! genq's own task protocol, against the vendor's fake: SIGKILLed while it waits on
-//! the vendor task, the next worker resumes the same task (one submission);
+//! A real `worker` process on a vendor adapter (fal, Replicate, Runway, KIE,
+//! ComfyUI) or on genq's own task protocol, against the vendor's fake: SIGKILLed
+//! while it waits on the vendor task, the next worker resumes the same task (one submission);
 //! SIGKILLed while its submit is in flight (the fake holds the answer), the re-run
 //! gets the same task (one billable task).
 
@@ -62,6 +62,12 @@ provider = "video"
 model = "{model}"
 poll_interval_ms = 100
 backoff_base_ms = 200
+
+[jobs.generate_image]
+provider = "video"
+model = "{model}"
+poll_interval_ms = 100
+backoff_base_ms = 200
 "#,
             artifacts = sandbox.artifacts.display(),
             kind = kind.config_kind(),
@@ -75,9 +81,43 @@ backoff_base_ms = 200
     }
 }
 
-/// `worker --queues video` (lease [`common::LEASE_SECS`]).
+/// `worker --queues video,img` (lease [`common::LEASE_SECS`]).
 fn video_worker(sandbox: &Sandbox) -> ChildProcess {
-    sandbox.worker(&["--queues", "video"])
+    sandbox.worker(&["--queues", "video,img"])
+}
+
+/// What a test job asks the vendor for.
+#[derive(Debug, Clone, Copy)]
+enum Made {
+    /// A `generate_video` job on queue `video`.
+    Video,
+    /// A `generate_image` job on queue `img` (Runway animates only a given
+    /// picture: its text-only task is `text_to_image`).
+    Image,
+}
+
+impl Made {
+    fn queue(self) -> &'static str {
+        match self {
+            Made::Video => "video",
+            Made::Image => "img",
+        }
+    }
+
+    async fn push(self, sandbox: &Sandbox) -> String {
+        match self {
+            Made::Video => push_video(sandbox).await,
+            Made::Image => {
+                sandbox
+                    .push(
+                        "img",
+                        "generate_image",
+                        json!({ "prompt": "a storm", "width": 64, "height": 64 }),
+                    )
+                    .await
+            }
+        }
+    }
 }
 
 /// Pushes a `generate_video` job; its id.
@@ -92,8 +132,8 @@ async fn push_video(sandbox: &Sandbox) -> String {
 }
 
 /// Waits for the job to end; asserts it succeeded on its second run.
-async fn succeeded_on_the_rerun(sandbox: &Sandbox, id: &str, what: &str) {
-    let s = sandbox.wait_final("video", id).await;
+async fn succeeded_on_the_rerun(sandbox: &Sandbox, queue: &str, id: &str, what: &str) {
+    let s = sandbox.wait_final(queue, id).await;
     assert_eq!(
         (s.status, s.attempts),
         (JobStatus::Succeeded, 2),
@@ -102,10 +142,14 @@ async fn succeeded_on_the_rerun(sandbox: &Sandbox, id: &str, what: &str) {
 }
 
 async fn killed_while_waiting_resumes_the_same_task(kind: FakeVendorKind, model: &str) {
+    killed_while_waiting_resumes(kind, model, Made::Video).await;
+}
+
+async fn killed_while_waiting_resumes(kind: FakeVendorKind, model: &str, made: Made) {
     let env = Env::start(kind, model).await;
     env.fake.set_task_duration(Duration::from_secs(6));
     let mut first = video_worker(&env);
-    let id = push_video(&env).await;
+    let id = made.push(&env).await;
     let polled = wait_until(Duration::from_secs(30), || async {
         (env.fake.submits() == 1 && env.fake.calls("poll") >= 2).then_some(())
     })
@@ -117,7 +161,7 @@ async fn killed_while_waiting_resumes_the_same_task(kind: FakeVendorKind, model:
     first.sigkill();
 
     let _second = video_worker(&env);
-    succeeded_on_the_rerun(&env, &id, &format!("{kind:?}")).await;
+    succeeded_on_the_rerun(&env, made.queue(), &id, &format!("{kind:?}")).await;
     assert_eq!(
         env.fake.submits(),
         1,
@@ -125,6 +169,21 @@ async fn killed_while_waiting_resumes_the_same_task(kind: FakeVendorKind, model:
     );
     assert_eq!(env.fake.task_ids().len(), 1);
     env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runway_worker_killed_while_waiting_resumes_the_same_task() {
+    killed_while_waiting_resumes(FakeVendorKind::Runway, "gen4_image", Made::Image).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kie_worker_killed_while_waiting_resumes_the_same_task() {
+    killed_while_waiting_resumes_the_same_task(FakeVendorKind::Kie, "sora-2-text-to-video").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_comfyui_worker_killed_while_waiting_resumes_the_same_prompt() {
+    killed_while_waiting_resumes_the_same_task(FakeVendorKind::ComfyUi, "wan-2.1").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -174,7 +233,7 @@ async fn killed_mid_submit_gets_the_same_task(
     (fake.hold)(false);
 
     let _second = video_worker(sandbox);
-    succeeded_on_the_rerun(sandbox, &id, what).await;
+    succeeded_on_the_rerun(sandbox, "video", &id, what).await;
     assert_eq!(
         (fake.counts)(),
         (submit_requests, 1),

@@ -268,11 +268,22 @@ impl KeyPool {
                 return Ok(keys[idx].clone());
             }
         }
-        self.all_cooling().await
+        self.all_cooling(start).await
     }
 
-    async fn all_cooling(&self) -> Result<ApiKey, ProviderError> {
+    async fn all_cooling(&self, start: usize) -> Result<ApiKey, ProviderError> {
         let cooling = self.cooling().await?;
+        let keys = &self.inner.keys;
+        if let Some(back) = keys
+            .iter()
+            .cycle()
+            .skip(start % keys.len().max(1))
+            .take(keys.len())
+            .find(|k| !cooling.iter().any(|c| c.fingerprint == k.fingerprint))
+        {
+            // its cool-down ended between the two reads: it is healthy again
+            return Ok(back.clone());
+        }
         let provider = &self.inner.provider;
         let n = self.inner.keys.len();
         let soonest_rate_limited = cooling
