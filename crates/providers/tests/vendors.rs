@@ -7,8 +7,8 @@ use std::time::Duration;
 use base64::Engine;
 use genq_metrics::ProviderMetrics;
 use genq_providers::{
-    KeyPool, ProviderConfig, ProviderErrorKind, ProviderTask, TaskClient, TaskKind, Vendor,
-    VendorOptions,
+    KeyLimits, KeyPool, ProviderConfig, ProviderErrorKind, ProviderTask, TaskClient, TaskKind,
+    Vendor, VendorOptions,
 };
 use genq_testkit::{
     FakeVendor, FakeVendorKind, VendorFailure, VendorTaskFailure, cleanup_prefix, redis_url,
@@ -59,6 +59,15 @@ fn video_input() -> serde_json::Value {
 
 /// A client of `fake` with one key (a fresh Redis prefix: no cool-downs carried over).
 async fn client(fake: &FakeVendor, prom: &prometheus::Registry) -> (TaskClient, String) {
+    client_with(fake, prom, KeyLimits::default()).await
+}
+
+/// [`client`] with genq's limits per key.
+async fn client_with(
+    fake: &FakeVendor,
+    prom: &prometheus::Registry,
+    limits: KeyLimits,
+) -> (TaskClient, String) {
     let prefix = unique_prefix("vendors");
     let metrics = match ProviderMetrics::new(prom) {
         Ok(m) => m,
@@ -75,7 +84,8 @@ async fn client(fake: &FakeVendor, prom: &prometheus::Registry) -> (TaskClient, 
         &prefix,
         metrics.clone(),
     )
-    .unwrap();
+    .unwrap()
+    .with_limits(limits);
     let mut options = VendorOptions::new(vendor(fake.kind()));
     if fake.kind() == FakeVendorKind::Kie {
         options.upload_url = Some(fake.root_url());
@@ -285,4 +295,64 @@ async fn comfyui_finds_a_jobs_prompt_instead_of_queueing_it_twice() {
     assert_eq!(first.id, again.id);
     assert_eq!(fake.submits(), 1);
     cleanup_prefix(&redis_url(), &prefix).await;
+}
+
+/// Each fake vendor refuses a key's task over its limit with its own 429, which the
+/// adapter maps to rate limited with the hint; with genq's `max_in_flight` at the
+/// vendor's limit the same submit is a deferral and the vendor never says 429.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vendors_task_limit_is_a_429_unless_genq_limits_first() {
+    let prom = prometheus::Registry::new();
+    for kind in KINDS {
+        let fake = FakeVendor::start(kind).await;
+        fake.set_task_limit_per_key(Some(2));
+        fake.set_task_duration(Duration::from_secs(30));
+        let (client, prefix) = client(&fake, &prom).await;
+        for job in ["genq-a", "genq-b"] {
+            client
+                .submit(model(kind), TaskKind::Video, video_input(), job)
+                .await
+                .unwrap_or_else(|e| panic!("{kind:?} submit {job}: {e}"));
+        }
+        let refused = client
+            .submit(model(kind), TaskKind::Video, video_input(), "genq-c")
+            .await
+            .expect_err("a third task over the vendor's limit");
+        assert!(
+            matches!(refused.kind, ProviderErrorKind::RateLimited { .. }),
+            "{kind:?}: {refused}"
+        );
+        assert_eq!(fake.over_limit_answers(), 1, "{kind:?}");
+        cleanup_prefix(&redis_url(), &prefix).await;
+
+        let fake = FakeVendor::start(kind).await;
+        fake.set_task_limit_per_key(Some(2));
+        fake.set_task_duration(Duration::from_secs(30));
+        let limits = KeyLimits {
+            max_in_flight: Some(2),
+            ..KeyLimits::default()
+        };
+        let (client, prefix) = client_with(&fake, &prom, limits).await;
+        for job in ["genq-a", "genq-b"] {
+            genq_providers::holding(
+                job,
+                client.submit(model(kind), TaskKind::Video, video_input(), job),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{kind:?} submit {job}: {e}"));
+        }
+        let deferred = genq_providers::holding(
+            "genq-c",
+            client.submit(model(kind), TaskKind::Video, video_input(), "genq-c"),
+        )
+        .await
+        .expect_err("no capacity for a third task");
+        assert!(
+            matches!(deferred.kind, ProviderErrorKind::NoCapacity { .. }),
+            "{kind:?}: {deferred}"
+        );
+        assert_eq!(fake.over_limit_answers(), 0, "{kind:?}: never a 429");
+        assert_eq!(fake.submits(), 2, "{kind:?}");
+        cleanup_prefix(&redis_url(), &prefix).await;
+    }
 }

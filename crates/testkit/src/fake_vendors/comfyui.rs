@@ -74,7 +74,15 @@ async fn prompt(State(shared): State<Arc<VShared>>, headers: HeaderMap, body: By
         .and_then(Value::as_str)
         .map(str::to_owned)
         .unwrap_or_else(new_id);
-    shared.create(id.clone(), "workflow", text.contains("Video"), body.clone());
+    if let Err(r) = shared.create(
+        id.clone(),
+        &headers,
+        "workflow",
+        text.contains("Video"),
+        body.clone(),
+    ) {
+        return r;
+    }
     shared.hold().await;
     let number = lock(&shared.order).len();
     Json(json!({"prompt_id": id, "number": number, "node_errors": {}})).into_response()

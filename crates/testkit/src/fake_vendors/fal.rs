@@ -136,7 +136,9 @@ async fn submit(
         Err(r) => return r,
     };
     let id = new_id();
-    shared.create(id.clone(), model, model.contains("video"), input);
+    if let Err(r) = shared.create(id.clone(), headers, model, model.contains("video"), input) {
+        return r;
+    }
     if let Some(url) = hook {
         shared.schedule_webhook(id.clone(), url);
     }

@@ -74,7 +74,9 @@ async fn create_task(
         .get("callBackUrl")
         .and_then(Value::as_str)
         .map(str::to_owned);
-    shared.create(id.clone(), &model, model.contains("video"), body);
+    if let Err(r) = shared.create(id.clone(), &headers, &model, model.contains("video"), body) {
+        return r;
+    }
     if let Some(url) = hook {
         shared.schedule_webhook(id.clone(), url);
     }

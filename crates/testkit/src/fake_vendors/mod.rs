@@ -16,7 +16,8 @@
 //! Knobs: the next calls failing a given way ([`VendorFailure`], in the vendor's
 //! shape), the next task failing ([`VendorTaskFailure`]), task duration, holding
 //! submit answers (the task is created, the answer waits: a worker can be killed
-//! mid-submit). Counters: calls per label (`submit`, `poll`, `result`, `cancel`,
+//! mid-submit), a limit of live tasks per key answered with the vendor's 429.
+//! Counters: calls per label (`submit`, `poll`, `result`, `cancel`,
 //! `upload`, `queue`, `file`), tasks created, tasks cancelled. Result files are
 //! served under `/files/` without auth, like a vendor's CDN.
 
@@ -106,6 +107,8 @@ pub(crate) struct VTask {
     cancelled: bool,
     video: bool,
     pub(crate) model: String,
+    /// The `Authorization` value that created it (its key).
+    owner: String,
 }
 
 /// Where a task is.
@@ -142,6 +145,8 @@ impl VTask {
 
 struct Knobs {
     task_duration: Duration,
+    /// Live tasks (queued or running) allowed per key; over it a submit is a 429.
+    task_limit_per_key: Option<usize>,
     next_failures: VecDeque<VendorFailure>,
     next_task_failures: VecDeque<VendorTaskFailure>,
 }
@@ -153,6 +158,10 @@ struct Counters {
     cancels: usize,
     auth: Vec<String>,
     bodies: Vec<serde_json::Value>,
+    /// Submits refused with 429 because the key had its limit of live tasks.
+    over_limit: usize,
+    /// The most tasks live (queued or running) at once, over all keys.
+    peak_live: usize,
 }
 
 /// The state every handler of one fake shares.
@@ -231,27 +240,69 @@ impl VShared {
         }
     }
 
-    /// Records a task (taking the next scripted task failure) under `id`.
-    pub(crate) fn create(&self, id: String, model: &str, video: bool, body: serde_json::Value) {
-        let (duration, forced) = {
+    /// Records a task (taking the next scripted task failure) under `id`, for the
+    /// key in `headers`' `Authorization`; over the per-key task limit nothing is
+    /// created and the answer is the vendor's 429 (`Retry-After: 1`).
+    pub(crate) fn create(
+        &self,
+        id: String,
+        headers: &HeaderMap,
+        model: &str,
+        video: bool,
+        body: serde_json::Value,
+    ) -> Result<(), Response> {
+        let owner = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let (duration, forced, limit) = {
             let mut k = lock(&self.knobs);
-            (k.task_duration, k.next_task_failures.pop_front())
+            (
+                k.task_duration,
+                k.next_task_failures.pop_front(),
+                k.task_limit_per_key,
+            )
         };
-        lock(&self.tasks).insert(
-            id.clone(),
-            VTask {
-                submitted: Instant::now(),
-                duration,
-                forced,
-                cancelled: false,
-                video,
-                model: model.to_owned(),
-            },
-        );
+        {
+            // counting the key's live tasks and adding one is one step
+            let mut tasks = lock(&self.tasks);
+            let live = tasks
+                .values()
+                .filter(|t| {
+                    t.owner == owner && matches!(t.phase(), Phase::Queued | Phase::Running(_))
+                })
+                .count();
+            if limit.is_some_and(|max| live >= max) {
+                lock(&self.counters).over_limit += 1;
+                return Err(self.failure(VendorFailure::RateLimited {
+                    retry_after_secs: 1,
+                }));
+            }
+            tasks.insert(
+                id.clone(),
+                VTask {
+                    submitted: Instant::now(),
+                    duration,
+                    forced,
+                    cancelled: false,
+                    video,
+                    model: model.to_owned(),
+                    owner,
+                },
+            );
+            let live_all = tasks
+                .values()
+                .filter(|t| matches!(t.phase(), Phase::Queued | Phase::Running(_)))
+                .count();
+            let mut c = lock(&self.counters);
+            c.peak_live = c.peak_live.max(live_all);
+        }
         lock(&self.order).push(id);
         let mut c = lock(&self.counters);
         c.submits += 1;
         c.bodies.push(body);
+        Ok(())
     }
 
     /// Waits while submits are held.
@@ -351,6 +402,7 @@ impl FakeVendor {
             root: format!("http://{addr}"),
             knobs: Mutex::new(Knobs {
                 task_duration: Duration::from_millis(300),
+                task_limit_per_key: None,
                 next_failures: VecDeque::new(),
                 next_task_failures: VecDeque::new(),
             }),
@@ -427,6 +479,22 @@ impl FakeVendor {
     /// Tasks created from now on finish this long after their submit (default 300 ms).
     pub fn set_task_duration(&self, duration: Duration) {
         lock(&self.shared.knobs).task_duration = duration;
+    }
+
+    /// At most `limit` live tasks (queued or running) per API key; a submit over it
+    /// is answered with the vendor's 429 (`Retry-After: 1`). `None`: no limit.
+    pub fn set_task_limit_per_key(&self, limit: Option<usize>) {
+        lock(&self.shared.knobs).task_limit_per_key = limit;
+    }
+
+    /// Submits refused because their key had its limit of live tasks.
+    pub fn over_limit_answers(&self) -> usize {
+        lock(&self.shared.counters).over_limit
+    }
+
+    /// The most tasks live at once, over all keys.
+    pub fn peak_tasks_in_flight(&self) -> usize {
+        lock(&self.shared.counters).peak_live
     }
 
     /// While true, a submit creates its task and then waits to answer.

@@ -75,7 +75,9 @@ async fn create(shared: &Arc<VShared>, headers: &HeaderMap, body: &Bytes, video:
         return failure_response(VendorFailure::Validation);
     }
     let id = new_id();
-    shared.create(id.clone(), &model, video, body);
+    if let Err(r) = shared.create(id.clone(), headers, &model, video, body) {
+        return r;
+    }
     shared.hold().await;
     Json(json!({"id": id})).into_response()
 }
