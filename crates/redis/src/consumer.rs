@@ -618,3 +618,67 @@ async fn pubsub_loop(weak: Weak<Inner>) {
         }
     }
 }
+
+#[cfg(test)]
+mod parking_tests {
+    //! Parking against a real Redis (the shared one, a prefix of its own).
+
+    use std::time::Duration;
+
+    use genq_core::{JobError, JobStatus};
+
+    use super::*;
+    use crate::{NewJob, RedisConfig, queue::Outcome};
+
+    async fn parked_run(wake_while_running: bool) -> genq_core::JobState {
+        let prefix = genq_testkit::unique_prefix("parking");
+        let queue = RedisQueue::connect(RedisConfig::with_url(genq_testkit::redis_url()).prefix(&prefix))
+            .await
+            .expect("connect");
+        let id = queue
+            .push(NewJob::new("video", "probe", "{}"))
+            .await
+            .expect("push")
+            .id;
+        let consumer = QueueConsumer::start(queue.clone(), "video", "w-1", ConsumerOptions::default())
+            .await
+            .expect("consumer");
+        let (jobs, _) = consumer.fetch(1).await.expect("fetch");
+        assert_eq!(jobs.len(), 1);
+        if wake_while_running {
+            // the vendor's webhook arrives while the run still polls in its slot
+            assert!(queue.wake("video", &id).await.expect("wake"));
+        }
+        let park = JobError::parked("waiting on task t-1", Duration::from_secs(600));
+        let outcome = Outcome::Deferred {
+            after: Duration::from_secs(600),
+            error: park,
+        };
+        assert!(consumer.record(&id, 1, &outcome).await.expect("record"));
+        let state = queue.job("video", &id).await.expect("read").expect("job");
+        genq_testkit::cleanup_prefix(&genq_testkit::redis_url(), &prefix).await;
+        state
+    }
+
+    #[tokio::test]
+    async fn a_park_is_not_an_attempt_and_waits_its_interval() {
+        let state = parked_run(false).await;
+        assert_eq!((state.status, state.parked, state.attempts), (JobStatus::Scheduled, true, 0));
+        let wait = state
+            .due_at_ms
+            .unwrap_or(0)
+            .saturating_sub(state.started_at_ms.unwrap_or(0));
+        assert!(wait >= 590_000, "due in about 600 s: {wait} ms");
+    }
+
+    #[tokio::test]
+    async fn a_webhook_during_the_run_makes_its_park_due_at_once() {
+        let state = parked_run(true).await;
+        assert_eq!((state.status, state.parked), (JobStatus::Scheduled, true));
+        let wait = state
+            .due_at_ms
+            .unwrap_or(0)
+            .saturating_sub(state.started_at_ms.unwrap_or(0));
+        assert!(wait < 10_000, "due at once, not in 600 s: {wait} ms");
+    }
+}

@@ -526,7 +526,8 @@ impl RedisQueue {
     }
 
     /// Makes a job parked on a vendor's task due now (a webhook said the task
-    /// moved). False when it was not parked (running, ended, or unknown).
+    /// moved); a running one is marked so that a park its run records is due at
+    /// once. False when it has ended or is unknown.
     pub async fn wake(&self, queue: &str, id: &str) -> Result<bool, QueueError> {
         validate_queue_name(queue)?;
         let mut c = self.conn.clone();
@@ -535,7 +536,7 @@ impl RedisQueue {
             .arg(id)
             .invoke_async(&mut c)
             .await?;
-        Ok(woke == 1)
+        Ok(woke == 1 || woke == 2)
     }
 
     /// Stops workers from taking jobs off the queue (running jobs go on).

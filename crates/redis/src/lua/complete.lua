@@ -30,7 +30,12 @@ elseif outcome == "deferred" or outcome == "parked" then
   -- wake it, a cancel runs it once): rescheduled like a retry, but the run is not
   -- an attempt (the next fetch gives it the same attempt number again)
   redis.call("HINCRBY", jk, "attempts", -1)
-  if outcome == "parked" then redis.call("HSET", jk, "parked", "1") end
+  if outcome == "parked" then
+    redis.call("HSET", jk, "parked", "1")
+    -- a webhook woke it while this run still polled: look again at once
+    if redis.call("HGET", jk, "woken") == "1" then retry_at = now end
+  end
+  redis.call("HDEL", jk, "woken")
   redis.call("HSET", jk, "status", "scheduled", "error", data, "error_class", class, "due", retry_at)
   redis.call("ZADD", K_SCHED, retry_at, id)
   redis.call("HINCRBY", K_STATS, outcome, 1)

@@ -25,7 +25,7 @@ for _ = 1, n do
   elseif f[3] == "queued" then
     local attempt = redis.call("HINCRBY", jk, "attempts", 1)
     redis.call("HSET", jk, "status", "running", "started", now, "worker", worker)
-    redis.call("HDEL", jk, "parked")
+    redis.call("HDEL", jk, "parked", "woken")
     redis.call("ZADD", K_RUNNING, now + lease, id)
     out[#out + 1] = id
     out[#out + 1] = f[1]
