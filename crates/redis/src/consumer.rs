@@ -632,17 +632,19 @@ mod parking_tests {
 
     async fn parked_run(wake_while_running: bool) -> genq_core::JobState {
         let prefix = genq_testkit::unique_prefix("parking");
-        let queue = RedisQueue::connect(RedisConfig::with_url(genq_testkit::redis_url()).prefix(&prefix))
-            .await
-            .expect("connect");
+        let queue =
+            RedisQueue::connect(RedisConfig::with_url(genq_testkit::redis_url()).prefix(&prefix))
+                .await
+                .expect("connect");
         let id = queue
             .push(NewJob::new("video", "probe", "{}"))
             .await
             .expect("push")
             .id;
-        let consumer = QueueConsumer::start(queue.clone(), "video", "w-1", ConsumerOptions::default())
-            .await
-            .expect("consumer");
+        let consumer =
+            QueueConsumer::start(queue.clone(), "video", "w-1", ConsumerOptions::default())
+                .await
+                .expect("consumer");
         let (jobs, _) = consumer.fetch(1).await.expect("fetch");
         assert_eq!(jobs.len(), 1);
         if wake_while_running {
@@ -663,7 +665,10 @@ mod parking_tests {
     #[tokio::test]
     async fn a_park_is_not_an_attempt_and_waits_its_interval() {
         let state = parked_run(false).await;
-        assert_eq!((state.status, state.parked, state.attempts), (JobStatus::Scheduled, true, 0));
+        assert_eq!(
+            (state.status, state.parked, state.attempts),
+            (JobStatus::Scheduled, true, 0)
+        );
         let wait = state
             .due_at_ms
             .unwrap_or(0)
