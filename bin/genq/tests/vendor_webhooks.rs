@@ -254,6 +254,28 @@ async fn a_webhook_that_never_comes_falls_back_to_polling() {
     without_a_true_webhook_polling_finishes(FakeVendorKind::Replicate, WebhookMode::Off).await;
 }
 
+/// The same signed webhook delivered twice (a replay within the timestamp window):
+/// the second is answered 200 and wakes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_webhook_wakes_nothing() {
+    let svc = Service::start(FakeVendorKind::Kie, Fallback::Never).await;
+    svc.fake.set_webhook_mode(WebhookMode::Replay);
+    svc.fake.set_task_duration(Duration::from_secs(2));
+    let id = svc.push_video().await;
+    let done = svc.wait_final(&id, Duration::from_secs(60)).await;
+    assert_eq!(done.map(|s| s.status), Some(JobStatus::Succeeded));
+    let deliveries = wait_until(Duration::from_secs(10), || async {
+        let d = svc.fake.webhook_deliveries();
+        (d.len() == 2).then_some(d)
+    })
+    .await;
+    assert_eq!(deliveries, Some(vec![200, 200]));
+    assert_eq!(svc.webhooks_counted("woke"), 1);
+    assert_eq!(svc.webhooks_counted("duplicate"), 1);
+    assert_eq!(svc.fake.submits(), 1);
+    svc.cleanup().await;
+}
+
 /// Cancelled while parked (no worker holds it): the job runs once more to cancel
 /// the vendor's task, and ends cancelled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

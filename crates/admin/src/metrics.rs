@@ -22,7 +22,7 @@ pub struct AdminMetrics {
     pub jobs_lost_by_redis: IntGaugeVec,
     pub pipelines: IntGaugeVec,
     pub pipelines_finished: IntGaugeVec,
-    /// Vendor webhooks received, by provider and outcome (woke, not_waiting,
+    /// Vendor webhooks received, by provider and outcome (woke, not_waiting, duplicate,
     /// refused, unknown_provider, error).
     pub webhooks: IntCounterVec,
 }

@@ -2,7 +2,9 @@
 //! KIE). Checked against the vendor's signature (a forged or stale one is refused
 //! with 401 and wakes nothing); a verified one wakes the job parked on that task,
 //! which then reads the task from the vendor itself. The body is never trusted for
-//! the result. Vendors retry a non-2xx answer, so only a refusal is one.
+//! the result. Vendors retry a non-2xx answer, so only a refusal is one. The same
+//! signed request a second time (a replay within the timestamp tolerance, or a
+//! vendor's duplicate) is answered 200 and wakes nothing.
 
 use std::sync::Arc;
 
@@ -13,7 +15,7 @@ use axum::{
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
-use genq_providers::webhooks::{self, WebhookError, WebhookVerifier};
+use genq_providers::webhooks::{self, Verified, WebhookError, WebhookVerifier};
 
 use crate::{AdminState, ApiError};
 
@@ -49,15 +51,21 @@ async fn handle(
         ));
         return ("unknown_provider", e.into_response());
     };
-    let task_id = match verifier.verify(headers, body).await {
-        Ok(id) => id,
+    let verified = match verifier.verify(headers, body).await {
+        Ok(v) => v,
         Err(e) => return refused(verifier, e),
     };
-    match wake(state, provider, &task_id).await {
-        Ok(woke) => {
+    let task_id = verified.task_id.as_str();
+    match wake(state, provider, &verified).await {
+        Ok(Some(woke)) => {
             let outcome = if woke { "woke" } else { "not_waiting" };
             let body = serde_json::json!({ "task": task_id, "woke": woke });
             (outcome, (StatusCode::OK, Json(body)).into_response())
+        }
+        Ok(None) => {
+            // the same signed request again: handled once already
+            let body = serde_json::json!({ "task": task_id, "woke": false, "duplicate": true });
+            ("duplicate", (StatusCode::OK, Json(body)).into_response())
         }
         Err(message) => {
             tracing::warn!(provider, task = %task_id, error = %message, "webhook could not wake its job");
@@ -82,12 +90,35 @@ fn refused(verifier: &WebhookVerifier, e: WebhookError) -> (&'static str, Respon
     )
 }
 
-/// Wakes the job waiting on `task_id`; false when none waits (it ended, or was
-/// never parked: the webhook came while the run still polled).
-async fn wake(state: &AdminState, provider: &str, task_id: &str) -> Result<bool, String> {
+/// Wakes the job waiting on the webhook's task: `Some(false)` when none waits (it
+/// ended, or was never parked), `None` for a delivery handled before (a replay).
+async fn wake(
+    state: &AdminState,
+    provider: &str,
+    verified: &Verified,
+) -> Result<Option<bool>, String> {
     let Some(keys) = state.keys.iter().find(|k| k.provider() == provider) else {
-        return Ok(false);
+        return Ok(Some(false));
     };
+    if !webhooks::first_delivery(keys, &verified.delivery)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        return Ok(None);
+    }
+    let woke = wake_job(state, keys, &verified.task_id).await;
+    if woke.is_err() {
+        // handled it was not: the vendor's retry must be
+        webhooks::forget_delivery(keys, &verified.delivery).await;
+    }
+    woke.map(Some)
+}
+
+async fn wake_job(
+    state: &AdminState,
+    keys: &genq_providers::KeyPool,
+    task_id: &str,
+) -> Result<bool, String> {
     let Some(job) = webhooks::waiting_job(keys, task_id)
         .await
         .map_err(|e| e.to_string())?

@@ -1056,11 +1056,11 @@ impl ProviderSection {
                     if !self
                         .webhook_secret
                         .as_deref()
-                        .is_some_and(|s| s.starts_with("whsec_") && s.len() > 6) =>
+                        .is_some_and(is_standard_webhooks_secret) =>
                 {
                     return Err(invalid(
                         format!("{at}.webhook_secret"),
-                        "must be Replicate's signing secret, starting with whsec_",
+                        "must be Replicate's signing secret: whsec_ followed by base64 (GET /v1/webhooks/default/secret)",
                     ));
                 }
                 _ => {}
@@ -1093,6 +1093,15 @@ impl ProviderSection {
         }
         Ok(())
     }
+}
+
+/// `whsec_<base64>`, as Standard Webhooks signing secrets are written.
+fn is_standard_webhooks_secret(secret: &str) -> bool {
+    use base64::Engine;
+    secret
+        .strip_prefix("whsec_")
+        .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
+        .is_some_and(|key| !key.is_empty())
 }
 
 fn default_provider_timeout() -> u64 {
@@ -1715,7 +1724,7 @@ mod tests {
         let hook = "webhook_url = \"https://genq.example.com/webhooks/v\"";
         assert!(
             parse(&format!(
-                "kind = \"replicate\"\n{hook}\nwebhook_secret = \"whsec_abc\""
+                "kind = \"replicate\"\n{hook}\nwebhook_secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\""
             ))
             .validate()
             .is_ok()
@@ -1730,12 +1739,15 @@ mod tests {
             error_of(&parse(&format!("kind = \"kie\"\n{hook}")))
                 .starts_with("providers.v.webhook_secret: is required with webhook_url")
         );
-        assert!(
-            error_of(&parse(&format!(
-                "kind = \"replicate\"\n{hook}\nwebhook_secret = \"abc\""
-            )))
-            .starts_with("providers.v.webhook_secret: must be Replicate's signing secret")
-        );
+        for bad in ["abc", "whsec_abc", "whsec_"] {
+            assert!(
+                error_of(&parse(&format!(
+                    "kind = \"replicate\"\n{hook}\nwebhook_secret = \"{bad}\""
+                )))
+                .starts_with("providers.v.webhook_secret: must be Replicate's signing secret"),
+                "{bad}"
+            );
+        }
         assert!(
             error_of(&parse("kind = \"kie\"\nwebhook_secret = \"k\""))
                 .starts_with("providers.v.webhook_secret: is set but webhook_url is not")

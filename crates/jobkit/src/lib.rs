@@ -119,6 +119,14 @@ pub async fn run_task(
             if ctx.cancel_requested().await {
                 return Err(cancel_parked(client, &t, &holder).await);
             }
+            let t = with_submit_time(ctx, client, t).await;
+            // waited on too long (a retry after that timeout): no slot, no poll
+            if let Some(expired) = past_max_wait(client, &t).await {
+                if let Ok(slot) = client.keys().hold(&t.key, &holder).await {
+                    slot.release().await;
+                }
+                return Err(expired);
+            }
             t
         }
         earlier => submit_task(ctx, client, model, kind, input, &holder, earlier).await?,
@@ -238,7 +246,7 @@ async fn poll_to_end(
                     let _ = ctx.progress(p, Some("provider is generating")).await;
                 }
                 if started.elapsed() >= options.wait_in_slot {
-                    return Err(park(client, task, poll_interval, slot).await);
+                    return Err(park(ctx, client, task, poll_interval, slot).await);
                 }
                 if let Err(e) = slot.renew().await {
                     tracing::warn!(job_id = ctx.id(), error = %e, "provider slot not renewed");
@@ -257,46 +265,75 @@ async fn poll_to_end(
     }
 }
 
-/// Parks the job until its task is looked at again (the slot stays held, under its
-/// lease, which the next run renews), or times it out when the task has been
-/// waited on too long.
+/// Parks the job until its task is looked at again (the slot stays held, its lease
+/// renewed to cover the wait and a queue to wait in), or times it out when the
+/// task has been waited on too long.
 async fn park(
+    ctx: &JobContext,
     client: &TaskClient,
     task: &ProviderTask,
     poll_interval: Duration,
     slot: genq_providers::Slot,
 ) -> JobError {
-    let options = client.options();
-    let waited = match (task.submitted_at_ms, client.server_time_ms().await) {
-        (Some(at), Some(now)) => Duration::from_millis(now.saturating_sub(at)),
-        _ => Duration::ZERO,
-    };
-    if waited > options.max_task_wait {
-        if let Err(e) = client.cancel(task).await {
-            tracing::warn!(provider = client.name(), task = %task.id, error = %e, "vendor task could not be cancelled");
-        }
+    if let Some(expired) = past_max_wait(client, task).await {
         slot.release().await;
-        return JobError::timeout(format!(
-            "{} task {} did not end within {} s",
-            client.name(),
-            task.id,
-            options.max_task_wait.as_secs()
-        ));
+        return expired;
     }
-    slot.keep();
-    let mut after = options
+    let options = client.options();
+    let after = options
         .webhook
         .as_ref()
         .map_or(poll_interval, |w| w.fallback_poll);
-    let limits = client.keys().limits();
-    if !limits.is_off() {
-        // looked at again (and its slot renewed) before the slot's lease runs out
-        after = after.min(limits.slot_lease / 2);
-    }
+    slot.keep_for(after + client.keys().limits().slot_lease)
+        .await;
     JobError::parked(
         format!("waiting on {} task {}", client.name(), task.id),
         after,
     )
+}
+
+/// When `task` has been waited on longer than the provider's `max_task_wait`
+/// (by the Redis server's clock, from its submit): asks the vendor to cancel it
+/// and answers the job's timeout.
+async fn past_max_wait(client: &TaskClient, task: &ProviderTask) -> Option<JobError> {
+    let at = task.submitted_at_ms?;
+    let now = client.server_time_ms().await?;
+    let max = client.options().max_task_wait;
+    if Duration::from_millis(now.saturating_sub(at)) <= max {
+        return None;
+    }
+    if let Err(e) = client.cancel(task).await {
+        tracing::warn!(provider = client.name(), task = %task.id, error = %e, "vendor task could not be cancelled");
+    }
+    Some(JobError::timeout(format!(
+        "{} task {} did not end within {} s",
+        client.name(),
+        task.id,
+        max.as_secs()
+    )))
+}
+
+/// A task checkpointed without its submit time (by an older genq) is stamped now
+/// and checkpointed again, so that `max_task_wait` applies from here.
+async fn with_submit_time(
+    ctx: &JobContext,
+    client: &TaskClient,
+    task: ProviderTask,
+) -> ProviderTask {
+    if task.submitted_at_ms.is_some() {
+        return task;
+    }
+    let Some(now) = client.server_time_ms().await else {
+        return task;
+    };
+    let stamped = ProviderTask {
+        submitted_at_ms: Some(now),
+        ..task
+    };
+    if let Err(e) = ctx.save_checkpoint(&stamped).await {
+        tracing::warn!(job_id = ctx.id(), error = %e, "task's submit time not stored");
+    }
+    stamped
 }
 
 /// Cancels the vendor task when the job is cancelled. The handler is dropped at

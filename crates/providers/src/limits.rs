@@ -130,6 +130,24 @@ impl Slot {
     pub fn keep(mut self) {
         self.held = None;
     }
+
+    /// Keeps the slot (like [`keep`](Self::keep)) with its lease renewed to
+    /// `lease` from now: a parked job's run comes back within it, however long the
+    /// queue it waits in (best effort: a failure is logged, the old lease stands).
+    pub async fn keep_for(mut self, lease: Duration) {
+        let Some(h) = self.held.take() else { return };
+        let mut con = h.pool.inner().redis.clone();
+        let renewed: Result<i64, _> = genq_redis::provider_scripts::RENEW
+            .key(h.pool.base_key())
+            .arg(&h.fingerprint)
+            .arg(&h.holder)
+            .arg(ms(lease))
+            .invoke_async(&mut con)
+            .await;
+        if let Err(e) = renewed {
+            tracing::warn!(provider = %h.pool.provider(), key = %h.fingerprint, error = %e, "provider slot lease not extended; the old lease stands");
+        }
+    }
 }
 
 impl Drop for Slot {

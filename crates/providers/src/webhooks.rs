@@ -60,6 +60,15 @@ pub enum WebhookError {
     Keys(String),
 }
 
+/// A webhook whose signature verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The vendor task it is about.
+    pub task_id: String,
+    /// Names this signed request (a hash of its signature): a replay has the same.
+    pub delivery: String,
+}
+
 /// Checks one provider's webhooks.
 pub struct WebhookVerifier {
     provider: String,
@@ -102,18 +111,32 @@ impl WebhookVerifier {
         &self.provider
     }
 
-    /// Checks a webhook; the vendor task it is about.
-    pub async fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<String, WebhookError> {
+    /// Checks a webhook; the vendor task it is about, and the delivery (for
+    /// refusing a replay of the same signed request).
+    pub async fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<Verified, WebhookError> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs();
-        match self.vendor {
-            Vendor::Fal => self.verify_fal(headers, body, now).await,
-            Vendor::Replicate => verify_replicate(self.secret()?, headers, body, now),
-            Vendor::Kie => verify_kie(self.secret()?, headers, body, now),
-            _ => Err(WebhookError::NotConfigured(self.provider.clone())),
-        }
+        let (task_id, signature_header) = match self.vendor {
+            Vendor::Fal => (
+                self.verify_fal(headers, body, now).await?,
+                "x-fal-webhook-signature",
+            ),
+            Vendor::Replicate => (
+                verify_replicate(self.secret()?, headers, body, now)?,
+                "webhook-signature",
+            ),
+            Vendor::Kie => (
+                verify_kie(self.secret()?, headers, body, now)?,
+                "x-webhook-signature",
+            ),
+            _ => return Err(WebhookError::NotConfigured(self.provider.clone())),
+        };
+        let delivery = hex(&Sha256::digest(
+            header(headers, signature_header)?.as_bytes(),
+        ));
+        Ok(Verified { task_id, delivery })
     }
 
     fn secret(&self) -> Result<&str, WebhookError> {
@@ -391,6 +414,36 @@ pub async fn remember_task(
         .await
         .map_err(|e| ProviderError::transient(format!("task record not stored: {e}")))?;
     Ok(())
+}
+
+fn delivery_key(keys: &KeyPool, delivery: &str) -> String {
+    format!("{}:hook:{delivery}", keys.base_key())
+}
+
+/// How long a handled delivery is remembered (past the timestamp tolerance, so a
+/// replay is refused until its timestamp is too old anyway).
+const DELIVERY_TTL: Duration = Duration::from_secs(600);
+
+/// Records a verified delivery; false when the same signed request was handled
+/// before (a replay or a duplicate: nothing to do).
+pub async fn first_delivery(keys: &KeyPool, delivery: &str) -> Result<bool, ProviderError> {
+    let mut c = keys.inner().redis.clone();
+    let set: Option<String> = redis::cmd("SET")
+        .arg(delivery_key(keys, delivery))
+        .arg(1)
+        .arg("NX")
+        .arg("EX")
+        .arg(DELIVERY_TTL.as_secs())
+        .query_async(&mut c)
+        .await
+        .map_err(|e| ProviderError::transient(format!("webhook delivery not recorded: {e}")))?;
+    Ok(set.is_some())
+}
+
+/// Forgets a delivery whose handling failed, so that the vendor's retry is handled.
+pub async fn forget_delivery(keys: &KeyPool, delivery: &str) {
+    let mut c = keys.inner().redis.clone();
+    let _: Result<i64, _> = c.del(delivery_key(keys, delivery)).await;
 }
 
 /// The job waiting on a vendor task, if one was recorded.

@@ -686,4 +686,75 @@ mod parking_tests {
             .saturating_sub(state.started_at_ms.unwrap_or(0));
         assert!(wait < 10_000, "due at once, not in 600 s: {wait} ms");
     }
+
+    /// Cancelled while parked, and again once due: the job stays to be run (first
+    /// in line), with a cancel its run sees but the heartbeat does not act on.
+    #[tokio::test]
+    async fn a_cancelled_parked_job_is_run_to_stop_its_vendor_task() {
+        let prefix = genq_testkit::unique_prefix("parking_cancel");
+        let queue =
+            RedisQueue::connect(RedisConfig::with_url(genq_testkit::redis_url()).prefix(&prefix))
+                .await
+                .expect("connect");
+        let other = queue
+            .push(NewJob::new("video", "probe", "{}"))
+            .await
+            .expect("push")
+            .id;
+        let id = queue
+            .push(NewJob::new("video", "probe", "{}"))
+            .await
+            .expect("push")
+            .id;
+        let consumer =
+            QueueConsumer::start(queue.clone(), "video", "w-1", ConsumerOptions::default())
+                .await
+                .expect("consumer");
+        let (jobs, _) = consumer.fetch(2).await.expect("fetch");
+        assert_eq!(jobs.len(), 2);
+        let park = JobError::parked("waiting on task t-1", Duration::from_secs(600));
+        let outcome = Outcome::Deferred {
+            after: Duration::from_secs(600),
+            error: park,
+        };
+        assert!(consumer.record(&id, 1, &outcome).await.expect("record"));
+        // the other job goes back to the queue first, as a backlog
+        consumer
+            .hand_back(std::slice::from_ref(&other))
+            .await
+            .expect("hand back");
+
+        let cancel = queue.cancel("video", &id).await.expect("cancel");
+        assert_eq!(cancel, crate::CancelOutcome::Signalled);
+        let state = queue.job("video", &id).await.expect("read").expect("job");
+        assert_eq!(
+            (state.status, state.cancel_requested),
+            (JobStatus::Queued, true)
+        );
+        // cancelled again while it waits to run: still run, not ended unstopped
+        let again = queue.cancel("video", &id).await.expect("cancel");
+        assert_eq!(again, crate::CancelOutcome::Signalled);
+        // it runs before the backlog, and the heartbeat does not stop it
+        let (jobs, _) = consumer.fetch(1).await.expect("fetch");
+        assert_eq!(jobs.first().map(|j| j.id.as_str()), Some(id.as_str()));
+        let mut renew = crate::scripts::RENEW.key(queue.base_key("video"));
+        renew
+            .arg(30_000u64)
+            .arg("w-1")
+            .arg("{}")
+            .arg(90_000u64)
+            .arg(&id);
+        let mut c = queue.connection();
+        let stop: Vec<String> = renew.invoke_async(&mut c).await.expect("renew");
+        assert!(
+            !stop.contains(&id),
+            "the heartbeat leaves a parked cancel to its run"
+        );
+        let state = queue.job("video", &id).await.expect("read").expect("job");
+        assert_eq!(
+            (state.status, state.cancel_requested),
+            (JobStatus::Running, true)
+        );
+        genq_testkit::cleanup_prefix(&genq_testkit::redis_url(), &prefix).await;
+    }
 }

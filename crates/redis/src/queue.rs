@@ -863,7 +863,8 @@ fn job_state(queue: &str, id: &str, mut f: HashMap<String, String>) -> JobState 
         started_at_ms: num(&f, "started"),
         finished_at_ms: num(&f, "finished"),
         due_at_ms: num(&f, "due"),
-        cancel_requested: f.get("cancel").is_some_and(|v| v == "1"),
+        // "parked": cancelled while parked on a vendor task (its run stops the task)
+        cancel_requested: f.get("cancel").is_some_and(|v| v == "1" || v == "parked"),
         parked: f.get("parked").is_some_and(|v| v == "1"),
         job_type: text(&mut f, "type").unwrap_or_default(),
         payload: f.remove("payload").unwrap_or_default(),

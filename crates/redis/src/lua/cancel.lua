@@ -7,14 +7,20 @@ local jk = job_key(id)
 local f = redis.call("HMGET", jk, "status", "type", "attempts")
 if not f[1] then return "missing" end
 local status = f[1]
-if status == "queued" then
+if status == "queued" and redis.call("HGET", jk, "parked") == "1" then
+  -- parked on a vendor task and due (or woken, or cancelled once already): its run
+  -- will see the cancel and stop the vendor's task
+  redis.call("HSET", jk, "cancel", "parked")
+  return "signalled"
+elseif status == "queued" then
   redis.call("LREM", K_READY, 0, id)
 elseif status == "scheduled" and redis.call("HGET", jk, "parked") == "1" then
-  -- waiting on a vendor task it submitted: run it now, with the cancel requested,
-  -- so that it asks the vendor to stop the task (and ends as cancelled)
-  redis.call("HSET", jk, "cancel", "1", "status", "queued", "ready_at", now)
+  -- waiting on a vendor task it submitted: run it now (first in line), with the
+  -- cancel requested as "parked" — a run the heartbeat leaves alone, so that it
+  -- asks the vendor to stop the task and ends as cancelled
+  redis.call("HSET", jk, "cancel", "parked", "status", "queued", "ready_at", now)
   redis.call("ZREM", K_SCHED, id)
-  redis.call("LPUSH", K_READY, id)
+  redis.call("RPUSH", K_READY, id)
   redis.call("PUBLISH", C_NOTIFY, 0)
   return "signalled"
 elseif status == "scheduled" then

@@ -45,13 +45,20 @@ local function emit(maxlen, id, jtype, status, attempts, class, err)
     "class", class or "", "error", err or "")
 end
 
--- Moves due scheduled jobs to the ready list (at most `limit` per call).
+-- Moves due scheduled jobs to the ready list (at most `limit` per call). A job
+-- parked on a vendor task goes to the front (it is work in progress, and its
+-- provider slot's lease runs while it waits).
 local function promote_due(now, limit)
   local due = redis.call("ZRANGEBYSCORE", K_SCHED, "-inf", now, "LIMIT", 0, limit)
   for _, id in ipairs(due) do
     redis.call("ZREM", K_SCHED, id)
-    redis.call("HSET", job_key(id), "status", "queued", "ready_at", now)
-    redis.call("LPUSH", K_READY, id)
+    local jk = job_key(id)
+    redis.call("HSET", jk, "status", "queued", "ready_at", now)
+    if redis.call("HGET", jk, "parked") == "1" then
+      redis.call("RPUSH", K_READY, id)
+    else
+      redis.call("LPUSH", K_READY, id)
+    end
   end
   return #due
 end

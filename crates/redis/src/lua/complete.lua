@@ -34,6 +34,11 @@ elseif outcome == "deferred" or outcome == "parked" then
     redis.call("HSET", jk, "parked", "1")
     -- a webhook woke it while this run still polled: look again at once
     if redis.call("HGET", jk, "woken") == "1" then retry_at = now end
+    -- cancelled while this run still polled: its next run stops the vendor task
+    if redis.call("HGET", jk, "cancel") == "1" then
+      redis.call("HSET", jk, "cancel", "parked")
+      retry_at = now
+    end
   end
   redis.call("HDEL", jk, "woken")
   redis.call("HSET", jk, "status", "scheduled", "error", data, "error_class", class, "due", retry_at)

@@ -274,6 +274,10 @@ pub fn status_text(lang: Lang, state: Option<&JobState>, ahead: Option<u64>) -> 
         return t(lang, "status.queued", &[]);
     };
     match state.status {
+        // a parked job cancelled: its run stops the vendor's task first
+        JobStatus::Scheduled | JobStatus::Queued if state.cancel_requested => {
+            t(lang, "status.cancelling", &[])
+        }
         JobStatus::Queued => match ahead {
             Some(n) if n > 0 => t(lang, "status.queued_position", &[("ahead", &n)]),
             _ => t(lang, "status.queued", &[]),
@@ -355,6 +359,11 @@ mod tests {
         assert_eq!(
             status_text(l, Some(&parked), None),
             t(l, "status.progress", &[("percent", &30)])
+        );
+        parked.cancel_requested = true;
+        assert_eq!(
+            status_text(l, Some(&parked), None),
+            t(l, "status.cancelling", &[])
         );
         let running = state(JobStatus::Running, 1, Some(40));
         assert_eq!(

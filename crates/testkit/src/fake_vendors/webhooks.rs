@@ -44,6 +44,8 @@ pub enum WebhookMode {
     Forge,
     /// Sends nothing (the webhook never comes: genq must poll).
     Off,
+    /// Sends it, then the very same signed request again (a replay).
+    Replay,
 }
 
 /// fal's JWKS, with the fake's public key.
@@ -183,19 +185,17 @@ impl VShared {
                 return;
             }
             let http = reqwest::Client::new();
+            if mode == WebhookMode::Replay {
+                let signed = sign(&shared, &id, false);
+                for _ in 0..2 {
+                    let status = deliver(&http, &url, &signed).await;
+                    lock(&shared.webhook_deliveries).push(status);
+                }
+                return;
+            }
             for _ in 0..3 {
                 let signed = sign(&shared, &id, mode == WebhookMode::Forge);
-                let mut request = http
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .timeout(Duration::from_secs(15));
-                for (k, v) in &signed.headers {
-                    request = request.header(*k, v);
-                }
-                let status = match request.body(signed.body).send().await {
-                    Ok(r) => r.status().as_u16(),
-                    Err(_) => 0,
-                };
+                let status = deliver(&http, &url, &signed).await;
                 lock(&shared.webhook_deliveries).push(status);
                 // a forgery is sent once; a refused real one is retried
                 if (200..300).contains(&status) || mode == WebhookMode::Forge {
@@ -204,5 +204,20 @@ impl VShared {
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
         });
+    }
+}
+
+/// Posts a signed webhook; genq's HTTP status (0: no answer).
+async fn deliver(http: &reqwest::Client, url: &str, signed: &Signed) -> u16 {
+    let mut request = http
+        .post(url)
+        .header("content-type", "application/json")
+        .timeout(Duration::from_secs(15));
+    for (k, v) in &signed.headers {
+        request = request.header(*k, v);
+    }
+    match request.body(signed.body.clone()).send().await {
+        Ok(r) => r.status().as_u16(),
+        Err(_) => 0,
     }
 }
