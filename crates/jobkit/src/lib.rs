@@ -246,7 +246,7 @@ async fn poll_to_end(
                     let _ = ctx.progress(p, Some("provider is generating")).await;
                 }
                 if started.elapsed() >= options.wait_in_slot {
-                    return Err(park(ctx, client, task, poll_interval, slot).await);
+                    return Err(park(client, task, poll_interval, slot).await);
                 }
                 if let Err(e) = slot.renew().await {
                     tracing::warn!(job_id = ctx.id(), error = %e, "provider slot not renewed");
@@ -269,7 +269,6 @@ async fn poll_to_end(
 /// renewed to cover the wait and a queue to wait in), or times it out when the
 /// task has been waited on too long.
 async fn park(
-    ctx: &JobContext,
     client: &TaskClient,
     task: &ProviderTask,
     poll_interval: Duration,
