@@ -630,34 +630,47 @@ mod parking_tests {
     use super::*;
     use crate::{NewJob, RedisConfig, queue::Outcome};
 
-    async fn parked_run(wake_while_running: bool) -> genq_core::JobState {
+    /// A queue `video` under a prefix of its own with `n` jobs pushed and fetched
+    /// (running on worker `w-1`): the prefix, the queue, its consumer, the ids.
+    async fn running_jobs(n: usize) -> (String, RedisQueue, QueueConsumer, Vec<String>) {
         let prefix = genq_testkit::unique_prefix("parking");
         let queue =
             RedisQueue::connect(RedisConfig::with_url(genq_testkit::redis_url()).prefix(&prefix))
                 .await
                 .expect("connect");
-        let id = queue
-            .push(NewJob::new("video", "probe", "{}"))
-            .await
-            .expect("push")
-            .id;
+        let mut ids = Vec::new();
+        for _ in 0..n {
+            let pushed = queue.push(NewJob::new("video", "probe", "{}")).await;
+            ids.push(pushed.expect("push").id);
+        }
         let consumer =
             QueueConsumer::start(queue.clone(), "video", "w-1", ConsumerOptions::default())
                 .await
                 .expect("consumer");
-        let (jobs, _) = consumer.fetch(1).await.expect("fetch");
-        assert_eq!(jobs.len(), 1);
-        if wake_while_running {
-            // the vendor's webhook arrives while the run still polls in its slot
-            assert!(queue.wake("video", &id).await.expect("wake"));
-        }
+        let (jobs, _) = consumer.fetch(n).await.expect("fetch");
+        assert_eq!(jobs.len(), n);
+        (prefix, queue, consumer, ids)
+    }
+
+    /// Records run 1 of `id` as parked for 600 s.
+    async fn park(consumer: &QueueConsumer, id: &str) {
         let park = JobError::parked("waiting on task t-1", Duration::from_secs(600));
         let outcome = Outcome::Deferred {
             after: Duration::from_secs(600),
             error: park,
         };
-        assert!(consumer.record(&id, 1, &outcome).await.expect("record"));
-        let state = queue.job("video", &id).await.expect("read").expect("job");
+        assert!(consumer.record(id, 1, &outcome).await.expect("record"));
+    }
+
+    async fn parked_run(wake_while_running: bool) -> genq_core::JobState {
+        let (prefix, queue, consumer, ids) = running_jobs(1).await;
+        let id = &ids[0];
+        if wake_while_running {
+            // the vendor's webhook arrives while the run still polls in its slot
+            assert!(queue.wake("video", id).await.expect("wake"));
+        }
+        park(&consumer, id).await;
+        let state = queue.job("video", id).await.expect("read").expect("job");
         genq_testkit::cleanup_prefix(&genq_testkit::redis_url(), &prefix).await;
         state
     }
@@ -691,33 +704,9 @@ mod parking_tests {
     /// in line), with a cancel its run sees but the heartbeat does not act on.
     #[tokio::test]
     async fn a_cancelled_parked_job_is_run_to_stop_its_vendor_task() {
-        let prefix = genq_testkit::unique_prefix("parking_cancel");
-        let queue =
-            RedisQueue::connect(RedisConfig::with_url(genq_testkit::redis_url()).prefix(&prefix))
-                .await
-                .expect("connect");
-        let other = queue
-            .push(NewJob::new("video", "probe", "{}"))
-            .await
-            .expect("push")
-            .id;
-        let id = queue
-            .push(NewJob::new("video", "probe", "{}"))
-            .await
-            .expect("push")
-            .id;
-        let consumer =
-            QueueConsumer::start(queue.clone(), "video", "w-1", ConsumerOptions::default())
-                .await
-                .expect("consumer");
-        let (jobs, _) = consumer.fetch(2).await.expect("fetch");
-        assert_eq!(jobs.len(), 2);
-        let park = JobError::parked("waiting on task t-1", Duration::from_secs(600));
-        let outcome = Outcome::Deferred {
-            after: Duration::from_secs(600),
-            error: park,
-        };
-        assert!(consumer.record(&id, 1, &outcome).await.expect("record"));
+        let (prefix, queue, consumer, ids) = running_jobs(2).await;
+        let (other, id) = (ids[0].clone(), ids[1].clone());
+        park(&consumer, &id).await;
         // the other job goes back to the queue first, as a backlog
         consumer
             .hand_back(std::slice::from_ref(&other))

@@ -120,21 +120,13 @@ async fn known(ctx: &Ctx<'_>, key: &ApiKey, id: &str) -> Result<bool, ProviderEr
 
 async fn history(ctx: &Ctx<'_>, key: &ApiKey, id: &str) -> Result<Option<Value>, ProviderError> {
     let url = ctx.caller.url(&format!("/history/{id}"));
-    let raw = ctx
-        .caller
-        .send_with("poll", key, |http, _| http.get(&url))
-        .await?;
-    let all: Value = decode(&ctx.caller.name, "poll", &raw)?;
+    let all: Value = ctx.get_json("poll", key, &url).await?;
     Ok(all.get(id).cloned())
 }
 
 async fn queued(ctx: &Ctx<'_>, key: &ApiKey, id: &str) -> Result<bool, ProviderError> {
     let url = ctx.caller.url("/queue");
-    let raw = ctx
-        .caller
-        .send_with("queue", key, |http, _| http.get(&url))
-        .await?;
-    let q: Value = decode(&ctx.caller.name, "queue", &raw)?;
+    let q: Value = ctx.get_json("queue", key, &url).await?;
     Ok(["queue_running", "queue_pending"].iter().any(|k| {
         q.get(*k).and_then(Value::as_array).is_some_and(|items| {
             items

@@ -81,11 +81,7 @@ pub(crate) async fn submit(
         url = format!("{url}?fal_webhook={}", super::encode(&hook.url));
     }
     let body = Value::Object(common_input(ctx.options, kind, input, data_uri));
-    let (key, raw) = ctx
-        .caller
-        .send("submit", |http, _| http.post(&url).json(&body))
-        .await?;
-    let queued: Queued = decode(&ctx.caller.name, "submit", &raw)?;
+    let (key, queued): (ApiKey, Queued) = ctx.post_json("submit", &url, &body).await?;
     Ok((key, checked_id("fal", &queued.request_id)?))
 }
 
@@ -95,11 +91,7 @@ pub(crate) async fn status(
     task: &ProviderTask,
 ) -> Result<TaskStatus, ProviderError> {
     let url = request_url(ctx, task, "/status")?;
-    let raw = ctx
-        .caller
-        .send_with("poll", key, |http, _| http.get(&url))
-        .await?;
-    let status: Status = decode(&ctx.caller.name, "poll", &raw)?;
+    let status: Status = ctx.get_json("poll", key, &url).await?;
     match status.status.as_str() {
         "IN_QUEUE" | "IN_PROGRESS" => Ok(TaskStatus::Pending {
             progress: status.queue_position.map(|_| 0),
@@ -170,16 +162,12 @@ pub(crate) async fn cancel(
     task: &ProviderTask,
 ) -> Result<(), ProviderError> {
     let url = request_url(ctx, task, "/cancel")?;
-    match ctx
-        .caller
-        .send_with("cancel", key, |http, _| http.put(&url))
-        .await
-    {
-        Ok(_) => Ok(()),
-        // 400 ALREADY_COMPLETED: nothing left to stop
-        Err(e) if e.kind == ProviderErrorKind::BadInput => Ok(()),
-        Err(e) => Err(e),
-    }
+    // 400 ALREADY_COMPLETED: nothing left to stop
+    super::cancel_answer(
+        ctx.caller
+            .send_with("cancel", key, |http, _| http.put(&url))
+            .await,
+    )
 }
 
 /// fal's errors: model errors `{"detail": [{"loc", "msg", "type"}]}` (type

@@ -17,7 +17,6 @@ use serde_json::{Map, Value, json};
 
 use super::{Ctx, checked_id, content_type_of, data_uri, field, merge, number, snippet};
 use crate::{
-    call::decode,
     error::{ProviderError, ProviderErrorKind},
     keys::ApiKey,
     task_types::{ProviderTask, TaskKind, TaskStatus},
@@ -83,11 +82,7 @@ async fn upload(ctx: &Ctx<'_>, b64: &str, name: &str) -> Result<(ApiKey, String)
         .unwrap_or_else(|| DEFAULT_UPLOAD_URL.to_owned());
     let url = format!("{}/api/file-base64-upload", base.trim_end_matches('/'));
     let body = json!({ "base64Data": data_uri(b64), "uploadPath": "genq", "fileName": name });
-    let (key, raw) = ctx
-        .caller
-        .send("upload", |http, _| http.post(&url).json(&body))
-        .await?;
-    let up: Envelope<Uploaded> = decode(&ctx.caller.name, "upload", &raw)?;
+    let (key, up): (ApiKey, Envelope<Uploaded>) = ctx.post_json("upload", &url, &body).await?;
     Ok((key, up.data("upload")?.download_url))
 }
 
@@ -137,11 +132,7 @@ pub(crate) async fn submit(
         body["callBackUrl"] = hook.url.clone().into();
     }
     let url = ctx.caller.url("/api/v1/jobs/createTask");
-    let (key, raw) = ctx
-        .caller
-        .send("submit", |http, _| http.post(&url).json(&body))
-        .await?;
-    let created: Envelope<Created> = decode(&ctx.caller.name, "submit", &raw)?;
+    let (key, created): (ApiKey, Envelope<Created>) = ctx.post_json("submit", &url, &body).await?;
     Ok((
         key,
         checked_id("kie", &created.data("createTask")?.task_id)?,
@@ -158,11 +149,7 @@ pub(crate) async fn status(
         "/api/v1/jobs/recordInfo?taskId={}",
         super::encode(&id)
     ));
-    let raw = ctx
-        .caller
-        .send_with("poll", key, |http, _| http.get(&url))
-        .await?;
-    let record: Envelope<Record> = decode(&ctx.caller.name, "poll", &raw)?;
+    let record: Envelope<Record> = ctx.get_json("poll", key, &url).await?;
     let r = record.data("recordInfo")?;
     Ok(match r.state.as_str() {
         "waiting" | "queuing" | "generating" => TaskStatus::Pending {

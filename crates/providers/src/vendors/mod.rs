@@ -17,9 +17,12 @@ use std::time::Duration;
 use reqwest::{StatusCode, header::HeaderMap};
 use serde_json::{Map, Value};
 
+use serde::de::DeserializeOwned;
+
 use crate::{
-    call::{Auth, Caller},
+    call::{Auth, Caller, decode},
     error::{ProviderError, ProviderErrorKind},
+    keys::ApiKey,
     task_types::{TaskKind, Vendor, VendorOptions},
 };
 
@@ -27,6 +30,47 @@ use crate::{
 pub(crate) struct Ctx<'a> {
     pub caller: &'a Caller,
     pub options: &'a VendorOptions,
+}
+
+impl Ctx<'_> {
+    /// POSTs `body` as JSON with the next key under the provider's limits (a paid
+    /// call: submit, upload); the key and the answer decoded.
+    pub(crate) async fn post_json<T: DeserializeOwned>(
+        &self,
+        operation: &str,
+        url: &str,
+        body: &Value,
+    ) -> Result<(ApiKey, T), ProviderError> {
+        let (key, raw) = self
+            .caller
+            .send(operation, |http, _| http.post(url).json(body))
+            .await?;
+        Ok((key, decode(&self.caller.name, operation, &raw)?))
+    }
+
+    /// GETs `url` with `key` (the key that submitted the task); the answer decoded.
+    pub(crate) async fn get_json<T: DeserializeOwned>(
+        &self,
+        operation: &str,
+        key: &ApiKey,
+        url: &str,
+    ) -> Result<T, ProviderError> {
+        let raw = self
+            .caller
+            .send_with(operation, key, |http, _| http.get(url))
+            .await?;
+        decode(&self.caller.name, operation, &raw)
+    }
+}
+
+/// A cancel's answer: a task that already ended or is gone (the vendor's 4xx, bad
+/// input) leaves nothing to stop.
+pub(crate) fn cancel_answer(answer: Result<Vec<u8>, ProviderError>) -> Result<(), ProviderError> {
+    match answer {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind == ProviderErrorKind::BadInput => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Sets the caller's auth scheme and error reading for `options.vendor`.

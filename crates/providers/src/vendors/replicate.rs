@@ -17,7 +17,6 @@ use serde_json::{Value, json};
 
 use super::{Ctx, checked_id, common_input, content_type_of, data_uri, first_url, snippet};
 use crate::{
-    call::decode,
     error::{ProviderError, ProviderErrorKind},
     keys::ApiKey,
     task_types::{ProviderTask, TaskKind, TaskStatus},
@@ -70,11 +69,7 @@ pub(crate) async fn submit(
         body["webhook"] = hook.url.clone().into();
         body["webhook_events_filter"] = json!(["completed"]);
     }
-    let (key, raw) = ctx
-        .caller
-        .send("submit", |http, _| http.post(&url).json(&body))
-        .await?;
-    let p: Prediction = decode(&ctx.caller.name, "submit", &raw)?;
+    let (key, p): (ApiKey, Prediction) = ctx.post_json("submit", &url, &body).await?;
     Ok((key, checked_id("replicate", &p.id)?))
 }
 
@@ -85,11 +80,7 @@ pub(crate) async fn status(
 ) -> Result<TaskStatus, ProviderError> {
     let id = checked_id("replicate", &task.id)?;
     let url = ctx.caller.url(&format!("/predictions/{id}"));
-    let raw = ctx
-        .caller
-        .send_with("poll", key, |http, _| http.get(&url))
-        .await?;
-    let p: Prediction = decode(&ctx.caller.name, "poll", &raw)?;
+    let p: Prediction = ctx.get_json("poll", key, &url).await?;
     Ok(match p.status.as_str() {
         "starting" | "processing" => TaskStatus::Pending { progress: None },
         "succeeded" => match p.output.as_ref().and_then(first_url) {

@@ -177,18 +177,14 @@ pub(crate) async fn cancel(
     let id = checked_id("runway", &task.id)?;
     let url = ctx.caller.url(&format!("/tasks/{id}"));
     let version = version(ctx);
-    match ctx
-        .caller
-        .send_with("cancel", key, |http, _| {
-            http.delete(&url).header("X-Runway-Version", &version)
-        })
-        .await
-    {
-        Ok(_) => Ok(()),
-        // 404: already gone
-        Err(e) if e.kind == ProviderErrorKind::BadInput => Ok(()),
-        Err(e) => Err(e),
-    }
+    // 404: already gone
+    super::cancel_answer(
+        ctx.caller
+            .send_with("cancel", key, |http, _| {
+                http.delete(&url).header("X-Runway-Version", &version)
+            })
+            .await,
+    )
 }
 
 /// Runway's errors `{"error": "...", "issues"?: [...]}`: 401 → billing, 429 → rate
