@@ -1,32 +1,15 @@
 //! The provider clients against the fake provider over HTTP, with key pools in real Redis.
 
+mod common;
+
 use std::time::Duration;
 
+use common::{cfg, pool};
 use genq_metrics::ProviderMetrics;
 use genq_providers::{
-    ChatMessage, CoolReason, KeyPool, OpenAiClient, ProviderConfig, ProviderErrorKind, TaskClient,
-    TaskKind, TaskStatus,
+    ChatMessage, CoolReason, OpenAiClient, ProviderErrorKind, TaskClient, TaskKind, TaskStatus,
 };
 use genq_testkit::{FakeFailure, FakeProvider, cleanup_prefix, redis_url, unique_prefix};
-
-async fn pool(prefix: &str, keys: &[&str], metrics: &ProviderMetrics) -> KeyPool {
-    let client = redis::Client::open(redis_url()).unwrap();
-    let con = redis::aio::ConnectionManager::new(client)
-        .await
-        .unwrap()
-        .into();
-    let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
-    KeyPool::new("fake", &keys, con, prefix, metrics.clone()).unwrap()
-}
-
-fn cfg(fake: &FakeProvider, path: &str) -> ProviderConfig {
-    ProviderConfig {
-        name: "fake".to_owned(),
-        base_url: format!("{}{path}", fake.base_url()),
-        keys: vec![],
-        timeout: Duration::from_secs(10),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_calls_rotate_keys_and_count_metrics() {

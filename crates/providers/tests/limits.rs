@@ -1,34 +1,18 @@
 //! Cool-downs that fit the signal, and provider limits shared by every host: the
 //! clients against the fake provider over HTTP, key pools in real Redis.
 
+mod common;
+
 use std::time::Duration;
 
+use common::{cfg, pool};
 use genq_core::JobError;
 use genq_metrics::ProviderMetrics;
 use genq_providers::{
-    Adaptive, ChatMessage, CoolReason, KeyLimits, KeyPool, OpenAiClient, ProviderConfig,
-    ProviderErrorKind, TaskClient, TaskKind, holding,
+    Adaptive, ChatMessage, CoolReason, KeyLimits, KeyPool, OpenAiClient, ProviderErrorKind,
+    TaskClient, TaskKind, holding,
 };
 use genq_testkit::{FakeFailure, FakeProvider, cleanup_prefix, redis_url, unique_prefix};
-
-async fn pool(prefix: &str, keys: &[&str], metrics: &ProviderMetrics) -> KeyPool {
-    let client = redis::Client::open(redis_url()).unwrap();
-    let con = redis::aio::ConnectionManager::new(client)
-        .await
-        .unwrap()
-        .into();
-    let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
-    KeyPool::new("fake", &keys, con, prefix, metrics.clone()).unwrap()
-}
-
-fn cfg(fake: &FakeProvider, path: &str) -> ProviderConfig {
-    ProviderConfig {
-        name: "fake".to_owned(),
-        base_url: format!("{}{path}", fake.base_url()),
-        keys: vec![],
-        timeout: Duration::from_secs(10),
-    }
-}
 
 fn ping() -> Vec<ChatMessage> {
     vec![ChatMessage::new("user", "ping")]

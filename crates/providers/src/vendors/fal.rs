@@ -11,7 +11,7 @@ use reqwest::{StatusCode, header::HeaderMap};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Ctx, checked_id, common_input, content_type_of, data_uri, first_url, snippet};
+use super::{Ctx, checked_id, common_input, data_uri, first_url, snippet};
 use crate::{
     call::decode,
     error::{ProviderError, ProviderErrorKind},
@@ -110,10 +110,10 @@ pub(crate) async fn status(
             }
             result(ctx, key, task).await
         }
-        other => Ok(TaskStatus::Failed(ProviderError::transient(format!(
+        other => Ok(super::broken(format!(
             "fal request {} has unknown status '{other}'",
             task.id
-        )))),
+        ))),
     }
 }
 
@@ -131,17 +131,13 @@ async fn result(
     {
         Ok(raw) => {
             let output: Value = decode(&ctx.caller.name, "result", &raw)?;
-            Ok(match first_url(&output) {
-                Some(url) => TaskStatus::Succeeded {
-                    content_type: content_type_of(&url),
-                    url,
-                },
-                None => TaskStatus::Failed(ProviderError::transient(format!(
+            Ok(super::delivered(first_url(&output), || {
+                format!(
                     "fal request {} completed without a media URL: {}",
                     task.id,
                     snippet(&raw)
-                ))),
-            })
+                )
+            }))
         }
         // the model refused the request (policy, validation): the task failed
         Err(e)

@@ -15,7 +15,7 @@ use reqwest::{StatusCode, header::HeaderMap};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{Ctx, checked_id, content_type_of, data_uri, field, merge, number, snippet};
+use super::{Ctx, checked_id, data_uri, field, merge, number, snippet};
 use crate::{
     error::{ProviderError, ProviderErrorKind},
     keys::ApiKey,
@@ -164,15 +164,9 @@ pub(crate) async fn status(
                 .as_deref()
                 .and_then(|j| serde_json::from_str::<Value>(j).ok())
                 .and_then(|v| v.get("resultUrls").and_then(super::first_url));
-            match urls {
-                Some(url) => TaskStatus::Succeeded {
-                    content_type: content_type_of(&url),
-                    url,
-                },
-                None => TaskStatus::Failed(ProviderError::transient(format!(
-                    "kie task {id} succeeded without resultUrls"
-                ))),
-            }
+            super::delivered(urls, || {
+                format!("kie task {id} succeeded without resultUrls")
+            })
         }
         "fail" => {
             let code = match &r.fail_code {

@@ -23,7 +23,7 @@ use crate::{
     call::{Auth, Caller, decode},
     error::{ProviderError, ProviderErrorKind},
     keys::ApiKey,
-    task_types::{TaskKind, Vendor, VendorOptions},
+    task_types::{TaskKind, TaskStatus, Vendor, VendorOptions},
 };
 
 /// What an adapter works with.
@@ -61,6 +61,24 @@ impl Ctx<'_> {
             .await?;
         decode(&self.caller.name, operation, &raw)
     }
+}
+
+/// A finished task: its result file, or (no URL in its output) a transient failure
+/// saying `missing`.
+pub(crate) fn delivered(url: Option<String>, missing: impl FnOnce() -> String) -> TaskStatus {
+    match url {
+        Some(url) => TaskStatus::Succeeded {
+            content_type: content_type_of(&url),
+            url,
+        },
+        None => TaskStatus::Failed(ProviderError::transient(missing())),
+    }
+}
+
+/// A task the vendor reports in a way genq does not expect (an unknown state, or
+/// cancelled by someone else): a transient failure.
+pub(crate) fn broken(message: String) -> TaskStatus {
+    TaskStatus::Failed(ProviderError::transient(message))
 }
 
 /// A cancel's answer: a task that already ended or is gone (the vendor's 4xx, bad

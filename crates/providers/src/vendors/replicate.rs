@@ -15,7 +15,7 @@ use reqwest::{StatusCode, header::HeaderMap};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Ctx, checked_id, common_input, content_type_of, data_uri, first_url, snippet};
+use super::{Ctx, checked_id, common_input, data_uri, first_url, snippet};
 use crate::{
     error::{ProviderError, ProviderErrorKind},
     keys::ApiKey,
@@ -83,15 +83,9 @@ pub(crate) async fn status(
     let p: Prediction = ctx.get_json("poll", key, &url).await?;
     Ok(match p.status.as_str() {
         "starting" | "processing" => TaskStatus::Pending { progress: None },
-        "succeeded" => match p.output.as_ref().and_then(first_url) {
-            Some(url) => TaskStatus::Succeeded {
-                content_type: content_type_of(&url),
-                url,
-            },
-            None => TaskStatus::Failed(ProviderError::transient(format!(
-                "replicate prediction {id} succeeded without a file URL in its output"
-            ))),
-        },
+        "succeeded" => super::delivered(p.output.as_ref().and_then(first_url), || {
+            format!("replicate prediction {id} succeeded without a file URL in its output")
+        }),
         "failed" => {
             let error = match &p.error {
                 Some(Value::String(s)) => s.clone(),
@@ -109,13 +103,12 @@ pub(crate) async fn status(
                 format!("replicate prediction {id} failed: {error}"),
             ))
         }
-        "canceled" | "aborted" => TaskStatus::Failed(ProviderError::transient(format!(
-            "replicate prediction {id} was {}",
-            p.status
-        ))),
-        other => TaskStatus::Failed(ProviderError::transient(format!(
+        "canceled" | "aborted" => {
+            super::broken(format!("replicate prediction {id} was {}", p.status))
+        }
+        other => super::broken(format!(
             "replicate prediction {id} has unknown status '{other}'"
-        ))),
+        )),
     })
 }
 

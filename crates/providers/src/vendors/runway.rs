@@ -14,7 +14,7 @@ use reqwest::{StatusCode, header::HeaderMap};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::{Ctx, checked_id, content_type_of, data_uri, field, merge, number, snippet};
+use super::{Ctx, checked_id, data_uri, field, merge, number, snippet};
 use crate::{
     call::decode,
     error::{ProviderError, ProviderErrorKind},
@@ -133,15 +133,9 @@ pub(crate) async fn status(
                 .filter(|p| p.is_finite())
                 .map(|p| (p.clamp(0.0, 1.0) * 100.0) as u8),
         },
-        "SUCCEEDED" => match t.output.and_then(|o| o.into_iter().next()) {
-            Some(url) => TaskStatus::Succeeded {
-                content_type: content_type_of(&url),
-                url,
-            },
-            None => TaskStatus::Failed(ProviderError::transient(format!(
-                "runway task {id} succeeded without output"
-            ))),
-        },
+        "SUCCEEDED" => super::delivered(t.output.and_then(|o| o.into_iter().next()), || {
+            format!("runway task {id} succeeded without output")
+        }),
         "FAILED" => {
             let code = t.failure_code.unwrap_or_default();
             let kind =
@@ -160,12 +154,8 @@ pub(crate) async fn status(
                 ),
             ))
         }
-        "CANCELLED" => TaskStatus::Failed(ProviderError::transient(format!(
-            "runway task {id} was cancelled"
-        ))),
-        other => TaskStatus::Failed(ProviderError::transient(format!(
-            "runway task {id} has unknown status '{other}'"
-        ))),
+        "CANCELLED" => super::broken(format!("runway task {id} was cancelled")),
+        other => super::broken(format!("runway task {id} has unknown status '{other}'")),
     })
 }
 
